@@ -1,0 +1,7 @@
+"""`identity`: returns the sample's image unchanged (the metric sanity reference)."""
+
+from __future__ import annotations
+
+from methods.identity.method import Identity
+
+__all__ = ["Identity"]

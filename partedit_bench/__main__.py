@@ -1,0 +1,3 @@
+from partedit_bench.cli import main
+
+raise SystemExit(main())

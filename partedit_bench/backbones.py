@@ -1,0 +1,360 @@
+"""Named diffusion backbones -> loaded diffusers components.
+
+Real backbones load from the Hugging Face hub (or its local cache) or from a local folder;
+the offline `tiny-*` backbones are built in-process from small configs with fixed-seed random
+weights and a real CLIP BPE tokenizer, for tests and a first run on a CPU. Their outputs check
+the plumbing, not the methods.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from partedit_bench.errors import UserError, did_you_mean
+
+RANDOM_WEIGHTS_NOTE = "random weights: checks the plumbing, not the methods"
+SDXL_FP16_VAE = "madebyollin/sdxl-vae-fp16-fix"
+MARKER_FILE = "partedit_bench_backbone.json"
+
+
+@dataclass
+class Backbone:
+    """A loaded backbone.
+
+    Args:
+        name: registry name, or the folder it was loaded from.
+        family: `sd` (one text encoder) or `sdxl` (two text encoders, text_time conditioning).
+        components: diffusers pipeline components (unet, vae, text_encoder, tokenizer, ...,
+            scheduler).
+        resolution: native image size in pixels.
+        source: where the weights came from (hub id, folder, or `in-process`).
+        random_weights: True for the offline tiny backbones.
+    """
+
+    name: str
+    family: str
+    components: dict[str, Any]
+    resolution: int
+    source: str
+    random_weights: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    _fingerprint: str | None = None
+
+    @property
+    def unet(self) -> Any:
+        return self.components["unet"]
+
+    @property
+    def vae(self) -> Any:
+        return self.components["vae"]
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.components)
+        return self._fingerprint
+
+    @property
+    def note(self) -> str:
+        return RANDOM_WEIGHTS_NOTE if self.random_weights else ""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "source": self.source,
+                "resolution": self.resolution, "fingerprint": self.fingerprint,
+                "random_weights": self.random_weights, "dtype": str(self.dtype).split(".")[-1],
+                "prediction_type": self.components["scheduler"].config.prediction_type}
+
+    def pipeline(self, cls: type | None = None, **overrides: Any) -> Any:
+        """Builds a diffusers pipeline of `cls` (default: the family's text-to-image one)
+        sharing this backbone's modules."""
+        import inspect
+
+        import diffusers
+
+        if cls is None:
+            cls = (diffusers.StableDiffusionXLPipeline if self.family == "sdxl"
+                   else diffusers.StableDiffusionPipeline)
+        params = inspect.signature(cls.__init__).parameters
+        kwargs = {k: v for k, v in {**self.components, **overrides}.items() if k in params}
+        for optional in ("safety_checker", "feature_extractor", "image_encoder"):
+            if optional in params and optional not in kwargs:
+                kwargs[optional] = None
+        if "requires_safety_checker" in params:
+            kwargs["requires_safety_checker"] = False
+        pipe = cls(**kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def save(self, folder: str | Path) -> None:
+        """Saves as a diffusers folder that `load_backbone(folder)` reads back identically."""
+        folder = Path(folder)
+        self.pipeline().save_pretrained(folder, safe_serialization=True)
+        marker = {"name": self.name, "family": self.family, "resolution": self.resolution,
+                  "random_weights": self.random_weights}
+        (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def weights_fingerprint(components: dict[str, Any], per_tensor: int = 4096) -> str:
+    """A hash identifying the weights of every torch module among `components`.
+
+    Each tensor contributes its name, shape and up to `per_tensor` evenly strided values cast
+    to float16 (so fp32 and fp16 copies of the same checkpoint agree, and a 7 GB SDXL is
+    fingerprinted in well under a second on a GPU).
+    """
+    h = hashlib.sha256()
+    for comp_name in sorted(components):
+        module = components[comp_name]
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for name, tensor in sorted(module.state_dict().items()):
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // per_tensor)
+            values = flat[::step][:per_tensor].to("cpu", torch.float16).contiguous()
+            h.update(f"{comp_name}.{name}:{tuple(tensor.shape)}".encode())
+            h.update(values.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------
+# A real CLIP tokenizer, written from the BPE vocabulary shipped inside open_clip_torch.
+
+def _bytes_to_unicode() -> dict[int, str]:
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes), strict=True))
+
+
+def clip_tokenizer_files(folder: Path) -> Path:
+    """Writes CLIP's `vocab.json` and `merges.txt` (49408 tokens) from open_clip's BPE file."""
+    from open_clip.tokenizer import default_bpe
+
+    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
+    if vocab_path.is_file() and merges_path.is_file():
+        return folder
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = lines[1 : 49152 - 256 - 2 + 1]
+    base = list(_bytes_to_unicode().values())
+    vocab = base + [b + "</w>" for b in base] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    from partedit_bench.io import atomic_write_bytes
+
+    atomic_write_bytes(merges_path, ("#version: 0.2\n" + "\n".join(merges) + "\n").encode())
+    atomic_write_bytes(vocab_path, json.dumps({t: i for i, t in enumerate(vocab)}).encode())
+    return folder
+
+
+def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
+    """A real CLIP BPE tokenizer; SDXL's second tokenizer (and SD 2.x's) pads with `!`."""
+    from transformers import CLIPTokenizer
+
+    from partedit_bench.data.suites import cache_root
+
+    folder = clip_tokenizer_files(cache_root() / "clip-bpe")
+    return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
+                         pad_token=pad_token, model_max_length=77)
+
+
+# ---------------------------------------------------------------------------------------
+# Tiny offline backbones.
+
+def _tiny_text_encoder(seed: int, with_projection: bool = False) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64,
+                            num_hidden_layers=2, num_attention_heads=4,
+                            max_position_embeddings=77, projection_dim=32, hidden_act="gelu",
+                            bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+    torch.manual_seed(seed)
+    model = (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config)
+    return model.eval()
+
+
+def _tiny_vae(seed: int) -> Any:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64, 64), norm_num_groups=32, sample_size=64,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+    ).eval()
+
+
+def build_tiny_sd(prediction_type: str = "epsilon", in_channels: int = 4) -> dict[str, Any]:
+    """An SD 2.1-shaped model: 3 cross-attention levels (latent 16, 8, 4 at 64 px), linear
+    projections, one 32-wide CLIP text encoder, DDIM scheduler with SD's betas."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=in_channels, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64, 64), norm_num_groups=32, cross_attention_dim=32,
+        attention_head_dim=(2, 4, 4), use_linear_projection=True,
+        down_block_types=("CrossAttnDownBlock2D",) * 3, up_block_types=("CrossAttnUpBlock2D",) * 3,
+    ).eval()
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                              prediction_type=prediction_type)
+    return {"unet": unet, "vae": _tiny_vae(1), "text_encoder": _tiny_text_encoder(2),
+            "tokenizer": clip_tokenizer(pad_token="!"), "scheduler": scheduler}
+
+
+def build_tiny_sdxl(in_channels: int = 4) -> dict[str, Any]:
+    """An SDXL-shaped model: levels without / with / with cross-attention (latent 16, 8, 4 at
+    64 px), 1, 2 and 4 transformer blocks, two CLIP text encoders (32 + 32 wide, the second
+    with a projection), text_time conditioning, Euler scheduler."""
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=in_channels, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64, 64), norm_num_groups=32, cross_attention_dim=64,
+        attention_head_dim=(2, 4, 4), use_linear_projection=True,
+        transformer_layers_per_block=(1, 2, 4),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=32 + 6 * 8,
+    ).eval()
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+                                       beta_schedule="scaled_linear", steps_offset=1,
+                                       timestep_spacing="leading")
+    return {"unet": unet, "vae": _tiny_vae(1), "text_encoder": _tiny_text_encoder(2),
+            "text_encoder_2": _tiny_text_encoder(3, with_projection=True),
+            "tokenizer": clip_tokenizer(), "tokenizer_2": clip_tokenizer(pad_token="!"),
+            "scheduler": scheduler}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    family: str
+    resolution: int
+    description: str
+    hub_id: str | None = None
+    builder: Callable[[], dict[str, Any]] | None = None
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("sdxl", "sdxl", 1024, "Stable Diffusion XL base 1.0 (fp16-fixed VAE)",
+                     hub_id="stabilityai/stable-diffusion-xl-base-1.0"),
+        BackboneSpec("sd21", "sd", 512, "Stable Diffusion 2.1 base (epsilon, 512 px)",
+                     hub_id="stabilityai/stable-diffusion-2-1-base"),
+        BackboneSpec("tiny-sd", "sd", 64, "offline SD-shaped model, random weights",
+                     builder=build_tiny_sd),
+        BackboneSpec("tiny-sd-v", "sd", 64, "tiny-sd with v-prediction, random weights",
+                     builder=lambda: build_tiny_sd(prediction_type="v_prediction")),
+        BackboneSpec("tiny-sdxl", "sdxl", 64, "offline SDXL-shaped model, random weights",
+                     builder=build_tiny_sdxl),
+    )
+}
+
+
+def resolve_dtype(dtype: str, device: torch.device, random_weights: bool) -> torch.dtype:
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" and not random_weights else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in table:
+        raise UserError(f"unknown dtype '{dtype}'{did_you_mean(dtype, table)}")
+    return table[dtype]
+
+
+def check_backbone_name(name: str) -> None:
+    """Raises the unknown-backbone error for a name that is neither registered nor a folder."""
+    if name not in BACKBONES and not Path(name).is_dir():
+        raise UserError(f"unknown backbone '{name}'{did_you_mean(name, BACKBONES)}; "
+                        "a diffusers folder path also works")
+
+
+def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "auto") -> Backbone:
+    """Loads a backbone by registry name or diffusers folder.
+
+    Raises:
+        UserError: unknown name, or weights that cannot be found (one sentence saying what was
+            looked for and how to get it).
+    """
+    device = torch.device(device)
+    spec = BACKBONES.get(name)
+    if spec is not None and spec.builder is not None:
+        components = spec.builder()
+        torch_dtype = resolve_dtype(dtype, device, random_weights=True)
+        backbone = Backbone(name, spec.family, components, spec.resolution, "in-process",
+                            random_weights=True)
+    elif spec is not None:
+        torch_dtype = resolve_dtype(dtype, device, random_weights=False)
+        components = _load_from_hub(spec, torch_dtype)
+        backbone = Backbone(name, spec.family, components, spec.resolution, spec.hub_id or "")
+    else:
+        check_backbone_name(name)
+        backbone, torch_dtype = _load_folder(Path(name), device, dtype)
+    for module in backbone.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.to(device)
+            if next(module.parameters()).dtype != torch_dtype:
+                module.to(torch_dtype)
+            module.requires_grad_(False)
+    backbone.device, backbone.dtype = device, torch_dtype
+    return backbone
+
+
+def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbone, torch.dtype]:
+    from diffusers import DiffusionPipeline
+
+    if not (folder / "model_index.json").is_file():
+        raise UserError(f"backbone folder {folder} has no model_index.json; expected a diffusers "
+                        "pipeline folder (save_pretrained layout)")
+    marker_path = folder / MARKER_FILE
+    marker = json.loads(marker_path.read_text()) if marker_path.is_file() else {}
+    random_weights = bool(marker.get("random_weights", False))
+    torch_dtype = resolve_dtype(dtype, device, random_weights)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=torch_dtype)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load backbone folder {folder}: {str(exc).splitlines()[0]}") from exc
+    components = {k: v for k, v in pipe.components.items() if v is not None}
+    family = "sdxl" if "text_encoder_2" in components else "sd"
+    resolution = int(marker.get("resolution") or
+                     components["unet"].config.sample_size * pipe.vae_scale_factor)
+    name = str(folder)
+    return Backbone(name, family, components, resolution, str(folder.resolve()),
+                    random_weights=random_weights), torch_dtype
+
+
+def _load_from_hub(spec: BackboneSpec, torch_dtype: torch.dtype) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, DiffusionPipeline
+
+    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype}
+    try:
+        if spec.family == "sdxl" and torch_dtype == torch.float16:
+            kwargs["vae"] = AutoencoderKL.from_pretrained(SDXL_FP16_VAE, torch_dtype=torch_dtype)
+            kwargs["variant"] = "fp16"
+        pipe = DiffusionPipeline.from_pretrained(spec.hub_id, **kwargs)
+    except Exception as exc:  # hub errors come in many types; all mean "not available here"
+        needed = spec.hub_id + (f" and {SDXL_FP16_VAE}" if "vae" in kwargs or
+                                spec.family == "sdxl" else "")
+        raise UserError(
+            f"backbone '{spec.name}': could not load {needed} from the Hugging Face cache or hub "
+            f"({type(exc).__name__}); download it with `hf download {spec.hub_id}` on a machine "
+            "with network access, or pass --backbone /path/to/diffusers/folder"
+        ) from exc
+    return {k: v for k, v in pipe.components.items() if v is not None}

@@ -1,0 +1,1 @@
+"""Benchmark data: the sample schema, suites and their builders."""

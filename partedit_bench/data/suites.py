@@ -1,0 +1,220 @@
+"""Suites: versioned YAML definitions under `benchmark_data/<suite>/suite.yaml`.
+
+A suite file holds `name`, `version`, `description`, optionally `include:` (another suite
+file, relative path; this file's keys override it), `synthetic_source:` (the backbone and
+generation settings that made its images, which lets methods regenerate the source), and
+either `samples:` (a list of sample mappings, paths relative to the file), `samples_file:`
+(a JSON-lines file of the same), or `generator:` (a procedural builder such as PartWorld).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from partedit_bench.data import partworld
+from partedit_bench.data.schema import Sample, load_image, load_mask
+from partedit_bench.errors import UserError, did_you_mean
+from partedit_bench.io import atomic_write_bytes, png_bytes
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("PARTEDIT_BENCH_DATA", REPO_ROOT / "benchmark_data"))
+
+
+def cache_root() -> Path:
+    default = Path.home() / ".cache" / "partedit-bench"
+    return Path(os.environ.get("PARTEDIT_BENCH_CACHE", default))
+
+
+@dataclass
+class Suite:
+    """A loaded suite: its definition and its samples (paths absolute)."""
+
+    name: str
+    version: str
+    description: str
+    path: Path
+    samples: list[Sample]
+    synthetic_source: dict[str, Any] | None = None
+    definition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parts(self) -> list[str]:
+        return sorted({s.part_token for s in self.samples})
+
+    def is_synthetic_for(self, backbone_name: str) -> bool:
+        """True when this backbone generated the images (methods may regenerate the source)."""
+        return bool(self.synthetic_source) and self.synthetic_source.get("backbone") == backbone_name
+
+    def validate_files(self) -> None:
+        """Checks every image and mask: readable, RGB-convertible, mask size and values."""
+        for sample in self.samples:
+            image = load_image(sample.original_image)
+            if sample.gt_mask:
+                load_mask(sample.gt_mask, image.size)
+            target = sample.extra.get("gt_edited_image")
+            if target:
+                edited = load_image(target)
+                if edited.size != image.size:
+                    raise UserError(f"{target}: size differs from its source {sample.original_image}")
+
+
+def available_suites() -> dict[str, Path]:
+    """Suite name -> definition file, for every `benchmark_data/<name>/suite.yaml`."""
+    root = data_root()
+    if not root.is_dir():
+        return {}
+    return {p.parent.name: p for p in sorted(root.glob("*/suite.yaml"))}
+
+
+def read_definition(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Reads a suite YAML, resolving `include:` (the including file's keys win)."""
+    path = path.resolve()
+    if path in _seen:
+        raise UserError(f"suite include cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
+    if not path.is_file():
+        raise UserError(f"suite file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"malformed suite file {path}{where}: {problem}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"malformed suite file {path}: expected a mapping at the top level")
+    base: dict[str, Any] = {}
+    include = data.pop("include", None)
+    if include:
+        base = read_definition(path.parent / str(include), (*_seen, path))
+    data.setdefault("_dir", str(path.parent))
+    return {**base, **data}
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Loads a suite by registry name, suite folder, or YAML file."""
+    known = available_suites()
+    if name_or_path in known:
+        path = known[name_or_path]
+    else:
+        candidate = Path(name_or_path)
+        if candidate.is_dir() and (candidate / "suite.yaml").is_file():
+            path = candidate / "suite.yaml"
+        elif candidate.suffix in (".yaml", ".yml") and candidate.exists():
+            path = candidate
+        else:
+            raise UserError(f"unknown suite '{name_or_path}'{did_you_mean(name_or_path, known)}")
+    definition = read_definition(path)
+    for key in ("name", "version"):
+        if key not in definition:
+            raise UserError(f"malformed suite file {path}: missing '{key}'")
+    base_dir = Path(definition["_dir"])
+    if "generator" in definition:
+        samples = generate_samples(definition["generator"], str(path))
+    elif "samples" in definition or "samples_file" in definition:
+        entries = definition.get("samples")
+        if entries is None:
+            entries = _read_jsonl(base_dir / definition["samples_file"])
+        if not isinstance(entries, list):
+            raise UserError(f"malformed suite file {path}: 'samples' must be a list")
+        samples = [_with_absolute_paths(Sample.from_dict(e, f"{path} sample {i}"), base_dir)
+                   for i, e in enumerate(entries)]
+    else:
+        raise UserError(f"malformed suite file {path}: needs 'samples', 'samples_file' or 'generator'")
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise UserError(f"malformed suite file {path}: duplicate sample ids {', '.join(dup[:5])}")
+    return Suite(
+        name=str(definition["name"]),
+        version=str(definition["version"]),
+        description=str(definition.get("description", "")),
+        path=path.resolve(),
+        samples=samples,
+        synthetic_source=definition.get("synthetic_source"),
+        definition={k: v for k, v in definition.items() if not k.startswith("_")},
+    )
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise UserError(f"samples file not found: {path}")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"malformed samples file {path} line {number}: {exc.msg}") from exc
+    return rows
+
+
+def _with_absolute_paths(sample: Sample, base: Path) -> Sample:
+    if not sample.original_image:
+        raise UserError(f"sample {sample.id}: no original_image")
+    sample.original_image = str((base / sample.original_image).resolve())
+    if sample.gt_mask:
+        sample.gt_mask = str((base / sample.gt_mask).resolve())
+    if sample.extra.get("gt_edited_image"):
+        sample.extra["gt_edited_image"] = str((base / sample.extra["gt_edited_image"]).resolve())
+    return sample
+
+
+# ---------------------------------------------------------------------------------------
+# Generators
+
+def generate_samples(spec: dict[str, Any], where: str) -> list[Sample]:
+    if not isinstance(spec, dict) or spec.get("type") != "partworld":
+        raise UserError(f"malformed suite file {where}: unknown generator {spec!r} (known: partworld)")
+    return partworld_samples(spec)
+
+
+def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
+    """Renders (or reuses from the cache) a PartWorld suite; deterministic in `spec`."""
+    try:
+        seed, count = int(spec.get("seed", 0)), int(spec.get("count", 32))
+        resolution = int(spec.get("resolution", 64))
+        parts = list(spec.get("parts", partworld.CLASS_PARTS["humanoid"]))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"malformed partworld generator {spec}: {exc}") from exc
+    unknown = [p for p in parts if p not in partworld.CLASS_PARTS["humanoid"]]
+    if unknown:
+        raise UserError(f"partworld has no part {unknown[0]!r}"
+                        f"{did_you_mean(unknown[0], partworld.CLASS_PARTS['humanoid'])}")
+    key = json.dumps({"v": partworld.RENDERER_VERSION, "seed": seed, "res": resolution,
+                      "parts": parts}, sort_keys=True)
+    folder = cache_root() / "partworld" / hashlib.sha256(key.encode()).hexdigest()[:12]
+    samples = []
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        scene = partworld.sample_scene(rng)
+        part = parts[int(rng.integers(len(parts)))]
+        target, fields = partworld.sample_edit(scene, part, rng)
+        sample_id = f"pw{seed}-{index:05d}"
+        paths = {k: folder / f"{sample_id}{s}.png"
+                 for k, s in (("image", ""), ("mask", "_mask"), ("target", "_target"))}
+        if not all(p.is_file() for p in paths.values()):
+            source_pixels, shapes = partworld.render(scene, resolution)
+            target_pixels, target_shapes = partworld.render(target, resolution)
+            region = partworld.part_mask(shapes, part) | partworld.part_mask(target_shapes, part)
+            atomic_write_bytes(paths["target"], png_bytes(Image.fromarray(target_pixels)))
+            atomic_write_bytes(paths["mask"], png_bytes(Image.fromarray(region.astype(np.uint8) * 255)))
+            atomic_write_bytes(paths["image"], png_bytes(Image.fromarray(source_pixels)))
+        samples.append(Sample(
+            id=sample_id, split="synth", class_name="humanoid", part=partworld.PART_WORDS[part],
+            part_token=part, seed=index, original_image=str(paths["image"]),
+            gt_mask=str(paths["mask"]), extra={"gt_edited_image": str(paths["target"])},
+            **fields,
+        ))
+    return samples

@@ -1,0 +1,19 @@
+"""The one exception type that reaches the user as a single line (exit code 2)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, no traceback, exit code 2."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Returns ` (did you mean: a, b?)` for the closest choices, or a list of all choices."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    if close:
+        return f" (did you mean: {', '.join(close)}?)"
+    return f" (choices: {', '.join(choices)})"

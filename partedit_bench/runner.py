@@ -1,0 +1,350 @@
+"""Jobs (method variant x sample x seed), the result store, resume and sharding.
+
+Layout of a run folder (DESIGN.md, "Results on disk"):
+
+    run.json                                  configuration + provenance, written once
+    shards/<i>-of-<n>.json                    start/end time and counts of each invocation
+    <variant>/<split>/<sample-id>__s<seed>.png    the edited image (the sample's size)
+    <variant>/<split>/<sample-id>__s<seed>.json   the job record (written last, atomically)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from partedit_bench import __version__
+from partedit_bench.backbones import check_backbone_name
+from partedit_bench.config import RunConfig, Variant, resolve_variants, stable_hash
+from partedit_bench.data.schema import Sample, load_image, load_mask
+from partedit_bench.data.suites import Suite, load_suite
+from partedit_bench.errors import UserError
+from partedit_bench.io import atomic_write_bytes, create_exclusive, json_bytes, png_bytes
+from partedit_bench.method_api import EditRequest, EditResult
+
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+    local_rank: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+
+def shard_from(arg: str | None, env: dict[str, str] | os._Environ = os.environ) -> Shard:
+    """The shard to run: `--shard i/n`, else RANK/WORLD_SIZE (torchrun, accelerate; the device
+    from LOCAL_RANK), else SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else 0/1."""
+    local = env.get("LOCAL_RANK")
+    local_rank = int(local) if local and local.isdigit() else None
+    if arg:
+        index_text, sep, count_text = arg.partition("/")
+        if not sep or not index_text.isdigit() or not count_text.isdigit():
+            raise UserError(f"--shard expects i/n with 0 <= i < n, got '{arg}'")
+        index, count = int(index_text), int(count_text)
+    elif env.get("WORLD_SIZE") and env.get("RANK"):
+        index, count = int(env["RANK"]), int(env["WORLD_SIZE"])
+    elif env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT"):
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        index, count = int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    else:
+        index, count = 0, 1
+    if not 0 <= index < count:
+        raise UserError(f"shard index {index} is outside 0..{count - 1}")
+    return Shard(index, count, local_rank)
+
+
+def pick_device(device: str, shard: Shard) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{shard.local_rank or 0}"
+    return "cpu"
+
+
+@dataclass
+class Job:
+    variant: Variant
+    sample: Sample
+    seed: int
+
+    def stem(self, root: Path) -> Path:
+        folder = self.variant.name.replace(os.sep, "_")
+        return root / folder / self.sample.split / f"{self.sample.id}__s{self.seed}"
+
+
+def run_hash_of(cfg: RunConfig, suite: Suite, backbone_name: str) -> tuple[str, dict[str, Any]]:
+    """The run's configuration hash; it excludes --shard, --limit, the method list and the
+    device, so shards and reruns on other GPUs join the same folder."""
+    identity = {"suite": suite.name, "suite_version": suite.version, "backbone": backbone_name,
+                "seeds": cfg.seed_list(), "dtype": cfg.dtype, "record_version": RECORD_VERSION}
+    return stable_hash(identity), identity
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5, check=False)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "partedit-bench": __version__}
+    for name in ("torch", "diffusers", "transformers", "open_clip_torch", "numpy", "pillow",
+                 "scikit-image"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Runner:
+    """Runs one invocation of `partedit-bench run` (one shard of the job list)."""
+
+    def __init__(self, cfg: RunConfig, console: Any = None):
+        from rich.console import Console
+
+        self.cfg = cfg
+        self.console = console or Console(stderr=True)
+
+    # 1. everything that can fail on bad input is checked before anything is written
+    def prepare(self) -> None:
+        cfg = self.cfg
+        self.seeds = cfg.seed_list()
+        self.shard = shard_from(cfg.shard)
+        self.variants = resolve_variants(cfg.methods, cfg.set, cfg.method_config)
+        self.suite = load_suite(cfg.suite)
+        limit = cfg.limit_value()
+        self.samples = self.suite.samples[:limit] if limit else self.suite.samples
+        if not self.samples:
+            raise UserError(f"suite '{self.suite.name}' has no samples")
+        Suite(self.suite.name, self.suite.version, "", self.suite.path, self.samples).validate_files()
+        self.root = cfg.output_dir()
+        check_backbone_name(cfg.backbone)
+        self.run_hash, self.identity = run_hash_of(cfg, self.suite, cfg.backbone)
+        existing = self.root / "run.json"
+        if existing.exists():
+            previous = read_json(existing)
+            if previous is None:
+                raise UserError(f"{existing} is unreadable; remove it or pass --overwrite")
+            if previous.get("run_hash") != self.run_hash and not cfg.overwrite:
+                diff = {k: (previous.get("identity", {}).get(k), v) for k, v in self.identity.items()
+                        if previous.get("identity", {}).get(k) != v}
+                shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+                raise UserError(f"run folder {self.root} holds a different configuration "
+                                f"({shown}); use another --output or pass --overwrite")
+        self.device = pick_device(cfg.device, self.shard)
+
+    def load_backbone(self) -> None:
+        from partedit_bench.backbones import load_backbone
+
+        with self.console.status(f"loading backbone {self.cfg.backbone} on {self.device}"):
+            self.backbone = load_backbone(self.cfg.backbone, self.device, self.cfg.dtype)
+        if self.backbone.random_weights:
+            self.console.print(f"[yellow]{self.backbone.name}: {self.backbone.note}[/]")
+
+    def write_run_json(self) -> None:
+        info = {
+            "run_hash": self.run_hash,
+            "identity": self.identity,
+            "config": {k: v for k, v in vars(self.cfg).items()},
+            "suite": {"name": self.suite.name, "version": self.suite.version,
+                      "path": str(self.suite.path), "size": len(self.suite.samples),
+                      "synthetic_source": self.suite.synthetic_source},
+            "backbone": self.backbone.describe(),
+            "note": self.backbone.note,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "created": now(),
+            "host": socket.gethostname(),
+            "scoring": {"resize": "edited images are resized to the sample's size with Lanczos "
+                        "before scoring; masks are never resized"},
+        }
+        path = self.root / "run.json"
+        if self.cfg.overwrite and path.exists():
+            previous = read_json(path) or {}
+            if previous.get("run_hash") != self.run_hash:
+                atomic_write_bytes(path, json_bytes(info))
+                return
+        create_exclusive(path, json_bytes(info))
+
+    def jobs(self) -> list[Job]:
+        every = [Job(v, s, seed) for v in self.variants for s in self.samples for seed in self.seeds]
+        return every[self.shard.index :: self.shard.count]
+
+    def job_hash(self, job: Job, sample_digest: str) -> str:
+        return stable_hash({
+            "run": self.run_hash, "method": job.variant.spec.method,
+            "options": job.variant.options_dict(), "sample": sample_digest, "seed": job.seed,
+            "backbone": self.backbone.fingerprint if job.variant.cls.uses_backbone else None,
+        })
+
+    def run(self) -> int:
+        self.prepare()
+        self.load_backbone()
+        self.write_run_json()
+        started = now()
+        jobs = self.jobs()
+        counts = {"ok": 0, "failed": 0, "skipped": 0, "cached": 0}
+        failures: list[str] = []
+        digests: dict[str, str] = {}
+        methods: dict[str, Any] = {}
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            task = progress.add_task(f"shard {self.shard.index}/{self.shard.count}", total=len(jobs))
+            for job in jobs:
+                if job.sample.id not in digests:
+                    digests[job.sample.id] = job.sample.digest()
+                job_hash = self.job_hash(job, digests[job.sample.id])
+                stem = job.stem(self.root)
+                record = read_json(stem.with_suffix(".json"))
+                if (not self.cfg.recompute and record and record.get("job_hash") == job_hash
+                        and record.get("status") in ("ok", "skipped")
+                        and (record["status"] != "ok" or stem.with_suffix(".png").is_file())):
+                    counts["cached"] += 1
+                    progress.advance(task)
+                    continue
+                progress.update(task, description=f"{job.variant.name} {job.sample.id}")
+                status = self.run_job(job, job_hash, stem, methods)
+                counts[status] += 1
+                if status == "failed":
+                    failures.append(f"{job.variant.name} {job.sample.id} s{job.seed}")
+                progress.advance(task)
+        summary = {"shard": self.shard.label, "started": started, "finished": now(),
+                   "jobs": len(jobs), **counts, "failures": failures, "device": self.device,
+                   "host": socket.gethostname()}
+        atomic_write_bytes(self.root / "shards" / f"{self.shard.label}.json", json_bytes(summary))
+        self.summary = summary
+        return 1 if failures else 0
+
+    def run_job(self, job: Job, job_hash: str, stem: Path, methods: dict[str, Any]) -> str:
+        cls = job.variant.cls
+        record: dict[str, Any] = {
+            "record_version": RECORD_VERSION, "run_hash": self.run_hash, "job_hash": job_hash,
+            "variant": job.variant.name, "method": job.variant.spec.method,
+            "options": job.variant.options_dict(), "uses_gt_mask": cls.uses_gt_mask,
+            "sample_id": job.sample.id, "split": job.sample.split, "part": job.sample.part_token,
+            "seed": job.seed, "backbone_fingerprint": self.backbone.fingerprint,
+            "started": now(), "shard": self.shard.label, "image": None, "predicted_mask": None,
+        }
+        for leftover in stem.parent.glob(f".{stem.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        reason = self.skip_reason(job)
+        if reason:
+            record.update(status="skipped", error=reason, finished=now())
+            atomic_write_bytes(stem.with_suffix(".json"), json_bytes(record))
+            return "skipped"
+        start = time.perf_counter()
+        memory = MemoryMeter(self.device)
+        try:
+            if job.variant.name not in methods:
+                method = cls(job.variant.options)
+                method.load(self.backbone)
+                methods[job.variant.name] = method
+            image = load_image(job.sample.original_image)
+            mask = load_mask(job.sample.gt_mask, image.size) if cls.uses_gt_mask else None
+            request = EditRequest(sample=job.sample, image=image, seed=job.seed,
+                                  options=job.variant.options, backbone=self.backbone, mask=mask,
+                                  synthetic=self.suite.is_synthetic_for(self.backbone.name))
+            result: EditResult = methods[job.variant.name].edit(request)
+            edited = result.image.convert("RGB")
+            record["native_size"] = list(edited.size)
+            if edited.size != image.size:
+                edited = edited.resize(image.size, Image.Resampling.LANCZOS)
+            atomic_write_bytes(stem.with_suffix(".png"), png_bytes(edited))
+            record["image"] = stem.with_suffix(".png").name
+            if result.predicted_mask is not None:
+                mask_img = Image.fromarray(
+                    np.clip(np.asarray(result.predicted_mask) * 255, 0, 255).astype(np.uint8))
+                if mask_img.size != image.size:
+                    mask_img = mask_img.resize(image.size, Image.Resampling.BILINEAR)
+                mask_path = stem.parent / f"{stem.name}_mask.png"
+                atomic_write_bytes(mask_path, png_bytes(mask_img))
+                record["predicted_mask"] = mask_path.name
+            record.update(status="ok", error=None, step_times=result.step_times,
+                          extras=result.extras)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a failing job is recorded; the run goes on
+            tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tail)
+            self.console.print(f"[red]failed[/] {job.variant.name} {job.sample.id} "
+                               f"s{job.seed}: {type(exc).__name__}: {exc}")
+        record["wall_time_s"] = round(time.perf_counter() - start, 4)
+        record["peak_memory"] = memory.read()
+        record["finished"] = now()
+        atomic_write_bytes(stem.with_suffix(".json"), json_bytes(record))
+        return record["status"]
+
+    def skip_reason(self, job: Job) -> str | None:
+        cls = job.variant.cls
+        if cls.uses_backbone and self.backbone.family not in cls.families:
+            return (f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
+                    f"{self.backbone.family} ({self.backbone.name})")
+        if cls.uses_gt_mask and not job.sample.gt_mask:
+            return f"{cls.name} needs a GT mask and sample {job.sample.id} has none"
+        return None
+
+
+class MemoryMeter:
+    """Peak memory of one job: CUDA allocator peak on a GPU, else the process's max RSS
+    (a high-water mark over the whole process, recorded as such)."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        if self.cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(device)
+        self.device = device
+
+    def read(self) -> dict[str, Any]:
+        if self.cuda:
+            import torch
+
+            return {"bytes": int(torch.cuda.max_memory_allocated(self.device)),
+                    "kind": "cuda_max_allocated"}
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        scale = 1 if sys.platform == "darwin" else 1024
+        return {"bytes": int(rss * scale), "kind": "process_max_rss"}
