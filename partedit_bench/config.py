@@ -109,8 +109,8 @@ def resolve_variants(methods: str, sets: list[str], method_config: str | None) -
     set_by_method: dict[str, dict[str, Any]] = {}
     for item in sets:
         key, sep, value = item.partition("=")
-        method, dot, option = key.partition(".")
-        if not sep or not dot or not option:
+        method, dot, option = key.rpartition(".")
+        if not sep or not dot or not option or not method:
             raise UserError(f"--set expects method.key=value, got '{item}'")
         set_by_method.setdefault(method.strip(), {})[option.strip()] = parse_scalar(value.strip())
     for method in set_by_method:

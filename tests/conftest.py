@@ -1,0 +1,39 @@
+"""Shared test set-up: an isolated cache, offline hub, and helpers to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_CACHE = tempfile.mkdtemp(prefix="partedit-bench-test-cache-")
+os.environ.setdefault("PARTEDIT_BENCH_CACHE", _CACHE)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("RANK", None)
+os.environ.pop("WORLD_SIZE", None)
+os.environ.pop("SLURM_ARRAY_TASK_ID", None)
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "partedit_bench", *args]
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_command(*args), cwd=REPO, env=cli_env(), capture_output=True,
+                          text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
