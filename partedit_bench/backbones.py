@@ -68,10 +68,16 @@ class Backbone:
         return RANDOM_WEIGHTS_NOTE if self.random_weights else ""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "family": self.family, "source": self.source,
-                "resolution": self.resolution, "fingerprint": self.fingerprint,
-                "random_weights": self.random_weights, "dtype": str(self.dtype).split(".")[-1],
-                "prediction_type": self.components["scheduler"].config.prediction_type}
+        return {
+            "name": self.name,
+            "family": self.family,
+            "source": self.source,
+            "resolution": self.resolution,
+            "fingerprint": self.fingerprint,
+            "random_weights": self.random_weights,
+            "dtype": str(self.dtype).split(".")[-1],
+            "prediction_type": self.components["scheduler"].config.prediction_type,
+        }
 
     def pipeline(self, cls: type | None = None, **overrides: Any) -> Any:
         """Builds a diffusers pipeline of `cls` (default: the family's text-to-image one)
@@ -81,9 +87,12 @@ class Backbone:
         import diffusers
 
         if cls is None:
-            cls = (diffusers.StableDiffusionXLPipeline if self.family == "sdxl"
-                   else diffusers.StableDiffusionPipeline)
-        params = inspect.signature(cls.__init__).parameters
+            cls = (
+                diffusers.StableDiffusionXLPipeline
+                if self.family == "sdxl"
+                else diffusers.StableDiffusionPipeline
+            )
+        params = inspect.signature(cls).parameters
         kwargs = {k: v for k, v in {**self.components, **overrides}.items() if k in params}
         for optional in ("safety_checker", "feature_extractor", "image_encoder"):
             if optional in params and optional not in kwargs:
@@ -98,8 +107,12 @@ class Backbone:
         """Saves as a diffusers folder that `load_backbone(folder)` reads back identically."""
         folder = Path(folder)
         self.pipeline().save_pretrained(folder, safe_serialization=True)
-        marker = {"name": self.name, "family": self.family, "resolution": self.resolution,
-                  "random_weights": self.random_weights}
+        marker = {
+            "name": self.name,
+            "family": self.family,
+            "resolution": self.resolution,
+            "random_weights": self.random_weights,
+        }
         (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
 
 
@@ -127,9 +140,13 @@ def weights_fingerprint(components: dict[str, Any], per_tensor: int = 4096) -> s
 # ---------------------------------------------------------------------------------------
 # A real CLIP tokenizer, written from the BPE vocabulary shipped inside open_clip_torch.
 
+
 def _bytes_to_unicode() -> dict[int, str]:
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = printable[:]
     extra = 0
     for byte in range(256):
@@ -167,20 +184,34 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
     from partedit_bench.data.suites import cache_root
 
     folder = clip_tokenizer_files(cache_root() / "clip-bpe")
-    return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
-                         pad_token=pad_token, model_max_length=77)
+    return CLIPTokenizer(
+        vocab=str(folder / "vocab.json"),
+        merges=str(folder / "merges.txt"),
+        pad_token=pad_token,
+        model_max_length=77,
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # Tiny offline backbones.
 
+
 def _tiny_text_encoder(seed: int, with_projection: bool = False) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    config = CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64,
-                            num_hidden_layers=2, num_attention_heads=4,
-                            max_position_embeddings=77, projection_dim=32, hidden_act="gelu",
-                            bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+    config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=32,
+        hidden_act="gelu",
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=1,
+    )
     torch.manual_seed(seed)
     model = (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config)
     return model.eval()
@@ -191,10 +222,16 @@ def _tiny_vae(seed: int) -> Any:
 
     torch.manual_seed(seed)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64, 64), norm_num_groups=32, sample_size=64,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-    ).eval()
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64, 64),
+        norm_num_groups=32,
+        sample_size=64,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+    ).eval()  # type: ignore[attr-defined]
 
 
 def build_tiny_sd(prediction_type: str = "epsilon", in_channels: int = 4) -> dict[str, Any]:
@@ -204,16 +241,34 @@ def build_tiny_sd(prediction_type: str = "epsilon", in_channels: int = 4) -> dic
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=in_channels, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64, 64), norm_num_groups=32, cross_attention_dim=32,
-        attention_head_dim=(2, 4, 4), use_linear_projection=True,
-        down_block_types=("CrossAttnDownBlock2D",) * 3, up_block_types=("CrossAttnUpBlock2D",) * 3,
-    ).eval()
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                              prediction_type=prediction_type)
-    return {"unet": unet, "vae": _tiny_vae(1), "text_encoder": _tiny_text_encoder(2),
-            "tokenizer": clip_tokenizer(pad_token="!"), "scheduler": scheduler}
+        sample_size=16,
+        in_channels=in_channels,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64, 64),
+        norm_num_groups=32,
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4, 4),
+        use_linear_projection=True,
+        down_block_types=("CrossAttnDownBlock2D",) * 3,
+        up_block_types=("CrossAttnUpBlock2D",) * 3,
+    ).eval()  # type: ignore[attr-defined]
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )
+    return {
+        "unet": unet,
+        "vae": _tiny_vae(1),
+        "text_encoder": _tiny_text_encoder(2),
+        "tokenizer": clip_tokenizer(pad_token="!"),
+        "scheduler": scheduler,
+    }
 
 
 def build_tiny_sdxl(in_channels: int = 4) -> dict[str, Any]:
@@ -224,22 +279,38 @@ def build_tiny_sdxl(in_channels: int = 4) -> dict[str, Any]:
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=in_channels, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64, 64), norm_num_groups=32, cross_attention_dim=64,
-        attention_head_dim=(2, 4, 4), use_linear_projection=True,
+        sample_size=16,
+        in_channels=in_channels,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64, 64),
+        norm_num_groups=32,
+        cross_attention_dim=64,
+        attention_head_dim=(2, 4, 4),
+        use_linear_projection=True,
         transformer_layers_per_block=(1, 2, 4),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        addition_embed_type="text_time", addition_time_embed_dim=8,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
         projection_class_embeddings_input_dim=32 + 6 * 8,
-    ).eval()
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
-                                       beta_schedule="scaled_linear", steps_offset=1,
-                                       timestep_spacing="leading")
-    return {"unet": unet, "vae": _tiny_vae(1), "text_encoder": _tiny_text_encoder(2),
-            "text_encoder_2": _tiny_text_encoder(3, with_projection=True),
-            "tokenizer": clip_tokenizer(), "tokenizer_2": clip_tokenizer(pad_token="!"),
-            "scheduler": scheduler}
+    ).eval()  # type: ignore[attr-defined]
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    return {
+        "unet": unet,
+        "vae": _tiny_vae(1),
+        "text_encoder": _tiny_text_encoder(2),
+        "text_encoder_2": _tiny_text_encoder(3, with_projection=True),
+        "tokenizer": clip_tokenizer(),
+        "tokenizer_2": clip_tokenizer(pad_token="!"),
+        "scheduler": scheduler,
+    }
 
 
 @dataclass(frozen=True)
@@ -255,16 +326,37 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
-        BackboneSpec("sdxl", "sdxl", 1024, "Stable Diffusion XL base 1.0 (fp16-fixed VAE)",
-                     hub_id="stabilityai/stable-diffusion-xl-base-1.0"),
-        BackboneSpec("sd21", "sd", 512, "Stable Diffusion 2.1 base (epsilon, 512 px)",
-                     hub_id="stabilityai/stable-diffusion-2-1-base"),
-        BackboneSpec("tiny-sd", "sd", 64, "offline SD-shaped model, random weights",
-                     builder=build_tiny_sd),
-        BackboneSpec("tiny-sd-v", "sd", 64, "tiny-sd with v-prediction, random weights",
-                     builder=lambda: build_tiny_sd(prediction_type="v_prediction")),
-        BackboneSpec("tiny-sdxl", "sdxl", 64, "offline SDXL-shaped model, random weights",
-                     builder=build_tiny_sdxl),
+        BackboneSpec(
+            "sdxl",
+            "sdxl",
+            1024,
+            "Stable Diffusion XL base 1.0 (fp16-fixed VAE)",
+            hub_id="stabilityai/stable-diffusion-xl-base-1.0",
+        ),
+        BackboneSpec(
+            "sd21",
+            "sd",
+            512,
+            "Stable Diffusion 2.1 base (epsilon, 512 px)",
+            hub_id="stabilityai/stable-diffusion-2-1-base",
+        ),
+        BackboneSpec(
+            "tiny-sd", "sd", 64, "offline SD-shaped model, random weights", builder=build_tiny_sd
+        ),
+        BackboneSpec(
+            "tiny-sd-v",
+            "sd",
+            64,
+            "tiny-sd with v-prediction, random weights",
+            builder=lambda: build_tiny_sd(prediction_type="v_prediction"),
+        ),
+        BackboneSpec(
+            "tiny-sdxl",
+            "sdxl",
+            64,
+            "offline SDXL-shaped model, random weights",
+            builder=build_tiny_sdxl,
+        ),
     )
 }
 
@@ -272,8 +364,14 @@ BACKBONES: dict[str, BackboneSpec] = {
 def resolve_dtype(dtype: str, device: torch.device, random_weights: bool) -> torch.dtype:
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" and not random_weights else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if dtype not in table:
         raise UserError(f"unknown dtype '{dtype}'{did_you_mean(dtype, table)}")
     return table[dtype]
@@ -282,8 +380,10 @@ def resolve_dtype(dtype: str, device: torch.device, random_weights: bool) -> tor
 def check_backbone_name(name: str) -> None:
     """Raises the unknown-backbone error for a name that is neither registered nor a folder."""
     if name not in BACKBONES and not Path(name).is_dir():
-        raise UserError(f"unknown backbone '{name}'{did_you_mean(name, BACKBONES)}; "
-                        "a diffusers folder path also works")
+        raise UserError(
+            f"unknown backbone '{name}'{did_you_mean(name, BACKBONES)}; "
+            "a diffusers folder path also works"
+        )
 
 
 def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "auto") -> Backbone:
@@ -298,8 +398,9 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
     if spec is not None and spec.builder is not None:
         components = spec.builder()
         torch_dtype = resolve_dtype(dtype, device, random_weights=True)
-        backbone = Backbone(name, spec.family, components, spec.resolution, "in-process",
-                            random_weights=True)
+        backbone = Backbone(
+            name, spec.family, components, spec.resolution, "in-process", random_weights=True
+        )
     elif spec is not None:
         torch_dtype = resolve_dtype(dtype, device, random_weights=False)
         components = _load_from_hub(spec, torch_dtype)
@@ -321,37 +422,42 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
     from diffusers import DiffusionPipeline
 
     if not (folder / "model_index.json").is_file():
-        raise UserError(f"backbone folder {folder} has no model_index.json; expected a diffusers "
-                        "pipeline folder (save_pretrained layout)")
+        raise UserError(
+            f"backbone folder {folder} has no model_index.json; expected a diffusers "
+            "pipeline folder (save_pretrained layout)"
+        )
     marker_path = folder / MARKER_FILE
     marker = json.loads(marker_path.read_text()) if marker_path.is_file() else {}
     random_weights = bool(marker.get("random_weights", False))
     torch_dtype = resolve_dtype(dtype, device, random_weights)
     try:
-        pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=torch_dtype)
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch_dtype)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load backbone folder {folder}: {str(exc).splitlines()[0]}") from exc
+        raise UserError(
+            f"cannot load backbone folder {folder}: {str(exc).splitlines()[0]}"
+        ) from exc
     components = {k: v for k, v in pipe.components.items() if v is not None}
     family = "sdxl" if "text_encoder_2" in components else "sd"
-    resolution = int(marker.get("resolution") or
-                     components["unet"].config.sample_size * pipe.vae_scale_factor)
+    resolution = int(
+        marker.get("resolution") or components["unet"].config.sample_size * pipe.vae_scale_factor
+    )
     name = str(folder)
-    return Backbone(name, family, components, resolution, str(folder.resolve()),
-                    random_weights=random_weights), torch_dtype
+    return Backbone(
+        name, family, components, resolution, str(folder.resolve()), random_weights=random_weights
+    ), torch_dtype
 
 
 def _load_from_hub(spec: BackboneSpec, torch_dtype: torch.dtype) -> dict[str, Any]:
     from diffusers import AutoencoderKL, DiffusionPipeline
 
-    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
     try:
         if spec.family == "sdxl" and torch_dtype == torch.float16:
-            kwargs["vae"] = AutoencoderKL.from_pretrained(SDXL_FP16_VAE, torch_dtype=torch_dtype)
+            kwargs["vae"] = AutoencoderKL.from_pretrained(SDXL_FP16_VAE, dtype=torch_dtype)
             kwargs["variant"] = "fp16"
         pipe = DiffusionPipeline.from_pretrained(spec.hub_id, **kwargs)
     except Exception as exc:  # hub errors come in many types; all mean "not available here"
-        needed = spec.hub_id + (f" and {SDXL_FP16_VAE}" if "vae" in kwargs or
-                                spec.family == "sdxl" else "")
+        needed = f"{spec.hub_id}" + (f" and {SDXL_FP16_VAE}" if spec.family == "sdxl" else "")
         raise UserError(
             f"backbone '{spec.name}': could not load {needed} from the Hugging Face cache or hub "
             f"({type(exc).__name__}); download it with `hf download {spec.hub_id}` on a machine "

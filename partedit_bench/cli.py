@@ -6,14 +6,14 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from partedit_bench.config import RunConfig, config_fields
 from partedit_bench.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit code 2
+    def error(self, message: str) -> NoReturn:  # one line, exit code 2
         raise UserError(f"{self.prog}: {message}")
 
 
@@ -24,8 +24,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):
             parser.add_argument(flag, action="store_true", help=help_text)
         elif f.name == "set":
-            parser.add_argument(flag, action="append", default=[], metavar="METHOD.KEY=VALUE",
-                                help=help_text)
+            parser.add_argument(
+                flag, action="append", default=[], metavar="METHOD.KEY=VALUE", help=help_text
+            )
         elif f.name == "limit":
             parser.add_argument(flag, type=int, default=None, help=help_text)
         else:
@@ -105,8 +106,14 @@ def command_list(what: str) -> int:
         for name in sorted(METHOD_REGISTRY):
             cls = resolve_method_class(name)
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            table.add_row(name, ",".join(sorted(cls.families)), ",".join(sorted(cls.needs)) or "-",
-                          "yes" if cls.uses_gt_mask else "no", cls.special_checkpoint or "-", doc)
+            table.add_row(
+                name,
+                ",".join(sorted(cls.families)),
+                ",".join(sorted(cls.needs)) or "-",
+                "yes" if cls.uses_gt_mask else "no",
+                cls.special_checkpoint or "-",
+                doc,
+            )
     elif what == "suites":
         from partedit_bench.data.suites import available_suites, load_suite
 
@@ -115,8 +122,13 @@ def command_list(what: str) -> int:
         for name in available_suites():
             try:
                 suite = load_suite(name)
-                table.add_row(name, suite.version, str(len(suite.samples)), ", ".join(suite.parts),
-                              suite.description)
+                table.add_row(
+                    name,
+                    suite.version,
+                    str(len(suite.samples)),
+                    ", ".join(suite.parts),
+                    suite.description,
+                )
             except UserError as exc:
                 table.add_row(name, "?", "?", "?", f"[red]{exc}[/]")
     else:
@@ -125,8 +137,13 @@ def command_list(what: str) -> int:
         for column in ("backbone", "family", "resolution", "source", "description"):
             table.add_column(column)
         for spec in BACKBONES.values():
-            table.add_row(spec.name, spec.family, str(spec.resolution),
-                          spec.hub_id or "in-process", spec.description)
+            table.add_row(
+                spec.name,
+                spec.family,
+                str(spec.resolution),
+                spec.hub_id or "in-process",
+                spec.description,
+            )
     Console().print(table)
     return 0
 

@@ -38,23 +38,32 @@ class RunConfig:
     """Everything `partedit-bench run` takes."""
 
     suite: str = _help("suite name (see `list suites`), folder or YAML file", default="partworld")
-    methods: str = _help("comma-separated methods or variants, e.g. identity,partedit[t_e=30]",
-                         default="identity")
-    backbone: str = _help("backbone name (see `list backbones`) or a diffusers folder",
-                          default="tiny-sd")
+    methods: str = _help(
+        "comma-separated methods or variants, e.g. identity,partedit[t_e=30]", default="identity"
+    )
+    backbone: str = _help(
+        "backbone name (see `list backbones`) or a diffusers folder", default="tiny-sd"
+    )
     limit: int | None = _help("run only the first N samples of the suite", default=None)
     seeds: str = _help("comma-separated seeds for the methods' own noise", default="0")
     output: str | None = _help("run folder (default results/<suite>__<backbone>)", default=None)
-    shard: str | None = _help("i/n: run the i-th of n shards (0-based); default from RANK/"
-                              "WORLD_SIZE or SLURM array variables", default=None)
-    device: str = _help("torch device; auto = cuda:LOCAL_RANK when a GPU exists, else cpu",
-                        default="auto")
-    dtype: str = _help("auto (fp16 on GPU for real weights, else fp32), float32, float16, "
-                       "bfloat16", default="auto")
-    set: list[str] = _help("method option override method.key=value (repeatable)",
-                           default_factory=list)
-    method_config: str | None = _help("YAML file: `options:` per method, `variants:` rows",
-                                      default=None)
+    shard: str | None = _help(
+        "i/n: run the i-th of n shards (0-based); default from RANK/"
+        "WORLD_SIZE or SLURM array variables",
+        default=None,
+    )
+    device: str = _help(
+        "torch device; auto = cuda:LOCAL_RANK when a GPU exists, else cpu", default="auto"
+    )
+    dtype: str = _help(
+        "auto (fp16 on GPU for real weights, else fp32), float32, float16, bfloat16", default="auto"
+    )
+    set: list[str] = _help(
+        "method option override method.key=value (repeatable)", default_factory=list
+    )
+    method_config: str | None = _help(
+        "YAML file: `options:` per method, `variants:` rows", default=None
+    )
     recompute: bool = _help("redo jobs that already have a complete record", default=False)
     overwrite: bool = _help("replace a run folder whose configuration differs", default=False)
 
@@ -62,7 +71,9 @@ class RunConfig:
         try:
             seeds = [int(s) for s in str(self.seeds).split(",") if s.strip()]
         except ValueError as exc:
-            raise UserError(f"--seeds must be comma-separated integers, got '{self.seeds}'") from exc
+            raise UserError(
+                f"--seeds must be comma-separated integers, got '{self.seeds}'"
+            ) from exc
         if not seeds:
             raise UserError("--seeds is empty")
         return seeds
@@ -142,7 +153,9 @@ def read_method_config(path: Path) -> tuple[dict[str, dict[str, Any]], list[Vari
     except yaml.YAMLError as exc:
         raise UserError(f"malformed method config {path}: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict) or set(data) - {"options", "variants"}:
-        raise UserError(f"malformed method config {path}: expected keys 'options' and/or 'variants'")
+        raise UserError(
+            f"malformed method config {path}: expected keys 'options' and/or 'variants'"
+        )
     options = data.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise UserError(f"malformed method config {path}: 'options' maps method -> {{key: value}}")
@@ -152,8 +165,9 @@ def read_method_config(path: Path) -> tuple[dict[str, dict[str, Any]], list[Vari
             specs.append(parse_variant(item))
         elif isinstance(item, dict) and "method" in item:
             opts = item.get("options") or {}
-            specs.append(VariantSpec(str(item["method"]), tuple(sorted(opts.items())),
-                                     item.get("label")))
+            specs.append(
+                VariantSpec(str(item["method"]), tuple(sorted(opts.items())), item.get("label"))
+            )
         else:
             raise UserError(f"malformed method config {path}: bad variant {item!r}")
     return options, specs

@@ -95,8 +95,14 @@ class Job:
 def run_hash_of(cfg: RunConfig, suite: Suite, backbone_name: str) -> tuple[str, dict[str, Any]]:
     """The run's configuration hash; it excludes --shard, --limit, the method list and the
     device, so shards and reruns on other GPUs join the same folder."""
-    identity = {"suite": suite.name, "suite_version": suite.version, "backbone": backbone_name,
-                "seeds": cfg.seed_list(), "dtype": cfg.dtype, "record_version": RECORD_VERSION}
+    identity = {
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "backbone": backbone_name,
+        "seeds": cfg.seed_list(),
+        "dtype": cfg.dtype,
+        "record_version": RECORD_VERSION,
+    }
     return stable_hash(identity), identity
 
 
@@ -111,8 +117,14 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+            check=False,
+        )
         return out.stdout.strip() or None
     except OSError:
         return None
@@ -122,8 +134,15 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version(), "partedit-bench": __version__}
-    for name in ("torch", "diffusers", "transformers", "open_clip_torch", "numpy", "pillow",
-                 "scikit-image"):
+    for name in (
+        "torch",
+        "diffusers",
+        "transformers",
+        "open_clip_torch",
+        "numpy",
+        "pillow",
+        "scikit-image",
+    ):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -155,7 +174,9 @@ class Runner:
         self.samples = self.suite.samples[:limit] if limit else self.suite.samples
         if not self.samples:
             raise UserError(f"suite '{self.suite.name}' has no samples")
-        Suite(self.suite.name, self.suite.version, "", self.suite.path, self.samples).validate_files()
+        Suite(
+            self.suite.name, self.suite.version, "", self.suite.path, self.samples
+        ).validate_files()
         self.root = cfg.output_dir()
         check_backbone_name(cfg.backbone)
         self.run_hash, self.identity = run_hash_of(cfg, self.suite, cfg.backbone)
@@ -165,11 +186,16 @@ class Runner:
             if previous is None:
                 raise UserError(f"{existing} is unreadable; remove it or pass --overwrite")
             if previous.get("run_hash") != self.run_hash and not cfg.overwrite:
-                diff = {k: (previous.get("identity", {}).get(k), v) for k, v in self.identity.items()
-                        if previous.get("identity", {}).get(k) != v}
+                diff = {
+                    k: (previous.get("identity", {}).get(k), v)
+                    for k, v in self.identity.items()
+                    if previous.get("identity", {}).get(k) != v
+                }
                 shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-                raise UserError(f"run folder {self.root} holds a different configuration "
-                                f"({shown}); use another --output or pass --overwrite")
+                raise UserError(
+                    f"run folder {self.root} holds a different configuration "
+                    f"({shown}); use another --output or pass --overwrite"
+                )
         self.device = pick_device(cfg.device, self.shard)
 
     def load_backbone(self) -> None:
@@ -185,17 +211,23 @@ class Runner:
             "run_hash": self.run_hash,
             "identity": self.identity,
             "config": {k: v for k, v in vars(self.cfg).items()},
-            "suite": {"name": self.suite.name, "version": self.suite.version,
-                      "path": str(self.suite.path), "size": len(self.suite.samples),
-                      "synthetic_source": self.suite.synthetic_source},
+            "suite": {
+                "name": self.suite.name,
+                "version": self.suite.version,
+                "path": str(self.suite.path),
+                "size": len(self.suite.samples),
+                "synthetic_source": self.suite.synthetic_source,
+            },
             "backbone": self.backbone.describe(),
             "note": self.backbone.note,
             "versions": package_versions(),
             "git_commit": git_commit(),
             "created": now(),
             "host": socket.gethostname(),
-            "scoring": {"resize": "edited images are resized to the sample's size with Lanczos "
-                        "before scoring; masks are never resized"},
+            "scoring": {
+                "resize": "edited images are resized to the sample's size with Lanczos "
+                "before scoring; masks are never resized"
+            },
         }
         path = self.root / "run.json"
         if self.cfg.overwrite and path.exists():
@@ -206,15 +238,22 @@ class Runner:
         create_exclusive(path, json_bytes(info))
 
     def jobs(self) -> list[Job]:
-        every = [Job(v, s, seed) for v in self.variants for s in self.samples for seed in self.seeds]
+        every = [
+            Job(v, s, seed) for v in self.variants for s in self.samples for seed in self.seeds
+        ]
         return every[self.shard.index :: self.shard.count]
 
     def job_hash(self, job: Job, sample_digest: str) -> str:
-        return stable_hash({
-            "run": self.run_hash, "method": job.variant.spec.method,
-            "options": job.variant.options_dict(), "sample": sample_digest, "seed": job.seed,
-            "backbone": self.backbone.fingerprint if job.variant.cls.uses_backbone else None,
-        })
+        return stable_hash(
+            {
+                "run": self.run_hash,
+                "method": job.variant.spec.method,
+                "options": job.variant.options_dict(),
+                "sample": sample_digest,
+                "seed": job.seed,
+                "backbone": self.backbone.fingerprint if job.variant.cls.uses_backbone else None,
+            }
+        )
 
     def run(self) -> int:
         self.prepare()
@@ -226,22 +265,39 @@ class Runner:
         failures: list[str] = []
         digests: dict[str, str] = {}
         methods: dict[str, Any] = {}
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task(f"shard {self.shard.index}/{self.shard.count}", total=len(jobs))
+            task = progress.add_task(
+                f"shard {self.shard.index}/{self.shard.count}", total=len(jobs)
+            )
             for job in jobs:
                 if job.sample.id not in digests:
                     digests[job.sample.id] = job.sample.digest()
                 job_hash = self.job_hash(job, digests[job.sample.id])
                 stem = job.stem(self.root)
                 record = read_json(stem.with_suffix(".json"))
-                if (not self.cfg.recompute and record and record.get("job_hash") == job_hash
-                        and record.get("status") in ("ok", "skipped")
-                        and (record["status"] != "ok" or stem.with_suffix(".png").is_file())):
+                if (
+                    not self.cfg.recompute
+                    and record
+                    and record.get("job_hash") == job_hash
+                    and record.get("status") in ("ok", "skipped")
+                    and (record["status"] != "ok" or stem.with_suffix(".png").is_file())
+                ):
                     counts["cached"] += 1
                     progress.advance(task)
                     continue
@@ -251,9 +307,16 @@ class Runner:
                 if status == "failed":
                     failures.append(f"{job.variant.name} {job.sample.id} s{job.seed}")
                 progress.advance(task)
-        summary = {"shard": self.shard.label, "started": started, "finished": now(),
-                   "jobs": len(jobs), **counts, "failures": failures, "device": self.device,
-                   "host": socket.gethostname()}
+        summary = {
+            "shard": self.shard.label,
+            "started": started,
+            "finished": now(),
+            "jobs": len(jobs),
+            **counts,
+            "failures": failures,
+            "device": self.device,
+            "host": socket.gethostname(),
+        }
         atomic_write_bytes(self.root / "shards" / f"{self.shard.label}.json", json_bytes(summary))
         self.summary = summary
         return 1 if failures else 0
@@ -261,12 +324,22 @@ class Runner:
     def run_job(self, job: Job, job_hash: str, stem: Path, methods: dict[str, Any]) -> str:
         cls = job.variant.cls
         record: dict[str, Any] = {
-            "record_version": RECORD_VERSION, "run_hash": self.run_hash, "job_hash": job_hash,
-            "variant": job.variant.name, "method": job.variant.spec.method,
-            "options": job.variant.options_dict(), "uses_gt_mask": cls.uses_gt_mask,
-            "sample_id": job.sample.id, "split": job.sample.split, "part": job.sample.part_token,
-            "seed": job.seed, "backbone_fingerprint": self.backbone.fingerprint,
-            "started": now(), "shard": self.shard.label, "image": None, "predicted_mask": None,
+            "record_version": RECORD_VERSION,
+            "run_hash": self.run_hash,
+            "job_hash": job_hash,
+            "variant": job.variant.name,
+            "method": job.variant.spec.method,
+            "options": job.variant.options_dict(),
+            "uses_gt_mask": cls.uses_gt_mask,
+            "sample_id": job.sample.id,
+            "split": job.sample.split,
+            "part": job.sample.part_token,
+            "seed": job.seed,
+            "backbone_fingerprint": self.backbone.fingerprint,
+            "started": now(),
+            "shard": self.shard.label,
+            "image": None,
+            "predicted_mask": None,
         }
         for leftover in stem.parent.glob(f".{stem.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
@@ -284,9 +357,15 @@ class Runner:
                 methods[job.variant.name] = method
             image = load_image(job.sample.original_image)
             mask = load_mask(job.sample.gt_mask, image.size) if cls.uses_gt_mask else None
-            request = EditRequest(sample=job.sample, image=image, seed=job.seed,
-                                  options=job.variant.options, backbone=self.backbone, mask=mask,
-                                  synthetic=self.suite.is_synthetic_for(self.backbone.name))
+            request = EditRequest(
+                sample=job.sample,
+                image=image,
+                seed=job.seed,
+                options=job.variant.options,
+                backbone=self.backbone,
+                mask=mask,
+                synthetic=self.suite.is_synthetic_for(self.backbone.name),
+            )
             result: EditResult = methods[job.variant.name].edit(request)
             edited = result.image.convert("RGB")
             record["native_size"] = list(edited.size)
@@ -296,21 +375,25 @@ class Runner:
             record["image"] = stem.with_suffix(".png").name
             if result.predicted_mask is not None:
                 mask_img = Image.fromarray(
-                    np.clip(np.asarray(result.predicted_mask) * 255, 0, 255).astype(np.uint8))
+                    np.clip(np.asarray(result.predicted_mask) * 255, 0, 255).astype(np.uint8)
+                )
                 if mask_img.size != image.size:
                     mask_img = mask_img.resize(image.size, Image.Resampling.BILINEAR)
                 mask_path = stem.parent / f"{stem.name}_mask.png"
                 atomic_write_bytes(mask_path, png_bytes(mask_img))
                 record["predicted_mask"] = mask_path.name
-            record.update(status="ok", error=None, step_times=result.step_times,
-                          extras=result.extras)
+            record.update(
+                status="ok", error=None, step_times=result.step_times, extras=result.extras
+            )
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a failing job is recorded; the run goes on
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tail)
-            self.console.print(f"[red]failed[/] {job.variant.name} {job.sample.id} "
-                               f"s{job.seed}: {type(exc).__name__}: {exc}")
+            self.console.print(
+                f"[red]failed[/] {job.variant.name} {job.sample.id} "
+                f"s{job.seed}: {type(exc).__name__}: {exc}"
+            )
         record["wall_time_s"] = round(time.perf_counter() - start, 4)
         record["peak_memory"] = memory.read()
         record["finished"] = now()
@@ -320,8 +403,10 @@ class Runner:
     def skip_reason(self, job: Job) -> str | None:
         cls = job.variant.cls
         if cls.uses_backbone and self.backbone.family not in cls.families:
-            return (f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
-                    f"{self.backbone.family} ({self.backbone.name})")
+            return (
+                f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
+                f"{self.backbone.family} ({self.backbone.name})"
+            )
         if cls.uses_gt_mask and not job.sample.gt_mask:
             return f"{cls.name} needs a GT mask and sample {job.sample.id} has none"
         return None
@@ -343,8 +428,10 @@ class MemoryMeter:
         if self.cuda:
             import torch
 
-            return {"bytes": int(torch.cuda.max_memory_allocated(self.device)),
-                    "kind": "cuda_max_allocated"}
+            return {
+                "bytes": int(torch.cuda.max_memory_allocated(self.device)),
+                "kind": "cuda_max_allocated",
+            }
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         scale = 1 if sys.platform == "darwin" else 1024
         return {"bytes": int(rss * scale), "kind": "process_max_rss"}

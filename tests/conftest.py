@@ -30,8 +30,9 @@ def cli_command(*args: str) -> list[str]:
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_command(*args), cwd=REPO, env=cli_env(), capture_output=True,
-                          text=True, **kwargs)
+    return subprocess.run(
+        cli_command(*args), cwd=REPO, env=cli_env(), capture_output=True, text=True, **kwargs
+    )
 
 
 @pytest.fixture(scope="session")

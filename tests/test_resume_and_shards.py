@@ -32,14 +32,30 @@ def stable_records(root: Path) -> dict[str, dict]:
 
 def test_resume_after_sigkill_records_every_job_once(tmp_path):
     out = tmp_path / "run"
-    args = ["run", "--methods", SLOW, "--set", f"{SLOW}.delay_s=0.02", "--limit", "16",
-            "--seeds", "0,1", "--output", str(out)]
+    args = [
+        "run",
+        "--methods",
+        SLOW,
+        "--set",
+        f"{SLOW}.delay_s=0.02",
+        "--limit",
+        "16",
+        "--seeds",
+        "0,1",
+        "--output",
+        str(out),
+    ]
     rng = random.Random()
     seed = rng.randrange(10**6)
     rng.seed(seed)
     for _attempt in range(3):
-        proc = subprocess.Popen(cli_command(*args), cwd=REPO, env=cli_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cli_command(*args),
+            cwd=REPO,
+            env=cli_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while not list(out.glob("*/*/*.json")) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
@@ -64,12 +80,27 @@ def test_resume_after_sigkill_records_every_job_once(tmp_path):
 
 
 def test_two_shards_equal_one_unsharded_run(tmp_path):
-    common = ["run", "--methods", f"identity,{SLOW}[delay_s=0.01]", "--limit", "6",
-              "--seeds", "0,1"]
+    common = [
+        "run",
+        "--methods",
+        f"identity,{SLOW}[delay_s=0.01]",
+        "--limit",
+        "6",
+        "--seeds",
+        "0,1",
+    ]
     sharded, whole = tmp_path / "sharded", tmp_path / "whole"
-    procs = [subprocess.Popen(cli_command(*common, "--output", str(sharded), "--shard", f"{i}/2"),
-                              cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            cli_command(*common, "--output", str(sharded), "--shard", f"{i}/2"),
+            cwd=REPO,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert run_cli(*common, "--output", str(whole)).returncode == 0
@@ -89,8 +120,10 @@ def test_shard_from_launcher_environments():
     assert shard_from("1/4", {}) == shard_from("1/4", {"RANK": "3", "WORLD_SIZE": "8"})
     torchrun = shard_from(None, {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"})
     assert (torchrun.index, torchrun.count, torchrun.local_rank) == (3, 8, 1)
-    slurm = shard_from(None, {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_COUNT": "4",
-                              "SLURM_ARRAY_TASK_MIN": "10"})
+    slurm = shard_from(
+        None,
+        {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "10"},
+    )
     assert (slurm.index, slurm.count) == (2, 4)
     assert (shard_from(None, {}).index, shard_from(None, {}).count) == (0, 1)
     for bad in ("2/2", "a/b", "3"):

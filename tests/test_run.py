@@ -13,14 +13,24 @@ from partedit_bench.data.suites import load_suite
 
 
 def records(root: Path) -> dict[str, dict]:
-    return {str(p.relative_to(root)): json.loads(p.read_text())
-            for p in root.glob("*/*/*.json")}
+    return {str(p.relative_to(root)): json.loads(p.read_text()) for p in root.glob("*/*/*.json")}
 
 
 def test_identity_run_writes_complete_records(tmp_path):
     out = tmp_path / "run"
-    code = main(["run", "--methods", "identity", "--backbone", "tiny-sd", "--limit", "4",
-                 "--output", str(out)])
+    code = main(
+        [
+            "run",
+            "--methods",
+            "identity",
+            "--backbone",
+            "tiny-sd",
+            "--limit",
+            "4",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     info = json.loads((out / "run.json").read_text())
     assert info["backbone"]["name"] == "tiny-sd" and info["backbone"]["random_weights"]
@@ -54,8 +64,19 @@ def test_rerun_skips_complete_jobs_and_recompute_redoes_them(tmp_path, capsys):
 
 def test_failing_job_is_recorded_and_run_goes_on(tmp_path):
     out = tmp_path / "run"
-    code = main(["run", "--methods", "tests.helpers:SlowIdentity", "--limit", "3",
-                 "--set", "tests.helpers:SlowIdentity.fail_on=pw0-00001", "--output", str(out)])
+    code = main(
+        [
+            "run",
+            "--methods",
+            "tests.helpers:SlowIdentity",
+            "--limit",
+            "3",
+            "--set",
+            "tests.helpers:SlowIdentity.fail_on=pw0-00001",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 1
     recs = {r["sample_id"]: r for r in records(out).values()}
     assert recs["pw0-00001"]["status"] == "failed"
@@ -64,17 +85,34 @@ def test_failing_job_is_recorded_and_run_goes_on(tmp_path):
     summary = json.loads((out / "shards" / "0-of-1.json").read_text())
     assert summary["failed"] == 1 and summary["ok"] == 2
     # the failed job is retried on the next run, the good ones are not
-    assert main(["run", "--methods", "tests.helpers:SlowIdentity", "--limit", "3",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            ["run", "--methods", "tests.helpers:SlowIdentity", "--limit", "3", "--output", str(out)]
+        )
+        == 0
+    )
 
 
 def test_variants_are_separate_rows_with_their_options(tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "methods.yaml"
-    config.write_text("options:\n  tests.helpers:SlowIdentity: {delay_s: 0.0}\n"
-                      "variants:\n  - tests.helpers:SlowIdentity[threshold=soft]\n")
-    code = main(["run", "--methods", "tests.helpers:SlowIdentity", "--limit", "1",
-                 "--method-config", str(config), "--output", str(out)])
+    config.write_text(
+        "options:\n  tests.helpers:SlowIdentity: {delay_s: 0.0}\n"
+        "variants:\n  - tests.helpers:SlowIdentity[threshold=soft]\n"
+    )
+    code = main(
+        [
+            "run",
+            "--methods",
+            "tests.helpers:SlowIdentity",
+            "--limit",
+            "1",
+            "--method-config",
+            str(config),
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     by_variant = {r["variant"]: r for r in records(out).values()}
     assert set(by_variant) == {"SlowIdentity", "SlowIdentity[threshold=soft]"}

@@ -121,8 +121,14 @@ def _humanoid_shapes(h: Humanoid, x: np.ndarray, y: np.ndarray) -> list[tuple[st
     neck = _rect(x, y, cx - 0.03 * s, cx + 0.03 * s, top + 0.17 * s, top + 0.23 * s)
     face = _ellipse(x, y, cx, top + 0.11 * s, 0.075 * s, 0.095 * s)
     hair = _ellipse(x, y, cx, top + 0.095 * s, 0.085 * s, 0.095 * s) & (y < top + 0.075 * s)
-    return [("legs", legs), ("arms", arms), ("torso", torso), ("neck", neck), ("face", face),
-            ("hair", hair)]
+    return [
+        ("legs", legs),
+        ("arms", arms),
+        ("torso", torso),
+        ("neck", neck),
+        ("face", face),
+        ("hair", hair),
+    ]
 
 
 def _humanoid_colors(h: Humanoid, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -133,8 +139,14 @@ def _humanoid_colors(h: Humanoid, x: np.ndarray, y: np.ndarray) -> dict[str, np.
     skin = np.array(h.skin, dtype=np.float64)
     face = np.array(COLORS[h.head_color], dtype=np.float64) if h.head_color else skin
     hair = np.array(COLORS[h.head_color] if h.head_color else HAIR_COLORS[h.hair], np.float64)
-    return {"legs": np.array(h.pants, np.float64), "arms": skin, "torso": shirt, "neck": skin,
-            "face": face, "hair": hair}
+    return {
+        "legs": np.array(h.pants, np.float64),
+        "arms": skin,
+        "torso": shirt,
+        "neck": skin,
+        "face": face,
+        "hair": hair,
+    }
 
 
 def render(scene: Scene, resolution: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -176,8 +188,9 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         shirt=shirt,
         shirt_pattern="striped" if rng.random() < 0.2 else "plain",
     )
-    return Scene(setting=str(rng.choice(list(SETTINGS))), obj=obj,
-                 noise_seed=int(rng.integers(2**31)))
+    return Scene(
+        setting=str(rng.choice(list(SETTINGS))), obj=obj, noise_seed=int(rng.integers(2**31))
+    )
 
 
 def _with_article(phrase: str) -> str:
@@ -190,8 +203,10 @@ def _shirt(color: str, pattern: str) -> str:
 
 def describe(scene: Scene) -> str:
     h = scene.obj
-    return (f"a photo of a person with {h.hair} hair wearing {_shirt(h.shirt, h.shirt_pattern)} "
-            f"{scene.setting}")
+    return (
+        f"a photo of a person with {h.hair} hair wearing {_shirt(h.shirt, h.shirt_pattern)} "
+        f"{scene.setting}"
+    )
 
 
 def sample_edit(scene: Scene, part: str, rng: np.random.Generator) -> tuple[Scene, dict[str, Any]]:

@@ -55,7 +55,7 @@ class Suite:
 
     def is_synthetic_for(self, backbone_name: str) -> bool:
         """True when this backbone generated the images (methods may regenerate the source)."""
-        return bool(self.synthetic_source) and self.synthetic_source.get("backbone") == backbone_name
+        return (self.synthetic_source or {}).get("backbone") == backbone_name
 
     def validate_files(self) -> None:
         """Checks every image and mask: readable, RGB-convertible, mask size and values."""
@@ -67,7 +67,9 @@ class Suite:
             if target:
                 edited = load_image(target)
                 if edited.size != image.size:
-                    raise UserError(f"{target}: size differs from its source {sample.original_image}")
+                    raise UserError(
+                        f"{target}: size differs from its source {sample.original_image}"
+                    )
 
 
 def available_suites() -> dict[str, Path]:
@@ -128,10 +130,14 @@ def load_suite(name_or_path: str) -> Suite:
             entries = _read_jsonl(base_dir / definition["samples_file"])
         if not isinstance(entries, list):
             raise UserError(f"malformed suite file {path}: 'samples' must be a list")
-        samples = [_with_absolute_paths(Sample.from_dict(e, f"{path} sample {i}"), base_dir)
-                   for i, e in enumerate(entries)]
+        samples = [
+            _with_absolute_paths(Sample.from_dict(e, f"{path} sample {i}"), base_dir)
+            for i, e in enumerate(entries)
+        ]
     else:
-        raise UserError(f"malformed suite file {path}: needs 'samples', 'samples_file' or 'generator'")
+        raise UserError(
+            f"malformed suite file {path}: needs 'samples', 'samples_file' or 'generator'"
+        )
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -174,9 +180,12 @@ def _with_absolute_paths(sample: Sample, base: Path) -> Sample:
 # ---------------------------------------------------------------------------------------
 # Generators
 
+
 def generate_samples(spec: dict[str, Any], where: str) -> list[Sample]:
     if not isinstance(spec, dict) or spec.get("type") != "partworld":
-        raise UserError(f"malformed suite file {where}: unknown generator {spec!r} (known: partworld)")
+        raise UserError(
+            f"malformed suite file {where}: unknown generator {spec!r} (known: partworld)"
+        )
     return partworld_samples(spec)
 
 
@@ -190,10 +199,14 @@ def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
         raise UserError(f"malformed partworld generator {spec}: {exc}") from exc
     unknown = [p for p in parts if p not in partworld.CLASS_PARTS["humanoid"]]
     if unknown:
-        raise UserError(f"partworld has no part {unknown[0]!r}"
-                        f"{did_you_mean(unknown[0], partworld.CLASS_PARTS['humanoid'])}")
-    key = json.dumps({"v": partworld.RENDERER_VERSION, "seed": seed, "res": resolution,
-                      "parts": parts}, sort_keys=True)
+        raise UserError(
+            f"partworld has no part {unknown[0]!r}"
+            f"{did_you_mean(unknown[0], partworld.CLASS_PARTS['humanoid'])}"
+        )
+    key = json.dumps(
+        {"v": partworld.RENDERER_VERSION, "seed": seed, "res": resolution, "parts": parts},
+        sort_keys=True,
+    )
     folder = cache_root() / "partworld" / hashlib.sha256(key.encode()).hexdigest()[:12]
     samples = []
     for index in range(count):
@@ -202,19 +215,31 @@ def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
         part = parts[int(rng.integers(len(parts)))]
         target, fields = partworld.sample_edit(scene, part, rng)
         sample_id = f"pw{seed}-{index:05d}"
-        paths = {k: folder / f"{sample_id}{s}.png"
-                 for k, s in (("image", ""), ("mask", "_mask"), ("target", "_target"))}
+        paths = {
+            k: folder / f"{sample_id}{s}.png"
+            for k, s in (("image", ""), ("mask", "_mask"), ("target", "_target"))
+        }
         if not all(p.is_file() for p in paths.values()):
             source_pixels, shapes = partworld.render(scene, resolution)
             target_pixels, target_shapes = partworld.render(target, resolution)
             region = partworld.part_mask(shapes, part) | partworld.part_mask(target_shapes, part)
             atomic_write_bytes(paths["target"], png_bytes(Image.fromarray(target_pixels)))
-            atomic_write_bytes(paths["mask"], png_bytes(Image.fromarray(region.astype(np.uint8) * 255)))
+            atomic_write_bytes(
+                paths["mask"], png_bytes(Image.fromarray(region.astype(np.uint8) * 255))
+            )
             atomic_write_bytes(paths["image"], png_bytes(Image.fromarray(source_pixels)))
-        samples.append(Sample(
-            id=sample_id, split="synth", class_name="humanoid", part=partworld.PART_WORDS[part],
-            part_token=part, seed=index, original_image=str(paths["image"]),
-            gt_mask=str(paths["mask"]), extra={"gt_edited_image": str(paths["target"])},
-            **fields,
-        ))
+        samples.append(
+            Sample(
+                id=sample_id,
+                split="synth",
+                class_name="humanoid",
+                part=partworld.PART_WORDS[part],
+                part_token=part,
+                seed=index,
+                original_image=str(paths["image"]),
+                gt_mask=str(paths["mask"]),
+                extra={"gt_edited_image": str(paths["target"])},
+                **fields,
+            )
+        )
     return samples

@@ -1,0 +1,162 @@
+"""Each bad input gets one clear error line, exit code 2, and no partial output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from partedit_bench.cli import main
+from partedit_bench.data.suites import load_suite
+
+
+def write_suite(
+    folder: Path, image: Image.Image, mask: Image.Image | None = None, extra: str = ""
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    image.save(folder / "img.png")
+    (mask or Image.new("L", image.size, 0)).save(folder / "mask.png")
+    (folder / "suite.yaml").write_text(
+        "name: broken\nversion: 1\nsamples:\n"
+        "  - {id: a, split: real, class_name: humanoid, part: head, part_token: humanoid-head,\n"
+        "     original_image: img.png, gt_mask: mask.png" + extra + "}\n"
+    )
+    return folder / "suite.yaml"
+
+
+def rgb(size=(32, 32)) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size[::-1], 3), np.uint8))
+
+
+def fail(capsys, args: list[str], expected: str, out: Path) -> str:
+    code = main(["run", *args, "--output", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("partedit-bench: error:") and expected in err, err
+    assert "Traceback" not in err
+    return err
+
+
+def mask_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
+    square = Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 12))
+    gray = square.copy()
+    gray.putpixel((0, 0), 128)
+    return {
+        "wrong size": (
+            write_suite(tmp / "size", rgb(), square.resize((16, 16))),
+            "is 16x16 but its image is 32x32",
+        ),
+        "several channels": (
+            write_suite(tmp / "channels", rgb(), square.convert("RGB")),
+            "must be single-channel",
+        ),
+        "not binary": (write_suite(tmp / "binary", rgb(), gray), "is not binary"),
+    }
+
+
+def test_unknown_names_suggest(tmp_path, capsys):
+    out = tmp_path / "o"
+    fail(
+        capsys, ["--methods", "identiy"], "unknown method 'identiy' (did you mean: identity?)", out
+    )
+    fail(
+        capsys, ["--suite", "partwrld"], "unknown suite 'partwrld' (did you mean: partworld?)", out
+    )
+    fail(capsys, ["--backbone", "tiny-sdx"], "unknown backbone 'tiny-sdx' (did you mean:", out)
+    fail(
+        capsys,
+        [
+            "--methods",
+            "tests.helpers:SlowIdentity",
+            "--set",
+            "tests.helpers:SlowIdentity.dealy_s=1",
+        ],
+        "has no option 'dealy_s' (did you mean: delay_s?)",
+        out,
+    )
+    fail(capsys, ["--methods", "tests.helpers:SlowIdentity[delay_s=fast]"], "must be float", out)
+    fail(capsys, ["--set", "identity.x=1"], "has no option 'x'", out)
+    fail(capsys, ["--shard", "3/2"], "shard", out)
+    fail(capsys, ["--seeds", "a"], "--seeds", out)
+    assert not out.exists()
+
+
+def test_malformed_suite_files(tmp_path, capsys):
+    out = tmp_path / "o"
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: x\nversion: 1\nsamples: [\n  {id: a\n")
+    fail(capsys, ["--suite", str(bad_yaml)], "malformed suite file", out)
+    no_samples = tmp_path / "empty.yaml"
+    no_samples.write_text("name: x\nversion: 1\n")
+    fail(capsys, ["--suite", str(no_samples)], "needs 'samples'", out)
+    unknown_part = write_suite(tmp_path / "part", rgb())
+    unknown_part.write_text(unknown_part.read_text().replace("humanoid-head", "humanoid-hed"))
+    fail(capsys, ["--suite", str(unknown_part)], "unknown part token 'humanoid-hed'", out)
+    cycle = tmp_path / "cycle.yaml"
+    cycle.write_text("include: cycle.yaml\nname: c\nversion: 1\n")
+    fail(capsys, ["--suite", str(cycle)], "include cycle", out)
+    assert not out.exists()
+
+
+def test_bad_masks(tmp_path, capsys):
+    for name, (suite, expected) in mask_cases(tmp_path).items():
+        out = tmp_path / f"o-{name}"
+        fail(capsys, ["--suite", str(suite)], expected, out)
+        assert not out.exists(), name
+
+
+def test_bad_images(tmp_path, capsys):
+    missing = write_suite(tmp_path / "missing", rgb())
+    (tmp_path / "missing" / "img.png").unlink()
+    fail(capsys, ["--suite", str(missing)], "image not found", tmp_path / "o1")
+    garbage = write_suite(tmp_path / "garbage", rgb())
+    (tmp_path / "garbage" / "img.png").write_bytes(b"not a png")
+    fail(capsys, ["--suite", str(garbage)], "cannot read image", tmp_path / "o2")
+    rgba = np.dstack([np.asarray(rgb()), np.full((32, 32), 128, np.uint8)])
+    transparent = write_suite(tmp_path / "rgba", Image.fromarray(rgba, "RGBA"))
+    fail(capsys, ["--suite", str(transparent)], "has transparent pixels", tmp_path / "o3")
+    sixteen = write_suite(tmp_path / "16bit", Image.fromarray(np.full((32, 32), 40000, np.uint16)))
+    fail(capsys, ["--suite", str(sixteen)], "is 16-bit", tmp_path / "o4")
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
+
+
+def test_opaque_rgba_and_grayscale_are_converted(tmp_path):
+    opaque = np.dstack([np.asarray(rgb()), np.full((32, 32), 255, np.uint8)])
+    suite = write_suite(tmp_path / "ok", Image.fromarray(opaque, "RGBA"))
+    assert main(["run", "--suite", str(suite), "--output", str(tmp_path / "o")]) == 0
+    edited = np.asarray(Image.open(tmp_path / "o" / "identity" / "real" / "a__s0.png"))
+    np.testing.assert_array_equal(edited, opaque[..., :3])
+
+
+def test_changed_configuration_is_refused_and_nothing_is_lost(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--limit", "2", "--output", str(out)]) == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    fail(capsys, ["--limit", "2", "--seeds", "1"], "holds a different configuration", out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["run", "--limit", "2", "--seeds", "1", "--overwrite", "--output", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["identity"]["seeds"] == [1]
+
+
+def test_partworld_suite_copy_still_loads(tmp_path):
+    # The shipped suite file is valid on its own, and a copy elsewhere behaves the same.
+    src = Path(load_suite("partworld").path)
+    copy = tmp_path / "pw" / "suite.yaml"
+    copy.parent.mkdir()
+    shutil.copy(src, copy)
+    assert [s.id for s in load_suite(str(copy)).samples] == [
+        s.id for s in load_suite("partworld").samples
+    ]
+
+
+@pytest.mark.parametrize("argv", [["run", "--bogus"], ["lst", "methods"]])
+def test_bad_arguments_are_one_line(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err
