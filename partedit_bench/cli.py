@@ -43,7 +43,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list methods, suites or backbones")
     listing.add_argument("what", choices=["methods", "suites", "backbones"])
+
+    evaluate = sub.add_parser("evaluate", help="score every job of a run folder (cached)")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument(
+        "--metrics", default=None, help="comma-separated metric names (default: all available)"
+    )
+    _add_alpha_clip_arguments(evaluate)
+
+    score = sub.add_parser("score", help="score one edit with every available metric")
+    score.add_argument("source")
+    score.add_argument("edited")
+    score.add_argument("mask", help="single-channel binary mask, 1 = the edited part")
+    score.add_argument("--prompt", default="", help="edit prompt; <part> tokens become --part")
+    score.add_argument("--part", default="", help="plain words replacing a <part-token>")
+    score.add_argument("--target", default=None, help="the true edited image (psnr_fg_gt)")
+    score.add_argument("--predicted-mask", default=None, help="the method's mask (mask_iou)")
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_alpha_clip_arguments(score)
+
+    report = sub.add_parser("report", help="tables from one or several run folders")
+    report.add_argument("run_dirs", nargs="+")
+    report.add_argument("--output", default=None, help="folder (default RUN_DIR/report)")
+    report.add_argument("--metrics", default=None, help="comma-separated metric columns")
+
+    imported = sub.add_parser("import-edits", help="a folder of edits becomes a method row")
+    imported.add_argument(
+        "source", nargs="?", default=None, help="folder of images named <sample-id>.png/.jpg"
+    )
+    imported.add_argument("--suite", required=True)
+    imported.add_argument("--name", required=True, help="the row name")
+    imported.add_argument(
+        "--from-field",
+        default=None,
+        help="take each sample's image path from this suite field instead",
+    )
+    imported.add_argument(
+        "--output",
+        default=None,
+        help="run folder to add the row to (default results/<suite>__imported)",
+    )
+    imported.add_argument(
+        "--uses-gt-mask", action="store_true", help="mark the row as mask-based in tables"
+    )
     return parser
+
+
+def _add_alpha_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--alpha-clip",
+        default=None,
+        help="Alpha-CLIP vision checkpoint (or PARTEDIT_BENCH_ALPHA_CLIP)",
+    )
+    parser.add_argument(
+        "--clip",
+        default=None,
+        help="OpenAI CLIP weights, same architecture (or PARTEDIT_BENCH_CLIP)",
+    )
+    parser.add_argument("--alpha-clip-variant", default=None, help="default ViT-L/14@336")
+    parser.add_argument("--device", default="cpu")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args, err)
         if args.command == "list":
             return command_list(args.what)
+        if args.command == "evaluate":
+            return command_evaluate(args, err)
+        if args.command == "score":
+            return command_score(args)
+        if args.command == "report":
+            return command_report(args)
+        if args.command == "import-edits":
+            return command_import_edits(args, err)
     except UserError as exc:
         err.print(f"partedit-bench: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
@@ -73,7 +139,131 @@ def command_run(args: argparse.Namespace, console: Any) -> int:
     runner = Runner(cfg, console)
     code = runner.run()
     print_run_summary(runner)
+    from partedit_bench.metrics.evaluate import evaluate_run
+    from partedit_bench.report import build_report, print_report
+
+    evaluate_run(runner.root, metrics=["psnr_bg"], only=set(runner.record_paths), console=console)
+    from rich.console import Console
+
+    print_report(build_report([runner.root]), Console())
     return code
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def command_evaluate(args: argparse.Namespace, console: Any) -> int:
+    from pathlib import Path
+
+    from partedit_bench.metrics.evaluate import evaluate_run
+
+    counts = evaluate_run(
+        Path(args.run_dir),
+        _split(args.metrics),
+        args.alpha_clip,
+        args.clip,
+        args.alpha_clip_variant,
+        args.device,
+        console=console,
+    )
+    console.print(
+        f"evaluated {counts['jobs']} jobs: {counts['computed']} metric rows computed, "
+        f"{counts['cached']} cached"
+    )
+    return 0
+
+
+def command_score(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from partedit_bench.data.schema import load_image, load_mask
+    from partedit_bench.metrics import METRICS, ScoredEdit, foreground_text
+    from partedit_bench.metrics.evaluate import AlphaClipGroup, pixel_group, to_float
+
+    source = load_image(args.source)
+    edited = load_image(args.edited)
+    if edited.size != source.size:
+        edited = edited.resize(source.size, Image.Resampling.LANCZOS)
+    mask = load_mask(args.mask, source.size)
+    predicted = None
+    if args.predicted_mask:
+        predicted = np.asarray(Image.open(args.predicted_mask).convert("L"), np.float64) / 255
+    edit = ScoredEdit(
+        to_float(source),
+        to_float(edited),
+        mask,
+        target=to_float(load_image(args.target)) if args.target else None,
+        predicted_mask=predicted,
+        fg_text=foreground_text(args.prompt, args.part),
+    )
+    values: dict[str, float | None] = dict(pixel_group(edit))
+    reason = None
+    if args.prompt:
+        from partedit_bench.metrics.alpha_clip import DEFAULT_VARIANT, AlphaCLIP
+
+        variant = args.alpha_clip_variant or DEFAULT_VARIANT
+        try:
+            scorer = AlphaCLIP.load(args.alpha_clip, args.clip, variant, args.device)
+            values.update(AlphaClipGroup(scorer, variant)(edit))
+        except UserError as exc:
+            if args.alpha_clip:
+                raise
+            reason = str(exc)
+    else:
+        reason = "aclip_* need --prompt"
+    for name in METRICS:
+        values.setdefault(name, None)
+    clean = {k: (None if v is None or math.isnan(v) else v) for k, v in values.items()}
+    if args.json:
+        print(json.dumps(clean))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in clean.items():
+        table.add_row(f"{name} {METRICS[name].arrow}", "n/a" if value is None else f"{value:.6g}")
+    Console().print(table)
+    if reason:
+        Console().print(f"[yellow]aclip n/a:[/] {reason}", highlight=False)
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from partedit_bench.report import build_report, print_report
+
+    metrics = _split(args.metrics)
+    if metrics:
+        from partedit_bench.metrics.evaluate import groups_for
+
+        groups_for(metrics)  # checks the names
+    result = build_report([Path(p) for p in args.run_dirs], args.output, metrics)
+    print_report(result, Console())
+    return 0
+
+
+def command_import_edits(args: argparse.Namespace, console: Any) -> int:
+    from partedit_bench.importing import import_edits
+
+    root, count = import_edits(
+        args.source, args.suite, args.name, args.from_field, args.output, args.uses_gt_mask
+    )
+    console.print(
+        f"imported {count} edits as '{args.name}' into {root}; "
+        f"run `partedit-bench evaluate {root}` then `report`"
+    )
+    return 0
 
 
 def print_run_summary(runner: Any) -> None:

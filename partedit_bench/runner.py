@@ -115,6 +115,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def iter_records(root: Path) -> list[Path]:
+    """Every job record of a run folder (`<variant>/<split>/<id>__s<seed>.json`)."""
+    return sorted(
+        p for p in Path(root).glob("*/*/*__s*.json") if not p.name.endswith(".metrics.json")
+    )
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -263,6 +270,7 @@ class Runner:
         jobs = self.jobs()
         counts = {"ok": 0, "failed": 0, "skipped": 0, "cached": 0}
         failures: list[str] = []
+        self.record_paths: list[Path] = []
         digests: dict[str, str] = {}
         methods: dict[str, Any] = {}
         from rich.progress import (
@@ -290,6 +298,7 @@ class Runner:
                     digests[job.sample.id] = job.sample.digest()
                 job_hash = self.job_hash(job, digests[job.sample.id])
                 stem = job.stem(self.root)
+                self.record_paths.append(stem.with_suffix(".json"))
                 record = read_json(stem.with_suffix(".json"))
                 if (
                     not self.cfg.recompute

@@ -15,7 +15,7 @@ from PIL import Image
 
 from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError
-from partedit_bench.runner import shard_from
+from partedit_bench.runner import iter_records, shard_from
 from tests.conftest import REPO, cli_command, cli_env, run_cli
 
 SLOW = "tests.helpers:SlowIdentity"
@@ -24,7 +24,7 @@ VOLATILE = {"started", "finished", "wall_time_s", "peak_memory", "shard"}
 
 def stable_records(root: Path) -> dict[str, dict]:
     out = {}
-    for path in sorted(root.glob("*/*/*.json")):
+    for path in sorted(iter_records(root)):
         record = json.loads(path.read_text())
         out[str(path.relative_to(root))] = {k: v for k, v in record.items() if k not in VOLATILE}
     return out
@@ -57,14 +57,14 @@ def test_resume_after_sigkill_records_every_job_once(tmp_path):
             stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + 120
-        while not list(out.glob("*/*/*.json")) and proc.poll() is None and time.time() < deadline:
+        while not list(iter_records(out)) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.4))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     done = run_cli(*args)
     assert done.returncode == 0, f"kill seed {seed}: {done.stderr[-2000:]}"
-    jsons = sorted(out.glob("*/*/*.json"))
+    jsons = sorted(iter_records(out))
     assert len(jsons) == 32, f"kill seed {seed}"
     assert not list(out.rglob("*.tmp")), f"kill seed {seed}: temporary files left"
     samples = {s.id: s for s in load_suite("partworld").samples}

@@ -10,10 +10,11 @@ from PIL import Image
 
 from partedit_bench.cli import main
 from partedit_bench.data.suites import load_suite
+from partedit_bench.runner import iter_records
 
 
 def records(root: Path) -> dict[str, dict]:
-    return {str(p.relative_to(root)): json.loads(p.read_text()) for p in root.glob("*/*/*.json")}
+    return {str(p.relative_to(root)): json.loads(p.read_text()) for p in iter_records(root)}
 
 
 def test_identity_run_writes_complete_records(tmp_path):

@@ -1,0 +1,204 @@
+"""The evaluate stage: job records -> metric rows, cached per (job, metric-group manifest).
+
+Metric rows live beside the job records as `<sample-id>__s<seed>.<group>-<manifest-hash>
+.metrics.json`; `metrics_manifest.json` in the run folder names the current manifest of each
+group, or why a group is unavailable (e.g. no Alpha-CLIP checkpoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from partedit_bench.config import stable_hash
+from partedit_bench.data.schema import Sample, load_image, load_mask
+from partedit_bench.errors import UserError
+from partedit_bench.io import atomic_write_bytes, json_bytes
+from partedit_bench.metrics import METRICS, TEXT_RULE, ScoredEdit, foreground_text, pixel_manifest
+from partedit_bench.runner import iter_records, read_json
+
+MANIFEST_FILE = "metrics_manifest.json"
+
+
+def to_float(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def metric_path(record_path: Path, group: str, manifest_hash: str) -> Path:
+    return record_path.parent / f"{record_path.stem}.{group}-{manifest_hash}.metrics.json"
+
+
+def load_run(root: Path) -> dict[str, Any]:
+    info = read_json(root / "run.json")
+    if info is None:
+        raise UserError(f"{root} is not a run folder (no readable run.json)")
+    return info
+
+
+def suite_samples(info: dict[str, Any]) -> dict[str, Sample]:
+    from partedit_bench.data.suites import load_suite
+
+    path = info["suite"]["path"]
+    if not Path(path).exists():
+        raise UserError(f"the run's suite file {path} no longer exists")
+    return {s.id: s for s in load_suite(path).samples}
+
+
+def groups_for(metrics: Iterable[str] | None) -> list[str]:
+    if not metrics:
+        return ["pixel", "aclip"]
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        from partedit_bench.errors import did_you_mean
+
+        raise UserError(f"unknown metric '{unknown[0]}'{did_you_mean(unknown[0], METRICS)}")
+    return sorted({METRICS[m].group for m in metrics}, key=["pixel", "aclip"].index)
+
+
+class AlphaClipGroup:
+    """Computes aclip_fg, aclip_bg and aclip_avg for one edit."""
+
+    def __init__(self, scorer: Any, variant: str):
+        self.scorer = scorer
+        self.manifest = {
+            "group": "aclip",
+            "version": 1,
+            "model": scorer.identity,
+            "variant": variant,
+            "text_rule": TEXT_RULE,
+            "preprocess": "bicubic resize of the image and bilinear resize of the alpha mask to "
+            "the tower's size (no crop); CLIP mean/std; alpha Normalize(0.5, 0.26)",
+            "aclip_fg": "cosine(AlphaCLIP(edited, alpha=M), CLIP_text(T_fg))",
+            "aclip_bg": "cosine(AlphaCLIP(source, alpha=B), AlphaCLIP(edited, alpha=B))",
+        }
+
+    def __call__(self, e: ScoredEdit) -> dict[str, float]:
+        m = e.mask.astype(np.float32)
+        if not m.any() or m.all():
+            return {"aclip_fg": float("nan"), "aclip_bg": float("nan"), "aclip_avg": float("nan")}
+        feats = self.scorer.encode_image(
+            np.stack([e.edited, e.source, e.edited]), np.stack([m, 1 - m, 1 - m])
+        )
+        text = self.scorer.encode_text([e.fg_text])[0]
+        fg = float(feats[0] @ text)
+        bg = float(feats[1] @ feats[2])
+        return {"aclip_fg": fg, "aclip_bg": bg, "aclip_avg": (fg + bg) / 2}
+
+
+def pixel_group(e: ScoredEdit) -> dict[str, float]:
+    return {
+        m.name: float(m.compute(e))
+        for m in METRICS.values()
+        if m.group == "pixel" and m.compute is not None
+    }
+
+
+def scored_edit(sample: Sample, record_path: Path, record: dict[str, Any]) -> ScoredEdit:
+    source_img = load_image(sample.original_image)
+    edited = load_image(record_path.parent / record["image"])
+    if edited.size != source_img.size:
+        raise UserError(
+            f"{record_path}: edited image {edited.size} differs from its source {source_img.size}"
+        )
+    mask = load_mask(sample.gt_mask, source_img.size)
+    target_path = sample.extra.get("gt_edited_image")
+    predicted = None
+    if record.get("predicted_mask"):
+        predicted = (
+            np.asarray(
+                Image.open(record_path.parent / record["predicted_mask"]).convert("L"),
+                dtype=np.float64,
+            )
+            / 255.0
+        )
+    return ScoredEdit(
+        source=to_float(source_img),
+        edited=to_float(edited),
+        mask=mask,
+        target=to_float(load_image(target_path)) if target_path else None,
+        predicted_mask=predicted,
+        fg_text=foreground_text(sample.prompt_changed or sample.prompt_original, sample.part),
+    )
+
+
+def evaluate_run(
+    root: Path,
+    metrics: list[str] | None = None,
+    alpha_clip: str | None = None,
+    clip: str | None = None,
+    variant: str | None = None,
+    device: str = "cpu",
+    only: set[Path] | None = None,
+    console: Any = None,
+) -> dict[str, int]:
+    """Scores every complete job of a run folder (or the records in `only`)."""
+    from partedit_bench.metrics.alpha_clip import DEFAULT_VARIANT, AlphaCLIP
+
+    info = load_run(root)
+    groups = groups_for(metrics)
+    manifest_path = root / MANIFEST_FILE
+    manifests: dict[str, Any] = read_json(manifest_path) or {}
+    computers: dict[str, Any] = {}
+    if "pixel" in groups:
+        computers["pixel"] = (pixel_group, pixel_manifest())
+    if "aclip" in groups:
+        variant = variant or DEFAULT_VARIANT
+        try:
+            scorer = AlphaCLIP.load(alpha_clip, clip, variant, device)
+            group = AlphaClipGroup(scorer, variant)
+            computers["aclip"] = (group, group.manifest)
+        except UserError as exc:
+            if alpha_clip or (metrics and any(METRICS[m].group == "aclip" for m in metrics)):
+                raise
+            if not manifests.get("aclip", {}).get("available"):
+                manifests["aclip"] = {"available": False, "reason": str(exc)}
+    for name, (_, manifest) in computers.items():
+        manifests[name] = {"available": True, "hash": stable_hash(manifest), "manifest": manifest}
+    atomic_write_bytes(manifest_path, json_bytes(manifests))
+
+    samples = suite_samples(info)
+    counts = {"computed": 0, "cached": 0, "jobs": 0}
+    paths = [p for p in iter_records(root) if only is None or p in only]
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("evaluate", total=len(paths))
+        for path in paths:
+            progress.advance(task)
+            record = read_json(path)
+            if not record or record.get("status") != "ok":
+                continue
+            counts["jobs"] += 1
+            todo = []
+            for name in computers:
+                out = metric_path(path, name, manifests[name]["hash"])
+                cached = read_json(out)
+                if cached and cached.get("job_hash") == record["job_hash"]:
+                    counts["cached"] += 1
+                else:
+                    todo.append((name, out))
+            if not todo:
+                continue
+            sample = samples.get(record["sample_id"])
+            if sample is None:
+                raise UserError(f"{path}: sample {record['sample_id']} is not in the run's suite")
+            edit = scored_edit(sample, path, record)
+            for name, out in todo:
+                values = computers[name][0](edit)
+                atomic_write_bytes(
+                    out,
+                    json_bytes(
+                        {
+                            "job_hash": record["job_hash"],
+                            "group": name,
+                            "manifest_hash": manifests[name]["hash"],
+                            "values": {k: (None if np.isnan(v) else v) for k, v in values.items()},
+                        }
+                    ),
+                )
+                counts["computed"] += 1
+    return counts
