@@ -186,11 +186,14 @@ class AlphaCLIP:
         """
         import open_clip
 
-        if variant not in VARIANTS:
-            raise UserError(
-                f"unknown Alpha-CLIP variant '{variant}' (known: {', '.join(VARIANTS)})"
-            )
-        spec = VARIANTS[variant]
+        if variant in VARIANTS:
+            spec = VARIANTS[variant]
+        elif variant in open_clip.list_models():  # any open_clip (QuickGELU) architecture
+            spec = AlphaClipVariant(variant, variant, "a checkpoint of this architecture")
+        else:
+            known = ", ".join(VARIANTS)
+            raise UserError(f"unknown Alpha-CLIP variant '{variant}' (known: {known}, or an "
+                            "open_clip model name)")
         alpha_clip = alpha_clip or os.environ.get(ENV_ALPHA_CLIP)
         clip = clip or os.environ.get(ENV_CLIP)
         if not alpha_clip:

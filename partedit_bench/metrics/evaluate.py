@@ -138,8 +138,8 @@ def evaluate_run(
     """Scores every complete job of a run folder (or the records in `only`)."""
     from partedit_bench.metrics.alpha_clip import DEFAULT_VARIANT, AlphaCLIP
 
-    info = load_run(root)
     groups = groups_for(metrics)
+    info = load_run(root)
     manifest_path = root / MANIFEST_FILE
     manifests: dict[str, Any] = read_json(manifest_path) or {}
     computers: dict[str, Any] = {}

@@ -1,0 +1,135 @@
+"""evaluate / report / score / import-edits end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from partedit_bench.cli import main
+from partedit_bench.data.suites import load_suite
+from partedit_bench.report import bootstrap_ci
+
+
+def overall(run_dir, variant):
+    table = pd.read_csv(run_dir / "report" / "table.csv")
+    rows = table[(table.part == "all") & (table.variant == variant)]
+    return rows.set_index("metric")
+
+
+def test_identity_report_has_the_fixed_points(tmp_path):
+    run = tmp_path / "run"
+    assert main(["run", "--methods", "identity", "--backbone", "tiny-sd", "--limit", "4",
+                 "--output", str(run)]) == 0
+    assert main(["report", str(run)]) == 0
+    rows = overall(run, "identity")
+    assert rows.loc["psnr_bg", "mean"] == pytest.approx(100.0)
+    assert rows.loc["ssim_bg", "mean"] == pytest.approx(1.0)
+    assert rows.loc["leakage", "mean"] == 0.0 and rows.loc["edit_strength", "mean"] == 0.0
+    assert rows.loc["psnr_bg", "n"] == 4 and rows.loc["psnr_bg", "failed"] == 0
+    assert math.isnan(rows.loc["aclip_fg", "mean"])
+    md = (run / "report" / "table.md").read_text()
+    assert "random weights: checks the plumbing, not the methods" in md
+    assert "psnr_bg ↑" in md and "leakage ↓" in md and "## Per part" in md
+    tex = (run / "report" / "table.tex").read_text()
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+
+
+def noisy_edits(folder, samples, amount):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for sample in samples:
+        pixels = np.asarray(Image.open(sample.original_image).convert("RGB")).astype(int)
+        noisy = np.clip(pixels + rng.integers(-amount, amount + 1, pixels.shape), 0, 255)
+        Image.fromarray(noisy.astype(np.uint8)).save(folder / f"{sample.id}.png")
+
+
+def test_imported_rows_bold_best_and_multi_run_blocks(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", "--limit", "4", "--output", str(run)]) == 0
+    samples = load_suite("partworld").samples[:4]
+    noisy_edits(tmp_path / "edits", samples, 20)
+    assert main(["import-edits", str(tmp_path / "edits"), "--suite", "partworld", "--name",
+                 "noisy", "--output", str(run), "--uses-gt-mask"]) == 0
+    assert main(["evaluate", str(run), "--metrics", "psnr_bg"]) == 0
+    assert main(["report", str(run)]) == 0
+    noisy = overall(run, "noisy†")
+    assert noisy.loc["psnr_bg", "n"] == 4 and 20 < noisy.loc["psnr_bg", "mean"] < 40
+    tex = (run / "report" / "table.tex").read_text()
+    identity_line = next(line for line in tex.splitlines() if line.startswith("identity"))
+    noisy_line = next(line for line in tex.splitlines() if line.startswith("noisy"))
+    assert "\\bfseries 100.000" in identity_line and "$^\\dagger$" in noisy_line
+    assert "\\bfseries" not in noisy_line.split("&")[4]  # psnr_bg column: identity is best
+    # a second run folder becomes a second block of the same table
+    other = tmp_path / "other"
+    assert main(["run", "--limit", "2", "--backbone", "tiny-sdxl", "--output", str(other)]) == 0
+    assert main(["report", str(run), str(other), "--output", str(tmp_path / "both")]) == 0
+    both = pd.read_csv(tmp_path / "both" / "table.csv")
+    assert set(both.block) == {"synth (tiny-sd)", "synth (tiny-sdxl)"}
+
+
+def test_empty_mask_rows_are_counted_and_named(tmp_path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(suite / "a.png")
+    mask = np.zeros((32, 32), np.uint8)
+    Image.fromarray(mask).save(suite / "empty.png")
+    mask[8:16, 8:16] = 255
+    Image.fromarray(mask).save(suite / "part.png")
+    (suite / "suite.yaml").write_text(
+        "name: edge\nversion: 1\nsamples:\n"
+        "  - {id: s1, split: real, class_name: cat, part: head, part_token: animal-head,"
+        " original_image: a.png, gt_mask: part.png}\n"
+        "  - {id: s2, split: real, class_name: cat, part: head, part_token: animal-head,"
+        " original_image: a.png, gt_mask: empty.png}\n")
+    run = tmp_path / "run"
+    assert main(["run", "--suite", str(suite / "suite.yaml"), "--output", str(run)]) == 0
+    rows = overall(run, "identity")
+    assert rows.loc["psnr_bg", "n"] == 2
+    assert rows.loc["edit_strength", "n"] == 1 and rows.loc["edit_strength", "excluded_nan"] == 1
+    assert rows.loc["edit_strength", "excluded_samples"] == "s2"
+    md = (run / "report" / "table.md").read_text()
+    assert "edit_strength: 1 sample(s) excluded as NaN (s2)" in md
+
+
+def test_score_json_on_hand_made_images(tmp_path, capsys):
+    source = np.zeros((16, 16, 3), np.uint8)
+    edited = np.full((16, 16, 3), 51, np.uint8)  # background moved by 0.2
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    edited[4:12, 4:12] = 255  # the part moved by 1.0
+    for name, array in (("s.png", source), ("e.png", edited), ("m.png", mask)):
+        Image.fromarray(array).save(tmp_path / name)
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "s.png"), str(tmp_path / "e.png"),
+                 str(tmp_path / "m.png"), "--json"]) == 0
+    values = json.loads(capsys.readouterr().out)
+    assert values["psnr_bg"] == pytest.approx(10 * math.log10(1 / 0.04))
+    assert values["leakage"] == pytest.approx(0.2) and values["edit_strength"] == pytest.approx(1.0)
+    assert values["ssim_bg"] < 1 and values["aclip_fg"] is None and values["mask_iou"] is None
+    assert main(["score", str(tmp_path / "s.png"), str(tmp_path / "s.png"),
+                 str(tmp_path / "m.png"), "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["psnr_bg"] == pytest.approx(100.0) and same["ssim_bg"] == pytest.approx(1.0)
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    rng = np.random.default_rng(1)
+    values = rng.normal(5, 1, 200)
+    low, high = bootstrap_ci(values, np.random.default_rng(0))
+    assert low < values.mean() < high
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values))  # normal approximation
+    assert (high - low) / 2 == pytest.approx(half, rel=0.15)
+    assert all(math.isnan(v) for v in bootstrap_ci(values[:1], np.random.default_rng(0)))
+
+
+def test_evaluate_and_report_refuse_bad_folders(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--metrics", "psnr"]) == 2
+    assert "unknown metric 'psnr' (did you mean: psnr_bg" in capsys.readouterr().err
