@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from partedit_bench.backbones import RANDOM_WEIGHTS_NOTE
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes
 from partedit_bench.metrics import DEFAULT_COLUMNS, METRICS
@@ -70,79 +71,100 @@ def load_rows(roots: Sequence[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]
 
 
 def bootstrap_ci(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean."""
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    index = rng.integers(0, len(values), size=(BOOTSTRAP_SAMPLES, len(values)))
-    means = values[index].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+    """95% percentile bootstrap interval of the mean of `values` (1-D, finite)."""
+    low, high = bootstrap_columns(values[:, None], rng)
+    return float(low[0]), float(high[0])
+
+
+def bootstrap_columns(
+    matrix: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile bootstrap intervals of the column means of `matrix` (n, m), all columns
+    resampled with the same sample indices; NaN when n < 2."""
+    n = matrix.shape[0]
+    if n < 2:
+        return np.full(matrix.shape[1], np.nan), np.full(matrix.shape[1], np.nan)
+    index = rng.integers(0, n, size=(BOOTSTRAP_SAMPLES, n))
+    means = matrix[index].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5], axis=0)
+    return low, high
+
+
+def _stats(
+    group: pd.DataFrame | None, metrics: Sequence[str], rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Mean, bootstrap CI, n and excluded samples of each metric over one group's samples."""
+    if group is None or group.empty:
+        return [
+            {
+                "metric": m,
+                "mean": np.nan,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n": 0,
+                "excluded_nan": 0,
+                "excluded_samples": "",
+            }
+            for m in metrics
+        ]
+    matrix = group[list(metrics)].to_numpy(dtype=np.float64)
+    missing = np.isnan(matrix)
+    complete = ~missing.any(axis=0)
+    low, high = np.full(len(metrics), np.nan), np.full(len(metrics), np.nan)
+    if complete.any():
+        low[complete], high[complete] = bootstrap_columns(matrix[:, complete], rng)
+    ids = group["sample_id"].to_numpy()
+    out = []
+    for j, metric in enumerate(metrics):
+        finite = matrix[~missing[:, j], j]
+        if not complete[j] and len(finite):
+            low[j], high[j] = bootstrap_ci(finite, rng)
+        excluded = ids[missing[:, j]].tolist()
+        out.append(
+            {
+                "metric": metric,
+                "mean": finite.mean() if len(finite) else np.nan,
+                "ci_low": low[j],
+                "ci_high": high[j],
+                "n": len(finite),
+                "excluded_nan": len(excluded),
+                "excluded_samples": " ".join(excluded[:20]),
+            }
+        )
+    return out
 
 
 def aggregate(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """Long table: one row per (block, variant, part, metric) with mean, CI, n, failures.
-    `part` is "all" for the whole block."""
+    `part` is "all" for the whole block. Seeds of a sample are averaged first."""
     ok = frame[frame.status == "ok"]
-    per_sample = ok.groupby(["block", "variant", "part", "sample_id"], sort=False)[list(metrics)]
-    per_sample = per_sample.mean().reset_index()  # seeds averaged first
-    status = (
-        frame.groupby(["block", "variant", "part"])["status"].value_counts().unstack(fill_value=0)
+    per_sample = (
+        ok.groupby(["block", "variant", "part", "sample_id"], sort=False)[list(metrics)]
+        .mean()
+        .reset_index()
     )
+    status = frame.groupby(KEY, sort=False)["status"].value_counts().unstack(fill_value=0)
+    for column in ("failed", "skipped"):
+        if column not in status:
+            status[column] = 0
     rng = np.random.default_rng(0)
     out = []
-    for part_scope in ("all", "part"):
-        keys = ["block", "variant"] if part_scope == "all" else ["block", "variant", "part"]
-        counts = status.groupby(level=keys).sum()
-        for key, group in per_sample.groupby(keys, sort=False):
-            key = key if isinstance(key, tuple) else (key,)
-            block, variant = key[0], key[1]
-            part = key[2] if part_scope == "part" else "all"
-            count_row = counts.loc[key if len(key) > 1 else key[0]]
-            for metric in metrics:
-                values = group[metric].to_numpy(dtype=np.float64)
-                finite = values[~np.isnan(values)]
-                low, high = bootstrap_ci(finite, rng)
-                excluded = group.loc[np.isnan(values), "sample_id"].tolist()
+    for keys in (["block", "variant"], KEY):
+        counts = status.groupby(level=keys, sort=False)[["failed", "skipped"]].sum()
+        groups = dict(iter(per_sample.groupby(keys, sort=False)))
+        for key, count in counts.iterrows():
+            labels = dict(zip(keys, key, strict=True))
+            for row in _stats(groups.get(key), metrics, rng):
                 out.append(
                     {
-                        "block": block,
-                        "variant": variant,
-                        "part": part,
-                        "metric": metric,
-                        "mean": float(finite.mean()) if len(finite) else float("nan"),
-                        "ci_low": low,
-                        "ci_high": high,
-                        "n": int(len(finite)),
-                        "excluded_nan": len(excluded),
-                        "excluded_samples": " ".join(excluded[:20]),
-                        "failed": int(count_row.get("failed", 0)),
-                        "skipped": int(count_row.get("skipped", 0)),
+                        "block": labels["block"],
+                        "variant": labels["variant"],
+                        "part": labels.get("part", "all"),
+                        **row,
+                        "failed": int(count["failed"]),
+                        "skipped": int(count["skipped"]),
                     }
                 )
-        # variants whose every job failed still get a row
-        for key in counts.index:
-            key = key if isinstance(key, tuple) else (key,)
-            if (
-                part_scope == "all"
-                and not ((per_sample.block == key[0]) & (per_sample.variant == key[1])).any()
-            ):
-                for metric in metrics:
-                    out.append(
-                        {
-                            "block": key[0],
-                            "variant": key[1],
-                            "part": "all",
-                            "metric": metric,
-                            "mean": float("nan"),
-                            "ci_low": float("nan"),
-                            "ci_high": float("nan"),
-                            "n": 0,
-                            "excluded_nan": 0,
-                            "excluded_samples": "",
-                            "failed": int(counts.loc[key].get("failed", 0)),
-                            "skipped": int(counts.loc[key].get("skipped", 0)),
-                        }
-                    )
     return pd.DataFrame(out)
 
 
@@ -168,9 +190,9 @@ def _latex_escape(text: str) -> str:
     return text.replace(GT_MARK, "$^\\dagger$")
 
 
-def latex_table(long: pd.DataFrame, metrics: Sequence[str], caption: str) -> str:
+def latex_table(long: pd.DataFrame, metrics: Sequence[str], caption: str, part: str = "all") -> str:
     """booktabs LaTeX with the best value of each column in bold, generated by pandas."""
-    means = wide_table(long, metrics)
+    means = wide_table(long, metrics, part)
     bold = np.zeros(means.shape, dtype=bool)
     for j, (_, metric) in enumerate(means.columns):
         column = means.iloc[:, j]
@@ -197,33 +219,37 @@ def latex_table(long: pd.DataFrame, metrics: Sequence[str], caption: str) -> str
     )
 
 
-def markdown_table(long: pd.DataFrame, metrics: Sequence[str], part: str = "all") -> str:
+def text_rows(
+    long: pd.DataFrame, metrics: Sequence[str], part: str = "all"
+) -> dict[str, list[list[str]]]:
+    """Per block: rows of [variant, "mean ± ci" per metric, n, failed] for text tables."""
     sub = long[long.part == part]
+    cells = {(r.block, r.variant, r.metric): r for r in sub.itertuples(index=False)}
+    blocks: dict[str, list[list[str]]] = {}
+    for block, variant in dict.fromkeys(zip(sub.block, sub.variant, strict=True)):
+        found = [cells[(block, variant, m)] for m in metrics]
+        blocks.setdefault(block, []).append(
+            [
+                variant,
+                *(_fmt(c.mean, c.ci_low, c.ci_high) for c in found),
+                str(max(c.n for c in found)),
+                str(found[0].failed),
+            ]
+        )
+    return blocks
+
+
+def markdown_table(long: pd.DataFrame, metrics: Sequence[str], part: str = "all") -> str:
+    header = ["variant"] + [f"{m} {METRICS[m].arrow}" for m in metrics] + ["n", "failed"]
     lines = []
-    for block in sub.block.unique():
-        rows = sub[sub.block == block]
-        header = ["variant"] + [f"{m} {METRICS[m].arrow}" for m in metrics] + ["n", "failed"]
+    for block, rows in text_rows(long, metrics, part).items():
         lines += [
             f"**{block}**" + ("" if part == "all" else f" / {part}"),
             "",
             "| " + " | ".join(header) + " |",
             "|" + "---|" * len(header),
         ]
-        for variant, group in rows.groupby("variant", sort=False):
-            cells = group.set_index("metric")
-            values = [_fmt(*cells.loc[m, ["mean", "ci_low", "ci_high"]]) for m in metrics]
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        variant,
-                        *values,
-                        str(int(cells["n"].max())),
-                        str(int(cells["failed"].iloc[0])),
-                    ]
-                )
-                + " |"
-            )
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
     return "\n".join(lines)
 
@@ -260,16 +286,21 @@ def build_report(
     long = aggregate(frame, metrics)
     out = Path(output) if output else Path(roots[0]) / "report"
     notes = notes_for(runs, long)
-    caption = "Mean over samples (seeds averaged first); best in bold. " + " ".join(
-        n for n in notes if "random weights" in n or GT_MARK in n
-    )
+    random = sorted({r["info"]["backbone"]["name"] for r in runs if r["info"].get("note")})
+    caption = "Mean over samples (seeds averaged first); best in bold."
+    if random:
+        caption += f" {', '.join(Path(n).name for n in random)}: {RANDOM_WEIGHTS_NOTE}."
+    if long.variant.str.endswith(GT_MARK).any():
+        caption += f" {GT_MARK} uses the ground-truth mask."
     atomic_write_bytes(out / "table.csv", long.to_csv(index=False).encode())
     atomic_write_bytes(out / "table.tex", latex_table(long, metrics, caption).encode())
+    parts = sorted(p for p in long.part.unique() if p != "all")
+    atomic_write_bytes(
+        out / "table_parts.tex",
+        "\n".join(latex_table(long, metrics, f"{p}: {caption}", p) for p in parts).encode(),
+    )
     md = ["# partedit-bench report", "", markdown_table(long, metrics), "## Per part", ""]
-    md += [
-        markdown_table(long, metrics, part)
-        for part in sorted(p for p in long.part.unique() if p != "all")
-    ]
+    md += [markdown_table(long, metrics, part) for part in parts]
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
     atomic_write_bytes(out / "table.md", ("\n".join(md) + "\n").encode())
     atomic_write_bytes(
@@ -300,21 +331,15 @@ def print_report(result: dict[str, Any], console: Any) -> None:
     has_value = overall.groupby("metric")["n"].max()
     metrics = [m for m in result["metrics"] if has_value.get(m, 0) > 0]
     empty = [m for m in result["metrics"] if m not in metrics]
-    for block in overall.block.unique():
+    for block, rows in text_rows(long, metrics).items():
         table = Table(title=block)
         table.add_column("variant")
         for m in metrics:
             table.add_column(f"{m} {METRICS[m].arrow}", justify="right")
         table.add_column("n", justify="right")
         table.add_column("failed", justify="right")
-        for variant, group in overall[overall.block == block].groupby("variant", sort=False):
-            cells = group.set_index("metric")
-            table.add_row(
-                variant,
-                *[_fmt(*cells.loc[m, ["mean", "ci_low", "ci_high"]]) for m in metrics],
-                str(int(cells["n"].max())),
-                str(int(cells["failed"].iloc[0])),
-            )
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
     if empty:
         console.print(f"[yellow]note:[/] no values (n/a) for {', '.join(empty)}", highlight=False)

@@ -19,7 +19,8 @@ from partedit_bench.metrics.alpha_clip import AlphaCLIP, read_state_dict
 
 TINY = "tiny-quickgelu-test"
 TINY_CONFIG = {
-    "embed_dim": 32, "quick_gelu": True,
+    "embed_dim": 32,
+    "quick_gelu": True,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
@@ -111,12 +112,27 @@ def test_evaluate_adds_aclip_columns_without_regenerating(tiny_clip_name, tmp_pa
     rows = (run / "report" / "table.csv").read_text()
     assert "aclip_fg" in rows
     model = tiny_model(tiny_clip_name, seed=3)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(tmp_path / "clip.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(tmp_path / "clip.safetensors"),
+    )
     torch.save(official_visual_state(model), tmp_path / "alpha.pth")
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--alpha-clip", str(tmp_path / "alpha.pth"), "--clip",
-                 str(tmp_path / "clip.safetensors"), "--alpha-clip-variant", tiny_clip_name]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--alpha-clip",
+                str(tmp_path / "alpha.pth"),
+                "--clip",
+                str(tmp_path / "clip.safetensors"),
+                "--alpha-clip-variant",
+                tiny_clip_name,
+            ]
+        )
+        == 0
+    )
     assert "3 jobs: 3 metric rows computed, 3 cached" in capsys.readouterr().err.replace("\n", " ")
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*.png")} == pngs
     assert main(["report", str(run)]) == 0
@@ -136,5 +152,6 @@ def test_missing_checkpoint_is_explained(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="no Alpha-CLIP checkpoint"):
         AlphaCLIP.load(None, None)
     with pytest.raises(UserError, match="checkpoint not found"):
-        AlphaCLIP.load(str(tmp_path / "nope.pth"), str(tmp_path / "nope.safetensors"),
-                       variant="ViT-B/16")
+        AlphaCLIP.load(
+            str(tmp_path / "nope.pth"), str(tmp_path / "nope.safetensors"), variant="ViT-B/16"
+        )

@@ -51,8 +51,11 @@ def ssim_map_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_psnr_bg_matches_the_formula_and_an_independent_library():
     a, b, mask = images()
     background = ~mask
-    diffs = [(a[i, j, c] - b[i, j, c]) ** 2 for i, j in zip(*np.nonzero(background), strict=True)
-             for c in range(3)]
+    diffs = [
+        (a[i, j, c] - b[i, j, c]) ** 2
+        for i, j in zip(*np.nonzero(background), strict=True)
+        for c in range(3)
+    ]
     expected = 10 * math.log10(1 / (sum(diffs) / len(diffs)))
     assert F.psnr_bg(a, b, mask) == pytest.approx(expected, abs=1e-10)
     lib = peak_signal_noise_ratio(a[background], b[background], data_range=1.0)
@@ -86,10 +89,16 @@ def test_pie_variants_zero_fill_the_part():
 
 def test_leakage_edit_strength_and_fg_psnr():
     a, b, mask = images(3)
-    bg = [abs(a[i, j, c] - b[i, j, c]) for i, j in zip(*np.nonzero(~mask), strict=True)
-          for c in range(3)]
-    fg = [abs(a[i, j, c] - b[i, j, c]) for i, j in zip(*np.nonzero(mask), strict=True)
-          for c in range(3)]
+    bg = [
+        abs(a[i, j, c] - b[i, j, c])
+        for i, j in zip(*np.nonzero(~mask), strict=True)
+        for c in range(3)
+    ]
+    fg = [
+        abs(a[i, j, c] - b[i, j, c])
+        for i, j in zip(*np.nonzero(mask), strict=True)
+        for c in range(3)
+    ]
     assert F.leakage(a, b, mask) == pytest.approx(sum(bg) / len(bg))
     assert F.edit_strength(a, b, mask) == pytest.approx(sum(fg) / len(fg))
     mse_fg = sum(d * d for d in fg) / len(fg)
@@ -107,8 +116,10 @@ def test_mask_iou_hand_cases():
     assert math.isnan(F.mask_iou(np.zeros((4, 4)), np.zeros((4, 4), bool)))
 
 
-@pytest.mark.parametrize("name", ["psnr_bg", "ssim_bg", "psnr_bg_pie", "ssim_bg_pie", "leakage",
-                                  "edit_strength", "psnr_fg_gt"])
+@pytest.mark.parametrize(
+    "name",
+    ["psnr_bg", "ssim_bg", "psnr_bg_pie", "ssim_bg_pie", "leakage", "edit_strength", "psnr_fg_gt"],
+)
 def test_batch_size_independence(name):
     fn = getattr(F, name)
     items = [images(seed) for seed in range(4)]
@@ -141,5 +152,6 @@ def test_shape_mismatch_is_an_error():
 
 
 def test_foreground_text_rule():
-    assert foreground_text("a man with a robotic <humanoid-head>", "head") == "a man with a robotic head"
+    text = foreground_text("a man with a robotic <humanoid-head>", "head")
+    assert text == "a man with a robotic head"
     assert foreground_text("a red <car-hood> on a <car-body>", "hood") == "a red hood on a hood"

@@ -23,8 +23,22 @@ def overall(run_dir, variant):
 
 def test_identity_report_has_the_fixed_points(tmp_path):
     run = tmp_path / "run"
-    assert main(["run", "--methods", "identity", "--backbone", "tiny-sd", "--limit", "4",
-                 "--output", str(run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--limit",
+                "4",
+                "--output",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert main(["report", str(run)]) == 0
     rows = overall(run, "identity")
     assert rows.loc["psnr_bg", "mean"] == pytest.approx(100.0)
@@ -53,8 +67,22 @@ def test_imported_rows_bold_best_and_multi_run_blocks(tmp_path, capsys):
     assert main(["run", "--limit", "4", "--output", str(run)]) == 0
     samples = load_suite("partworld").samples[:4]
     noisy_edits(tmp_path / "edits", samples, 20)
-    assert main(["import-edits", str(tmp_path / "edits"), "--suite", "partworld", "--name",
-                 "noisy", "--output", str(run), "--uses-gt-mask"]) == 0
+    assert (
+        main(
+            [
+                "import-edits",
+                str(tmp_path / "edits"),
+                "--suite",
+                "partworld",
+                "--name",
+                "noisy",
+                "--output",
+                str(run),
+                "--uses-gt-mask",
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", str(run), "--metrics", "psnr_bg"]) == 0
     assert main(["report", str(run)]) == 0
     noisy = overall(run, "noisy†")
@@ -86,7 +114,8 @@ def test_empty_mask_rows_are_counted_and_named(tmp_path):
         "  - {id: s1, split: real, class_name: cat, part: head, part_token: animal-head,"
         " original_image: a.png, gt_mask: part.png}\n"
         "  - {id: s2, split: real, class_name: cat, part: head, part_token: animal-head,"
-        " original_image: a.png, gt_mask: empty.png}\n")
+        " original_image: a.png, gt_mask: empty.png}\n"
+    )
     run = tmp_path / "run"
     assert main(["run", "--suite", str(suite / "suite.yaml"), "--output", str(run)]) == 0
     rows = overall(run, "identity")
@@ -106,14 +135,34 @@ def test_score_json_on_hand_made_images(tmp_path, capsys):
     for name, array in (("s.png", source), ("e.png", edited), ("m.png", mask)):
         Image.fromarray(array).save(tmp_path / name)
     capsys.readouterr()
-    assert main(["score", str(tmp_path / "s.png"), str(tmp_path / "e.png"),
-                 str(tmp_path / "m.png"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(tmp_path / "s.png"),
+                str(tmp_path / "e.png"),
+                str(tmp_path / "m.png"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     values = json.loads(capsys.readouterr().out)
     assert values["psnr_bg"] == pytest.approx(10 * math.log10(1 / 0.04))
     assert values["leakage"] == pytest.approx(0.2) and values["edit_strength"] == pytest.approx(1.0)
     assert values["ssim_bg"] < 1 and values["aclip_fg"] is None and values["mask_iou"] is None
-    assert main(["score", str(tmp_path / "s.png"), str(tmp_path / "s.png"),
-                 str(tmp_path / "m.png"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(tmp_path / "s.png"),
+                str(tmp_path / "s.png"),
+                str(tmp_path / "m.png"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     same = json.loads(capsys.readouterr().out)
     assert same["psnr_bg"] == pytest.approx(100.0) and same["ssim_bg"] == pytest.approx(1.0)
 

@@ -192,8 +192,10 @@ class AlphaCLIP:
             spec = AlphaClipVariant(variant, variant, "a checkpoint of this architecture")
         else:
             known = ", ".join(VARIANTS)
-            raise UserError(f"unknown Alpha-CLIP variant '{variant}' (known: {known}, or an "
-                            "open_clip model name)")
+            raise UserError(
+                f"unknown Alpha-CLIP variant '{variant}' (known: {known}, or an "
+                "open_clip model name)"
+            )
         alpha_clip = alpha_clip or os.environ.get(ENV_ALPHA_CLIP)
         clip = clip or os.environ.get(ENV_CLIP)
         if not alpha_clip:
