@@ -189,32 +189,83 @@ def generate_samples(spec: dict[str, Any], where: str) -> list[Sample]:
     return partworld_samples(spec)
 
 
+#: The paper's class proportions (5 quadrupeds : 4 bipeds : 2 chairs : 2 cars), split evenly
+#: over each class's parts.
+CLASS_WEIGHTS = {"quadruped": 5, "humanoid": 4, "chair": 2, "car": 2}
+
+
+def part_schedule(parts: list[str], count: int, balance: str = "paper") -> list[str]:
+    """The part of each sample index: a smooth weighted round robin over the parts, so any
+    prefix of the schedule is as close to the weights as integers allow (and sample i does not
+    depend on the suite size). `paper` weights follow CLASS_WEIGHTS, `uniform` cycles."""
+    if balance == "uniform":
+        weights = [1.0] * len(parts)
+    else:
+        per_class = {c: sum(partworld.PART_CLASS[p] == c for p in parts) for c in CLASS_WEIGHTS}
+        weights = [
+            CLASS_WEIGHTS[partworld.PART_CLASS[p]] / per_class[partworld.PART_CLASS[p]]
+            for p in parts
+        ]
+    total, current, out = sum(weights), [0.0] * len(parts), []
+    for _ in range(count):
+        current = [c + w for c, w in zip(current, weights, strict=True)]
+        best = max(range(len(parts)), key=lambda i: (current[i], -i))
+        current[best] -= total
+        out.append(parts[best])
+    return out
+
+
 def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
-    """Renders (or reuses from the cache) a PartWorld suite; deterministic in `spec`."""
+    """Renders (or reuses from the cache) a PartWorld suite; deterministic in `spec`.
+
+    Spec keys: seed, count, resolution (32..512), parts (canonical names; default all seven),
+    correlation (0..1: how often a caption ties two parts' colors), split (`eval`, or `train`
+    for the token-training split, drawn from a separate random stream).
+    """
     try:
         seed, count = int(spec.get("seed", 0)), int(spec.get("count", 32))
         resolution = int(spec.get("resolution", 64))
-        parts = list(spec.get("parts", partworld.CLASS_PARTS["humanoid"]))
+        parts = list(spec.get("parts") or partworld.PART_CLASS)
+        correlation = float(spec.get("correlation", 0.5))
+        role = str(spec.get("split", "eval"))
+        balance = str(spec.get("balance", "paper" if role == "eval" else "uniform"))
     except (TypeError, ValueError) as exc:
         raise UserError(f"malformed partworld generator {spec}: {exc}") from exc
-    unknown = [p for p in parts if p not in partworld.CLASS_PARTS["humanoid"]]
+    unknown = [p for p in parts if p not in partworld.PART_CLASS]
     if unknown:
         raise UserError(
-            f"partworld has no part {unknown[0]!r}"
-            f"{did_you_mean(unknown[0], partworld.CLASS_PARTS['humanoid'])}"
+            f"partworld has no part {unknown[0]!r}{did_you_mean(unknown[0], partworld.PART_CLASS)}"
         )
+    if role not in ("eval", "train") or not 0 <= correlation <= 1:
+        raise UserError(f"malformed partworld generator {spec}: split eval|train, correlation 0..1")
+    if not 32 <= resolution <= 512:
+        raise UserError(f"partworld resolution must be 32..512, got {resolution}")
     key = json.dumps(
-        {"v": partworld.RENDERER_VERSION, "seed": seed, "res": resolution, "parts": parts},
+        {
+            "v": partworld.RENDERER_VERSION,
+            "seed": seed,
+            "res": resolution,
+            "parts": parts,
+            "rho": correlation,
+            "split": role,
+            "balance": balance,
+        },
         sort_keys=True,
     )
     folder = cache_root() / "partworld" / hashlib.sha256(key.encode()).hexdigest()[:12]
+    if balance not in ("paper", "uniform"):
+        raise UserError(f"malformed partworld generator {spec}: balance paper|uniform")
+    schedule = part_schedule(parts, count, balance)
+    stream = 0 if role == "eval" else 1
+    prefix = "pw" if role == "eval" else "pwt"
     samples = []
     for index in range(count):
-        rng = np.random.default_rng([seed, index])
-        scene = partworld.sample_scene(rng)
-        part = parts[int(rng.integers(len(parts)))]
+        rng = np.random.default_rng([seed, stream, index])
+        part = schedule[index]
+        class_name = partworld.PART_CLASS[part]
+        scene = partworld.sample_scene(rng, class_name, correlation)
         target, fields = partworld.sample_edit(scene, part, rng)
-        sample_id = f"pw{seed}-{index:05d}"
+        sample_id = f"{prefix}{seed}-{index:05d}"
         paths = {
             k: folder / f"{sample_id}{s}.png"
             for k, s in (("image", ""), ("mask", "_mask"), ("target", "_target"))
@@ -222,23 +273,28 @@ def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
         if not all(p.is_file() for p in paths.values()):
             source_pixels, shapes = partworld.render(scene, resolution)
             target_pixels, target_shapes = partworld.render(target, resolution)
-            region = partworld.part_mask(shapes, part) | partworld.part_mask(target_shapes, part)
-            atomic_write_bytes(paths["target"], png_bytes(Image.fromarray(target_pixels)))
-            atomic_write_bytes(
-                paths["mask"], png_bytes(Image.fromarray(region.astype(np.uint8) * 255))
+            region = partworld.part_mask(shapes, part, class_name) | partworld.part_mask(
+                target_shapes, part, class_name
             )
+            mask_png = png_bytes(Image.fromarray(region.astype(np.uint8) * 255))
+            atomic_write_bytes(paths["target"], png_bytes(Image.fromarray(target_pixels)))
+            atomic_write_bytes(paths["mask"], mask_png)
             atomic_write_bytes(paths["image"], png_bytes(Image.fromarray(source_pixels)))
         samples.append(
             Sample(
                 id=sample_id,
                 split="synth",
-                class_name="humanoid",
-                part=partworld.PART_WORDS[part],
+                class_name=class_name,
+                part=partworld.CLASSES[class_name].part_words[part],
                 part_token=part,
                 seed=index,
                 original_image=str(paths["image"]),
                 gt_mask=str(paths["mask"]),
-                extra={"gt_edited_image": str(paths["target"])},
+                extra={
+                    "gt_edited_image": str(paths["target"]),
+                    "edit_kind": fields.pop("edit_kind"),
+                    "renderer": partworld.RENDERER_VERSION,
+                },
                 **fields,
             )
         )
