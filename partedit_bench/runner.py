@@ -181,6 +181,20 @@ class Runner:
         self.samples = self.suite.samples[:limit] if limit else self.suite.samples
         if not self.samples:
             raise UserError(f"suite '{self.suite.name}' has no samples")
+        without_image = [s.id for s in self.samples if not s.original_image]
+        if without_image:
+            raise UserError(
+                f"suite '{self.suite.name}' has no source images for "
+                f"{len(without_image)} samples; build them with `partedit-bench data "
+                f"build-synth --suite {cfg.suite} --backbone BACKBONE`"
+            )
+        without_mask = [s.id for s in self.samples if not s.gt_mask]
+        if without_mask:
+            raise UserError(
+                f"{len(without_mask)} samples of suite '{self.suite.name}' have no GT "
+                f"mask ({', '.join(without_mask[:3])}...); attach masks with "
+                f"`partedit-bench data import-masks {self.suite.path.parent} SOURCE`"
+            )
         Suite(
             self.suite.name, self.suite.version, "", self.suite.path, self.samples
         ).validate_files()

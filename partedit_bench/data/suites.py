@@ -26,6 +26,8 @@ from partedit_bench.errors import UserError, did_you_mean
 from partedit_bench.io import atomic_write_bytes, png_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Extra sample fields that hold image paths (relative to the suite file, like the others).
+EXTRA_IMAGE_FIELDS = ("gt_edited_image", "partedit")
 
 
 def data_root() -> Path:
@@ -123,7 +125,7 @@ def load_suite(name_or_path: str) -> Suite:
             raise UserError(f"malformed suite file {path}: missing '{key}'")
     base_dir = Path(definition["_dir"])
     if "generator" in definition:
-        samples = generate_samples(definition["generator"], str(path))
+        samples = generate_samples(definition["generator"], path)
     elif "samples" in definition or "samples_file" in definition:
         entries = definition.get("samples")
         if entries is None:
@@ -172,8 +174,9 @@ def _with_absolute_paths(sample: Sample, base: Path) -> Sample:
     sample.original_image = str((base / sample.original_image).resolve())
     if sample.gt_mask:
         sample.gt_mask = str((base / sample.gt_mask).resolve())
-    if sample.extra.get("gt_edited_image"):
-        sample.extra["gt_edited_image"] = str((base / sample.extra["gt_edited_image"]).resolve())
+    for key in EXTRA_IMAGE_FIELDS:
+        if sample.extra.get(key):
+            sample.extra[key] = str((base / sample.extra[key]).resolve())
     return sample
 
 
@@ -181,12 +184,83 @@ def _with_absolute_paths(sample: Sample, base: Path) -> Sample:
 # Generators
 
 
-def generate_samples(spec: dict[str, Any], where: str) -> list[Sample]:
-    if not isinstance(spec, dict) or spec.get("type") != "partworld":
-        raise UserError(
-            f"malformed suite file {where}: unknown generator {spec!r} (known: partworld)"
+def generate_samples(spec: dict[str, Any], path: Path) -> list[Sample]:
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind == "partworld":
+        return partworld_samples(spec)
+    if kind == "prompt-config":
+        return prompt_config_samples(spec, path.parent)
+    raise UserError(
+        f"malformed suite file {path}: unknown generator {spec!r} (known: partworld, prompt-config)"
+    )
+
+
+def prompt_config_samples(spec: dict[str, Any], base: Path) -> list[Sample]:
+    """PartEdit-Synth items sampled from a prompt configuration (subjects, edits, settings and
+    templates per part) in the paper's class proportions; no images until `build-synth`."""
+    config_path = base / str(spec.get("config", "prompts.yaml"))
+    config = read_yaml(config_path)
+    parts = list(spec.get("parts") or config)
+    unknown = [p for p in parts if p not in config or p not in partworld.PART_CLASS]
+    if unknown:
+        raise UserError(f"{config_path}: no configuration for part {unknown[0]!r}")
+    seed, count = int(spec.get("seed", 0)), int(spec.get("count", 60))
+    samples = []
+    for index, part in enumerate(part_schedule(parts, count)):
+        rng = np.random.default_rng([seed, 2, index])
+        entry = config[part]
+        try:
+            words = {
+                key: str(entry[plural][int(rng.integers(len(entry[plural])))])
+                for key, plural in (
+                    ("subject", "subjects"),
+                    ("edit", "edits"),
+                    ("setting", "settings"),
+                )
+            }
+            words["a_edit"] = ("an " if words["edit"][0] in "aeiou" else "a ") + words["edit"]
+            t = entry["templates"]
+            fields = {
+                name: t[name].format(**words).strip()
+                for name in ("original", "changed", "p2p_prompt", "p2p_template")
+            }
+            instructions = [i.format(**words) for i in t.get("instructions", [])][:3]
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise UserError(f"{config_path}: malformed entry for {part}: {exc!r}") from exc
+        if len(fields["p2p_prompt"].split()) != len(fields["p2p_template"].split()):
+            raise UserError(
+                f"{config_path}: {part} p2p_prompt and p2p_template differ in word "
+                f"count for edit {words['edit']!r}"
+            )
+        samples.append(
+            Sample(
+                id=f"synth-{index:05d}",
+                split="synth",
+                class_name=str(entry.get("class_name", "")),
+                part=str(entry.get("part", "")),
+                part_token=part,
+                subject=words["subject"],
+                edit=words["edit"],
+                prompt_original=fields["original"],
+                prompt_changed=fields["changed"],
+                p2p_prompt=fields["p2p_prompt"],
+                p2p_template=fields["p2p_template"],
+                instructp2p_edit=instructions,
+                blend_words=list(entry.get("blend_words", [])),
+                seed=int(rng.integers(2**31)),
+                extra={"setting": words["setting"]},
+            )
         )
-    return partworld_samples(spec)
+    return samples
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"malformed YAML {path}: {str(exc).splitlines()[0]}") from exc
 
 
 #: The paper's class proportions (5 quadrupeds : 4 bipeds : 2 chairs : 2 cars), split evenly

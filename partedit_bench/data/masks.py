@@ -1,0 +1,89 @@
+"""Mask formats: PNG, COCO RLE (uncompressed counts or the compressed string), and polygons
+(COCO `segmentation` lists, LabelMe `shapes[].points`). Everything becomes a bool (H, W) array,
+stored as a single-channel 0/255 PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from partedit_bench.errors import UserError
+
+
+def rle_string_to_counts(text: str) -> list[int]:
+    """Decodes COCO's compressed RLE string (LEB128-like, 5 bits per character, offsets
+    relative to the count two places back) into run lengths."""
+    counts: list[int] = []
+    position = 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            char = ord(text[position]) - 48
+            value |= (char & 0x1F) << (5 * shift)
+            more = bool(char & 0x20)
+            position += 1
+            shift += 1
+            if not more and char & 0x10:
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """COCO RLE (`{"size": [h, w], "counts": [...] or "..."}`) -> bool (h, w). Runs alternate
+    0s and 1s, starting with 0s, over the image in column-major order."""
+    try:
+        height, width = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"malformed COCO RLE: {exc}") from exc
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    if isinstance(counts, str):
+        counts = rle_string_to_counts(counts)
+    flat = np.zeros(height * width, dtype=bool)
+    position, value = 0, False
+    for run in counts:
+        if value:
+            flat[position : position + run] = True
+        position += run
+        value = not value
+    if position != height * width:
+        raise UserError(f"malformed COCO RLE: runs cover {position} pixels, not {height * width}")
+    return flat.reshape((width, height)).T
+
+
+def polygons_to_mask(
+    polygons: Sequence[Sequence[float]] | Sequence[Sequence[Sequence[float]]], size: tuple[int, int]
+) -> np.ndarray:
+    """Polygons (flat [x0, y0, x1, y1, ...] as COCO, or [[x, y], ...] as LabelMe) -> bool mask
+    of `size` = (width, height); overlapping polygons are united."""
+    canvas = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(canvas)
+    for polygon in polygons:
+        points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+        if len(points) < 3:
+            raise UserError(f"a polygon needs at least 3 points, got {len(points)}")
+        draw.polygon([tuple(p) for p in points.tolist()], fill=255, outline=255)
+    return np.asarray(canvas) > 0
+
+
+def coco_segmentation_to_mask(segmentation: Any, size: tuple[int, int]) -> np.ndarray:
+    """A COCO annotation's `segmentation` (polygons or RLE) -> bool mask of (width, height)."""
+    if isinstance(segmentation, list):
+        return polygons_to_mask(segmentation, size)
+    if isinstance(segmentation, dict):
+        mask = rle_to_mask(segmentation)
+        if mask.shape != (size[1], size[0]):
+            raise UserError(f"RLE of size {mask.shape[::-1]} for an image of {size}")
+        return mask
+    raise UserError(f"unknown COCO segmentation type {type(segmentation).__name__}")
+
+
+def mask_to_image(mask: np.ndarray) -> Image.Image:
+    return Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
