@@ -337,20 +337,24 @@ def command_list(what: str) -> int:
                 doc,
             )
     elif what == "suites":
+        from partedit_bench.data.schema import CANONICAL_PARTS
         from partedit_bench.data.suites import available_suites, load_suite
 
-        for column in ("suite", "version", "samples", "parts", "description"):
+        for column in ("suite", "version", "samples", "parts", "kind"):
             table.add_column(column)
         for name in available_suites():
             try:
                 suite = load_suite(name)
-                table.add_row(
-                    name,
-                    suite.version,
-                    str(len(suite.samples)),
-                    ", ".join(suite.parts),
-                    suite.description,
+                kind = suite.definition.get("role") or (
+                    "prompts (build-synth)"
+                    if "generator" in suite.definition
+                    and suite.definition["generator"].get("type") == "prompt-config"
+                    else suite.samples[0].split
                 )
+                parts = (
+                    "all 7" if len(suite.parts) == len(CANONICAL_PARTS) else ", ".join(suite.parts)
+                )
+                table.add_row(name, suite.version, str(len(suite.samples)), parts, kind)
             except UserError as exc:
                 table.add_row(name, "?", "?", "?", f"[red]{exc}[/]")
     else:

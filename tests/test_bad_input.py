@@ -64,9 +64,7 @@ def test_unknown_names_suggest(tmp_path, capsys):
     fail(
         capsys, ["--methods", "identiy"], "unknown method 'identiy' (did you mean: identity?)", out
     )
-    fail(
-        capsys, ["--suite", "partwrld"], "unknown suite 'partwrld' (did you mean: partworld,", out
-    )
+    fail(capsys, ["--suite", "partwrld"], "unknown suite 'partwrld' (did you mean: partworld,", out)
     fail(capsys, ["--backbone", "tiny-sdx"], "unknown backbone 'tiny-sdx' (did you mean:", out)
     fail(
         capsys,

@@ -5,6 +5,7 @@ masks attached from annotation files (`data import-masks`), the published PartEd
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,7 @@ def _labelme_mask(path: Path, size: tuple[int, int], label: str | None) -> np.nd
     declared = (data.get("imageWidth"), data.get("imageHeight"))
     if declared != (None, None) and declared != size:
         raise UserError(f"{path} is annotated at {declared}, the image is {size}")
-    return polygons_to_mask(polygons, size) if polygons else None
+    return polygons_to_mask(polygons, size, convention="pil") if polygons else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -378,6 +379,12 @@ def import_hf(
                 gt_mask=mask_path,
                 extra=extra,
             )
+            if "prompt_changed" in entry:  # part tokens in the canonical spelling
+                entry["prompt_changed"] = re.sub(
+                    r"<([^<>]+)>",
+                    lambda m: f"<{canonical_part(m.group(1)) or m.group(1)}>",
+                    entry["prompt_changed"],
+                )
             samples.append(Sample.from_dict(entry, f"{source} {split_name} row {index}"))
     definition = {
         "name": name,

@@ -59,18 +59,42 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
 
 
 def polygons_to_mask(
-    polygons: Sequence[Sequence[float]] | Sequence[Sequence[Sequence[float]]], size: tuple[int, int]
+    polygons: Sequence[Sequence[float]] | Sequence[Sequence[Sequence[float]]],
+    size: tuple[int, int],
+    convention: str = "centers",
 ) -> np.ndarray:
     """Polygons (flat [x0, y0, x1, y1, ...] as COCO, or [[x, y], ...] as LabelMe) -> bool mask
-    of `size` = (width, height); overlapping polygons are united."""
-    canvas = Image.new("L", size, 0)
-    draw = ImageDraw.Draw(canvas)
+    of `size` = (width, height); overlapping polygons are united.
+
+    Conventions: `centers` (default; COCO): a pixel belongs to the polygon when its center
+    (x + 0.5, y + 0.5) is inside (even-odd rule), so a square polygon from (0, 0) to (10, 10)
+    covers 100 pixels. `pil` (LabelMe's own `shape_to_mask`): PIL's fill plus outline, which
+    also takes the boundary pixels (121 for that square).
+    """
+    width, height = size
+    out = np.zeros((height, width), dtype=bool)
+    canvas = Image.new("L", size, 0) if convention == "pil" else None
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
     for polygon in polygons:
         points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
         if len(points) < 3:
             raise UserError(f"a polygon needs at least 3 points, got {len(points)}")
-        draw.polygon([tuple(p) for p in points.tolist()], fill=255, outline=255)
-    return np.asarray(canvas) > 0
+        if canvas is not None:
+            ImageDraw.Draw(canvas).polygon(
+                [tuple(p) for p in points.tolist()], fill=255, outline=255
+            )
+            continue
+        inside = np.zeros_like(out)
+        for (x0, y0), (x1, y1) in zip(points, np.roll(points, -1, axis=0), strict=True):
+            if y0 == y1:
+                continue
+            crosses = (ys >= min(y0, y1)) & (ys < max(y0, y1))
+            x_at = x0 + (ys - y0) * (x1 - x0) / (y1 - y0)
+            inside ^= crosses & (xs < x_at)
+        out |= inside
+    if canvas is not None:
+        out |= np.asarray(canvas) > 0
+    return out
 
 
 def coco_segmentation_to_mask(segmentation: Any, size: tuple[int, int]) -> np.ndarray:

@@ -168,10 +168,39 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def package_image(uri: str) -> Path:
+    """A photo that ships inside an installed package, `pkg:skimage/astronaut` or
+    `pkg:matplotlib/grace_hopper.jpg`, written once as a PNG into the cache (not the repo)."""
+    package, _, name = uri.removeprefix("pkg:").partition("/")
+    out = cache_root() / "package-images" / f"{package}-{Path(name).stem}.png"
+    if out.is_file():
+        return out
+    try:
+        if package == "skimage":
+            import skimage.data
+
+            pixels = np.asarray(getattr(skimage.data, name)())
+        elif package == "matplotlib":
+            import matplotlib
+
+            with Image.open(Path(matplotlib.get_data_path()) / "sample_data" / name) as img:
+                pixels = np.asarray(img.convert("RGB"))
+        else:
+            raise UserError(f"unknown package image source '{package}' (skimage, matplotlib)")
+    except (ImportError, AttributeError, OSError) as exc:
+        raise UserError(f"cannot load package image {uri}: {exc}") from exc
+    atomic_write_bytes(out, png_bytes(Image.fromarray(pixels)))
+    return out
+
+
 def _with_absolute_paths(sample: Sample, base: Path) -> Sample:
     if not sample.original_image:
         raise UserError(f"sample {sample.id}: no original_image")
-    sample.original_image = str((base / sample.original_image).resolve())
+    if sample.original_image.startswith("pkg:"):
+        sample.extra.setdefault("image_source", sample.original_image)
+        sample.original_image = str(package_image(sample.original_image))
+    else:
+        sample.original_image = str((base / sample.original_image).resolve())
     if sample.gt_mask:
         sample.gt_mask = str((base / sample.gt_mask).resolve())
     for key in EXTRA_IMAGE_FIELDS:

@@ -1,0 +1,377 @@
+"""Suites as data: validation, mask formats, build-synth, and the importers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from partedit_bench.cli import main
+from partedit_bench.data.builders import canonical_part, validate_suite
+from partedit_bench.data.masks import polygons_to_mask, rle_string_to_counts, rle_to_mask
+from partedit_bench.data.schema import CANONICAL_PARTS, load_mask
+from partedit_bench.data.suites import available_suites, load_suite
+
+SHIPPED = ["partworld", "partworld-512", "partworld-train", "partedit-synth", "partedit-real-mini"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_suite_validates_and_has_a_readme(name):
+    assert name in available_suites()
+    count, problems = validate_suite(name)
+    assert problems == [] and count > 0
+    assert (available_suites()[name].parent / "README.md").is_file()
+
+
+def test_a_broken_copy_reports_every_problem_at_once(tmp_path):
+    src = available_suites()["partedit-real-mini"].parent
+    copy = tmp_path / "broken"
+    shutil.copytree(src, copy)
+    data = yaml.safe_load((copy / "suite.yaml").read_text())
+    samples = data["samples"]
+    samples[0]["gt_mask"] = "masks/missing.png"
+    Image.new("L", (10, 10), 255).save(copy / "masks" / "small.png")
+    samples[1]["gt_mask"] = "masks/small.png"
+    Image.new("L", (512, 512), 0).save(copy / "masks" / "empty.png")
+    samples[2]["gt_mask"] = "masks/empty.png"
+    samples[3]["prompt_changed"] = "a man with a robotic head"
+    samples[4]["original_image"] = "photos/missing.png"
+    gray = np.zeros((512, 512), np.uint8)
+    gray[:10] = 128
+    Image.fromarray(gray).save(copy / "masks" / "gray.png")
+    samples[5]["gt_mask"] = "masks/gray.png"
+    (copy / "suite.yaml").write_text(yaml.safe_dump(data))
+    count, problems = validate_suite(str(copy / "suite.yaml"))
+    assert count == 12 and len(problems) == 6, problems
+    text = "\n".join(problems)
+    for expected in (
+        "mask not found",
+        "is 10x10 but its image is 512x512",
+        "is empty",
+        "lacks the part token <humanoid-head>",
+        "image not found",
+        "is not binary",
+    ):
+        assert expected in text, expected
+    assert main(["data", "validate", str(copy / "suite.yaml")]) == 1
+    samples[6]["part_token"] = "humanoid-hed"
+    samples[7]["split"] = "test"
+    (copy / "suite.yaml").write_text(yaml.safe_dump(data))
+    _, problems = validate_suite(str(copy / "suite.yaml"))
+    assert any("humanoid-hed" in p for p in problems) and any("split" in p for p in problems)
+
+
+def encode_rle_string(counts: list[int]) -> str:
+    """COCO's compressed RLE string, written from the maskApi.c description (test reference)."""
+    out = []
+    for i, count in enumerate(counts):
+        x = count - counts[i - 2] if i > 2 else count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = (x != -1) if (c & 0x10) else (x != 0)
+            if more:
+                c |= 0x20
+            out.append(chr(c + 48))
+    return "".join(out)
+
+
+def test_coco_rle_both_forms_and_polygons():
+    rng = np.random.default_rng(0)
+    mask = rng.random((13, 17)) > 0.6
+    flat = mask.T.reshape(-1)  # column-major
+    counts, value, run = [], False, 0
+    for pixel in flat:
+        if pixel == value:
+            run += 1
+        else:
+            counts.append(run)
+            value, run = pixel, 1
+    counts.append(run)
+    assert rle_string_to_counts(encode_rle_string(counts)) == counts
+    np.testing.assert_array_equal(rle_to_mask({"size": [13, 17], "counts": counts}), mask)
+    np.testing.assert_array_equal(
+        rle_to_mask({"size": [13, 17], "counts": encode_rle_string(counts)}), mask
+    )
+    square = polygons_to_mask([[2, 2, 8, 2, 8, 6, 2, 6]], (12, 10))
+    assert square[2:6, 2:8].all() and square.sum() == 6 * 4  # the square's area
+    nested = polygons_to_mask([[[2, 2], [8, 2], [8, 6], [2, 6]]], (12, 10))
+    np.testing.assert_array_equal(square, nested)
+    pil = polygons_to_mask([[[2, 2], [8, 2], [8, 6], [2, 6]]], (12, 10), convention="pil")
+    assert pil.sum() == 7 * 5 and (pil | square).sum() == pil.sum()  # boundary included
+    triangle = polygons_to_mask([[0, 0, 100, 0, 0, 100]], (100, 100))
+    assert abs(int(triangle.sum()) - 5000) <= 100
+
+
+def files_suite(folder: Path, ids=("a", "b", "c"), size=(40, 30)) -> Path:
+    (folder / "images").mkdir(parents=True)
+    lines = []
+    for i, sample_id in enumerate(ids):
+        pixels = np.full((size[1], size[0], 3), 40 * i, np.uint8)
+        Image.fromarray(pixels).save(folder / "images" / f"{sample_id}.png")
+        lines.append(
+            json.dumps(
+                {
+                    "id": sample_id,
+                    "split": "real",
+                    "class_name": "cat",
+                    "part": "head",
+                    "part_token": "animal-head",
+                    "prompt_original": "a cat",
+                    "prompt_changed": "a cat with a golden <animal-head>",
+                    "original_image": f"images/{sample_id}.png",
+                    "gt_mask": "",
+                }
+            )
+        )
+    (folder / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "suite.yaml").write_text("name: mine\nversion: 1\nsamples_file: samples.jsonl\n")
+    return folder
+
+
+def test_import_masks_from_png_coco_and_labelme(tmp_path, capsys):
+    suite = files_suite(tmp_path / "suite")
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:15, 10:20] = 255
+    Image.fromarray(mask).save(pngs / "a.png")
+    assert main(["data", "import-masks", str(suite), str(pngs)]) == 0
+    coco = {
+        "images": [{"id": 1, "file_name": "b.png", "width": 40, "height": 30}],
+        "categories": [{"id": 3, "name": "head"}],
+        "annotations": [
+            {"image_id": 1, "category_id": 3, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
+            {
+                "image_id": 1,
+                "category_id": 3,
+                "segmentation": {"size": [30, 40], "counts": [600, 30, 570]},
+            },
+        ],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    assert main(["data", "import-masks", str(suite), str(tmp_path / "coco.json")]) == 0
+    labelme = tmp_path / "labelme"
+    labelme.mkdir()
+    (labelme / "c.json").write_text(
+        json.dumps(
+            {
+                "imageWidth": 40,
+                "imageHeight": 30,
+                "shapes": [
+                    {
+                        "label": "head",
+                        "shape_type": "polygon",
+                        "points": [[20, 10], [30, 10], [30, 20], [20, 20]],
+                    },
+                    {
+                        "label": "body",
+                        "shape_type": "polygon",
+                        "points": [[0, 25], [5, 25], [5, 29]],
+                    },
+                ],
+            }
+        )
+    )
+    assert main(["data", "import-masks", str(suite), str(labelme), "--label", "head"]) == 0
+    samples = {s.id: s for s in load_suite(str(suite)).samples}
+    np.testing.assert_array_equal(load_mask(samples["a"].gt_mask, (40, 30)), mask > 0)
+    b = load_mask(samples["b"].gt_mask, (40, 30))
+    assert b[:10, :10].all() and b[:, 20].sum() == 30 and b.sum() == 100 + 30
+    c = load_mask(samples["c"].gt_mask, (40, 30))
+    assert c[10:21, 20:31].all() and c.sum() == 121 and not c[25:, :6].any()  # LabelMe: PIL
+    assert validate_suite(str(suite))[1] == []
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(wrong / "a.png")
+    assert main(["data", "import-masks", str(suite), str(wrong)]) == 2
+    assert "is 10x10 but its image is 40x30" in capsys.readouterr().err
+
+
+def test_build_synth_records_the_backbone_and_resumes(tmp_path, capsys):
+    out = tmp_path / "built"
+    args = [
+        "data",
+        "build-synth",
+        "--backbone",
+        "tiny-sd",
+        "--steps",
+        "2",
+        "--limit",
+        "3",
+        "--output",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert "3 samples still need a GT mask" in capsys.readouterr().err.replace("\n", " ")
+    suite = load_suite(str(out / "suite.yaml"))
+    assert suite.name == "partedit-synth@tiny-sd" and len(suite.samples) == 3
+    assert suite.synthetic_source["backbone"] == "tiny-sd" and suite.is_synthetic_for("tiny-sd")
+    assert not suite.is_synthetic_for("tiny-sdxl")
+    for sample in suite.samples:
+        assert Image.open(sample.original_image).size == (64, 64)
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "images").iterdir()} == stamps
+    assert main(["run", "--suite", str(out / "suite.yaml"), "--output", str(tmp_path / "r")]) == 2
+    assert "have no GT mask" in capsys.readouterr().err
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for sample in suite.samples:
+        pixels = np.zeros((64, 64), np.uint8)
+        pixels[16:48, 16:48] = 255
+        Image.fromarray(pixels).save(masks / f"{sample.id}.png")
+    assert main(["data", "import-masks", str(out), str(masks)]) == 0
+    assert main(["run", "--suite", str(out / "suite.yaml"), "--output", str(tmp_path / "r")]) == 0
+
+
+def hf_rows(split: str, count: int) -> list[dict]:
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(count):
+        image = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:20, 8:20] = 255
+        rows.append(
+            {
+                "id": i,
+                "original_image": image,
+                "partedit": image.rotate(90),
+                "gt_mask": Image.fromarray(mask),
+                "subject": "dog",
+                "edit": "robotic",
+                "part": "head",
+                "class_name": "quadruped" if i % 2 else "biped",
+                "prompt_original": "a photo of a dog",
+                "prompt_changed": "a photo of a dog with a robotic "
+                + ("<animal-head>" if i % 2 else "<biped_head>"),
+                "p2p_prompt": "a photo of a dog with a normal head",
+                "p2p_template": "a photo of a dog with a robotic head",
+                "instructp2p_edit1": "make its head robotic",
+                "instructp2p_edit2": "robot head",
+                "instructp2p_edit3": "",
+                "seed": 42 + i,
+                "token_cls": "quadruped_head" if i % 2 else "biped_head",
+            }
+        )
+    return rows
+
+
+def test_import_hf_from_a_saved_dataset_and_score_its_own_output(tmp_path):
+    import datasets
+
+    data = datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_list(hf_rows(split, n))
+            for split, n in (("synth", 3), ("real", 2))
+        }
+    )
+    data.save_to_disk(str(tmp_path / "hf"))
+    out = tmp_path / "imported"
+    assert (
+        main(["data", "import-hf", str(tmp_path / "hf"), "--name", "peb", "--output", str(out)])
+        == 0
+    )
+    suite = load_suite(str(out / "suite.yaml"))
+    samples = {s.id: s for s in suite.samples}
+    assert set(samples) == {"synth-0", "synth-1", "synth-2", "real-0", "real-1"}
+    assert samples["synth-1"].part_token == "animal-head"
+    assert samples["synth-0"].part_token == "humanoid-head"
+    assert samples["synth-0"].prompt_changed.endswith("robotic <humanoid-head>")
+    assert samples["real-1"].split == "real" and samples["real-1"].seed == 43
+    assert samples["synth-0"].instructp2p_edit == ["make its head robotic", "robot head"]
+    assert samples["synth-0"].extra["token_cls"] == "biped_head"
+    assert Path(samples["synth-0"].extra["partedit"]).is_file()
+    assert validate_suite(str(out / "suite.yaml"))[1] == []
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "import-edits",
+                "--suite",
+                str(out / "suite.yaml"),
+                "--from-field",
+                "partedit",
+                "--name",
+                "partedit-official",
+                "--output",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    assert main(["evaluate", str(run), "--metrics", "psnr_bg"]) == 0
+    assert main(["report", str(run)]) == 0
+    table = pd.read_csv(run / "report" / "table.csv")
+    rows = table[(table.part == "all") & (table.metric == "psnr_bg")]
+    assert set(rows.block) == {"synth (imported)", "real (imported)"}
+    assert (rows.n > 0).all() and (rows["mean"] < 100).all()
+
+
+def test_import_partimagenet_coco_json(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("n01.JPEG", "n02.JPEG"):
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(images / name, format="PNG")
+    data = {
+        "images": [
+            {"id": 1, "file_name": "n01.JPEG", "width": 30, "height": 20},
+            {"id": 2, "file_name": "n02.JPEG", "width": 30, "height": 20},
+        ],
+        "categories": [
+            {"id": 0, "name": "Quadruped Head", "supercategory": "Quadruped"},
+            {"id": 1, "name": "Quadruped Body", "supercategory": "Quadruped"},
+            {"id": 5, "name": "Car Body", "supercategory": "Car"},
+        ],
+        "annotations": [
+            {"image_id": 1, "category_id": 0, "segmentation": [[1, 1, 9, 1, 9, 9, 1, 9]]},
+            {"image_id": 1, "category_id": 1, "segmentation": [[10, 1, 29, 1, 29, 19]]},
+            {"image_id": 2, "category_id": 5, "segmentation": [[0, 0, 29, 0, 29, 19, 0, 19]]},
+        ],
+    }
+    (tmp_path / "train.json").write_text(json.dumps(data))
+    assert (
+        main(
+            [
+                "data",
+                "import-parts",
+                str(tmp_path / "train.json"),
+                "--images",
+                str(images),
+                "--output",
+                str(tmp_path / "tokens"),
+            ]
+        )
+        == 0
+    )
+    suite = load_suite(str(tmp_path / "tokens" / "suite.yaml"))
+    assert sorted(s.part_token for s in suite.samples) == ["animal-head", "car-body"]
+    head = next(s for s in suite.samples if s.part_token == "animal-head")
+    assert load_mask(head.gt_mask, (30, 20)).sum() == 64  # the 8 x 8 square
+
+
+def test_part_name_mapping():
+    assert canonical_part("quadruped_head") == "animal-head"
+    assert canonical_part("carhood_custom") == "car-hood"
+    assert canonical_part("torso_custom") == "humanoid-torso"
+    assert canonical_part("person", "head") == "humanoid-head"
+    assert canonical_part("dog", "head") == "animal-head"
+    assert canonical_part("<chair-seat>") == "chair-seat"
+    assert canonical_part("boat", "hull") is None
+    assert {canonical_part(p) for p in CANONICAL_PARTS} == set(CANONICAL_PARTS)
+
+
+def test_identity_on_real_mini_gives_the_fixed_points(tmp_path):
+    run = tmp_path / "run"
+    assert main(["run", "--suite", "partedit-real-mini", "--output", str(run)]) == 0
+    table = pd.read_csv(run / "report" / "table.csv")
+    rows = table[(table.part == "all")].set_index("metric")
+    assert rows.loc["psnr_bg", "mean"] == pytest.approx(100) and rows.loc["psnr_bg", "n"] == 12
+    assert rows.loc["leakage", "mean"] == 0 and rows.loc["ssim_bg", "mean"] == pytest.approx(1)
