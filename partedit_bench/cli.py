@@ -110,8 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     hf.add_argument("source", help="save_to_disk folder, parquet file(s), or a hub id")
     hf.add_argument("--name", default="partedit-bench-hf")
     hf.add_argument("--output", default=None, help="suite folder (default benchmark_data/NAME)")
-    parts = data_sub.add_parser("import-parts", help="token-training data from PartImageNet")
-    parts.add_argument("annotations", help="PartImageNet COCO-style JSON (e.g. train.json)")
+    parts = data_sub.add_parser(
+        "import-parts", help="token-training data from PartImageNet or PASCAL-Part"
+    )
+    parts.add_argument(
+        "annotations",
+        help="PartImageNet COCO-style JSON (e.g. train.json), or "
+        "PASCAL-Part's Annotations_Part folder of .mat files",
+    )
     parts.add_argument("--images", required=True, help="the folder its file_names are under")
     parts.add_argument("--output", required=True, help="suite folder to write")
     parts.add_argument("--parts", default=None, help="comma-separated canonical parts")
@@ -379,6 +385,8 @@ if __name__ == "__main__":
 
 
 def command_data(args: argparse.Namespace, console: Any) -> int:
+    from pathlib import Path
+
     from partedit_bench.data import builders
 
     if args.data_command == "validate":
@@ -418,7 +426,12 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
         suite_file, count = builders.import_hf(args.source, args.name, args.output)
         console.print(f"imported {count} samples into {suite_file}")
         return 0
-    suite_file, count = builders.import_partimagenet(
+    importer = (
+        builders.import_pascal_part
+        if Path(args.annotations).is_dir()
+        else builders.import_partimagenet
+    )
+    suite_file, count = importer(
         args.annotations, args.images, args.output, parts=_split(args.parts), limit=args.limit
     )
     console.print(f"imported {count} part masks into {suite_file}")

@@ -375,3 +375,83 @@ def test_identity_on_real_mini_gives_the_fixed_points(tmp_path):
     rows = table[(table.part == "all")].set_index("metric")
     assert rows.loc["psnr_bg", "mean"] == pytest.approx(100) and rows.loc["psnr_bg", "n"] == 12
     assert rows.loc["leakage", "mean"] == 0 and rows.loc["ssim_bg", "mean"] == pytest.approx(1)
+
+
+def write_pascal_part(path: Path, objects: list[tuple[str, dict[str, np.ndarray]]]) -> None:
+    """A .mat file in PASCAL-Part's layout: anno.{imname, objects(i).{class, parts(j).{part_name,
+    mask}}}."""
+    import scipy.io
+
+    object_dtype = [("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")]
+    records = np.zeros((1, len(objects)), dtype=object_dtype)
+    for i, (name, parts) in enumerate(objects):
+        part_records = np.zeros((1, len(parts)), dtype=[("part_name", "O"), ("mask", "O")])
+        for j, (part, mask) in enumerate(parts.items()):
+            part_records[0, j] = (part, mask.astype(np.uint8))
+        union = np.logical_or.reduce(list(parts.values())).astype(np.uint8)
+        records[0, i] = (name, np.array([[1]]), union, part_records)
+    anno = np.zeros((1, 1), dtype=[("imname", "O"), ("objects", "O")])
+    anno[0, 0] = (path.stem, records)
+    scipy.io.savemat(str(path), {"anno": anno})
+
+
+def test_import_pascal_part_mat_files(tmp_path):
+    (tmp_path / "Annotations_Part").mkdir()
+    (tmp_path / "JPEGImages").mkdir()
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(tmp_path / "JPEGImages" / "2008_01.jpg")
+
+    def box(y0, y1, x0, x1):
+        m = np.zeros((12, 16), bool)
+        m[y0:y1, x0:x1] = True
+        return m
+
+    write_pascal_part(
+        tmp_path / "Annotations_Part" / "2008_01.mat",
+        [
+            (
+                "person",
+                {
+                    "head": box(0, 3, 0, 3),
+                    "hair": box(0, 1, 0, 3),
+                    "leye": box(1, 2, 3, 4),
+                    "torso": box(3, 8, 0, 4),
+                    "llarm": box(3, 8, 4, 5),
+                },
+            ),
+            (
+                "dog",
+                {"head": box(0, 2, 10, 12), "lear": box(0, 1, 12, 13), "torso": box(2, 5, 9, 15)},
+            ),
+            ("car", {"frontside": box(8, 10, 8, 12), "wheel_1": box(10, 12, 8, 10)}),
+        ],
+    )
+    assert (
+        main(
+            [
+                "data",
+                "import-parts",
+                str(tmp_path / "Annotations_Part"),
+                "--images",
+                str(tmp_path / "JPEGImages"),
+                "--output",
+                str(tmp_path / "pp"),
+            ]
+        )
+        == 0
+    )
+    samples = {s.part_token: s for s in load_suite(str(tmp_path / "pp" / "suite.yaml")).samples}
+    assert set(samples) == {
+        "humanoid-head",
+        "human-hair",
+        "humanoid-torso",
+        "animal-head",
+        "car-body",
+    }
+    sums = {p: int(load_mask(s.gt_mask, (16, 12)).sum()) for p, s in samples.items()}
+    assert sums == {
+        "humanoid-head": 10,
+        "human-hair": 3,
+        "humanoid-torso": 20,
+        "animal-head": 5,
+        "car-body": 8,
+    }

@@ -528,6 +528,115 @@ def import_partimagenet(
 
 
 # ---------------------------------------------------------------------------------------
+# import-parts: token-training data from PASCAL-Part (Annotations_Part/*.mat)
+
+PASCAL_ANIMALS = {"cat", "dog", "cow", "horse", "sheep"}
+PASCAL_HEAD = {
+    "head",
+    "leye",
+    "reye",
+    "lear",
+    "rear",
+    "lebrow",
+    "rebrow",
+    "nose",
+    "mouth",
+    "hair",
+    "muzzle",
+    "lhorn",
+    "rhorn",
+}
+
+
+def pascal_part_names(object_class: str, part_name: str) -> list[str]:
+    """The canonical parts a PASCAL-Part (object class, part) belongs to: a person's head is
+    the head with its eyes, ears, brows, nose, mouth and hair; an animal's head likewise with
+    muzzle and horns; a car's body is every car part but the wheels."""
+    base = part_name.split("_")[0]
+    out = []
+    if object_class == "person":
+        if part_name in PASCAL_HEAD:
+            out.append("humanoid-head")
+        if part_name == "hair":
+            out.append("human-hair")
+        if part_name == "torso":
+            out.append("humanoid-torso")
+    elif object_class in PASCAL_ANIMALS and part_name in PASCAL_HEAD:
+        out.append("animal-head")
+    elif object_class == "car" and base != "wheel":
+        out.append("car-body")
+    return out
+
+
+def import_pascal_part(
+    annotations: str,
+    images: str,
+    output: str,
+    name: str | None = None,
+    parts: list[str] | None = None,
+    limit: int | None = None,
+) -> tuple[Path, int]:
+    """A token-training suite from PASCAL-Part: each `Annotations_Part/<image>.mat` (the
+    release's `anno.objects(i).parts(j).{part_name, mask}` structs, read with scipy), its
+    JPEG from `images` (VOC's JPEGImages); one sample per (image, object, canonical part)."""
+    import scipy.io
+
+    files = sorted(Path(annotations).glob("*.mat"))
+    if not files:
+        raise UserError(f"no PASCAL-Part .mat files in {annotations}")
+    folder = Path(output)
+    samples: list[Sample] = []
+    for mat_path in files:
+        try:
+            anno = scipy.io.loadmat(str(mat_path))["anno"][0, 0]
+            objects = anno["objects"][0]
+        except (KeyError, IndexError, ValueError, OSError) as exc:
+            raise UserError(f"malformed PASCAL-Part file {mat_path}: {exc!r}") from exc
+        image_path = Path(images) / f"{mat_path.stem}.jpg"
+        for index, obj in enumerate(objects):
+            masks: dict[str, np.ndarray] = {}
+            object_class = str(obj["class"][0])
+            for part in obj["parts"][0] if obj["parts"].size else []:
+                for canonical in pascal_part_names(object_class, str(part["part_name"][0])):
+                    if parts and canonical not in parts:
+                        continue
+                    mask = np.asarray(part["mask"]) > 0
+                    masks[canonical] = masks.get(canonical, np.zeros_like(mask)) | mask
+            for canonical, mask in masks.items():
+                if not mask.any() or (
+                    limit and sum(s.part_token == canonical for s in samples) >= limit
+                ):
+                    continue
+                image = load_image(image_path)
+                if image.size != (mask.shape[1], mask.shape[0]):
+                    raise UserError(f"{mat_path}: mask {mask.shape[::-1]} vs image {image.size}")
+                sample_id = f"{mat_path.stem}-{index}-{canonical}"
+                out = folder / "masks" / f"{sample_id}.png"
+                atomic_write_bytes(out, png_bytes(mask_to_image(mask)))
+                samples.append(
+                    Sample(
+                        id=sample_id,
+                        split="real",
+                        class_name=object_class,
+                        part=canonical.split("-")[-1],
+                        part_token=canonical,
+                        original_image=str(image_path.resolve()),
+                        gt_mask=str(out),
+                    )
+                )
+    if not samples:
+        raise UserError(f"{annotations}: no parts of {parts or 'any canonical part'}")
+    definition = {
+        "name": name or folder.name,
+        "version": "imported-1",
+        "role": "token-training",
+        "description": f"PASCAL-Part masks from {annotations}",
+        "origin": str(annotations),
+    }
+    return write_files_suite(folder, definition, samples), len(samples)
+
+
+# ---------------------------------------------------------------------------------------
 # validate
 
 
