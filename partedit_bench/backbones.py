@@ -103,6 +103,58 @@ class Backbone:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
+    @property
+    def text_width(self) -> int:
+        """Width of the text-encoder output space the UNet attends to (SDXL 2048, SD 2.1 1024)."""
+        return int(self.unet.config.cross_attention_dim)
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, dict[str, Any] | None]:
+        """Prompt embeddings (B, 77, d) and, for SDXL, the added conditioning (pooled text
+        embeddings and time ids for the native size, no crop)."""
+        pipe = self.pipeline()
+        if self.family == "sdxl":
+            embeds, _, pooled, _ = pipe.encode_prompt(
+                prompts,
+                device=self.device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=False,
+            )
+            size = [self.resolution, self.resolution]
+            time_ids = torch.tensor(
+                [size + [0, 0] + size], device=self.device, dtype=embeds.dtype
+            ).repeat(len(prompts), 1)
+            return embeds, {"text_embeds": pooled, "time_ids": time_ids}
+        embeds, _ = pipe.encode_prompt(prompts, self.device, 1, False)
+        return embeds, None
+
+    @torch.no_grad()
+    def encode_images(self, images: list[Any]) -> torch.Tensor:
+        """PIL images -> VAE latents (mean of the posterior, scaled), at the native size."""
+        import numpy as np
+        from PIL import Image
+
+        size = (self.resolution, self.resolution)
+        arrays = [
+            np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+            / 127.5
+            - 1.0
+            for im in images
+        ]
+        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        vae = self.vae
+        pixels = pixels.to(self.device, next(vae.parameters()).dtype)
+        latents = vae.encode(pixels).latent_dist.mean
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return ((latents - shift) * vae.config.scaling_factor).to(self.dtype)
+
+    def noise_to(self, latents: torch.Tensor, timestep: int, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps: the forward process the UNet was trained on
+        (whatever sampler the backbone ships with)."""
+        alphas = self.components["scheduler"].alphas_cumprod.to(latents.device)
+        a = alphas[int(timestep)].to(torch.float32)
+        return (a.sqrt() * latents.float() + (1 - a).sqrt() * noise.float()).to(latents.dtype)
+
     def save(self, folder: str | Path) -> None:
         """Saves as a diffusers folder that `load_backbone(folder)` reads back identically."""
         folder = Path(folder)

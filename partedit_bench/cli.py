@@ -86,6 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument(
         "--uses-gt-mask", action="store_true", help="mark the row as mask-based in tables"
     )
+    train = sub.add_parser("train-token", help="train PartEdit part tokens")
+    train.add_argument("--backbone", required=True, help="one or several, comma-separated")
+    train.add_argument("--part", default="all", help="canonical part(s), comma-separated, or all")
+    train.add_argument("--suite", default="partworld-train", help="images + part masks")
+    train.add_argument("--steps", type=int, default=1000)
+    train.add_argument("--lr", type=float, default=30.0)
+    train.add_argument("--loss", default="bce", choices=["bce", "mse"])
+    train.add_argument(
+        "--timesteps",
+        default="intermediate",
+        help="intermediate | strength-0.25, or both comma-separated to compare "
+        "(the token saved uses the first)",
+    )
+    train.add_argument("--mode", default="decoupled", choices=["decoupled", "coupled"])
+    train.add_argument("--layers", type=int, default=8, help="first N decoder cross-attn layers")
+    train.add_argument("--images", type=int, default=16, help="training images; rest held out")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--output-root", default=None, help="default benchmark_data/tokens")
+    train.add_argument("--table", default=None, help="also write the mIoU table (Markdown)")
+    train.add_argument("--device", default="auto")
+    train.add_argument("--dtype", default="float32")
+
+    token = sub.add_parser("import-token", help="import an officially released part token")
+    token.add_argument("file")
+    token.add_argument("--backbone", required=True)
+    token.add_argument("--part", required=True)
+    token.add_argument("--output", default=None)
+    token.add_argument("--device", default="cpu")
+
     data = sub.add_parser("data", help="build, import and validate suites")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     validate = data_sub.add_parser("validate", help="check every file, mask and field of a suite")
@@ -160,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_import_edits(args, err)
         if args.command == "data":
             return command_data(args, err)
+        if args.command == "train-token":
+            return command_train_token(args, err)
+        if args.command == "import-token":
+            return command_import_token(args, err)
     except UserError as exc:
         err.print(f"partedit-bench: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
@@ -435,4 +468,111 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
         args.annotations, args.images, args.output, parts=_split(args.parts), limit=args.limit
     )
     console.print(f"imported {count} part masks into {suite_file}")
+    return 0
+
+
+def command_train_token(args: argparse.Namespace, console: Any) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from partedit_bench.backbones import load_backbone
+    from partedit_bench.data.schema import CANONICAL_PARTS
+    from partedit_bench.data.suites import load_suite
+    from partedit_bench.errors import did_you_mean
+    from partedit_bench.runner import Shard, pick_device
+    from partedit_bench.tokens import TIMESTEP_SCHEDULES, TrainConfig, token_path, train_token
+
+    schedules = _split(args.timesteps) or ["intermediate"]
+    for schedule in schedules:
+        if schedule not in TIMESTEP_SCHEDULES:
+            raise UserError(
+                f"unknown timestep schedule '{schedule}'"
+                f"{did_you_mean(schedule, TIMESTEP_SCHEDULES)}"
+            )
+    suite = load_suite(args.suite)
+    parts = suite.parts if args.part == "all" else (_split(args.part) or [])
+    for part in parts:
+        if part not in CANONICAL_PARTS:
+            raise UserError(f"unknown part token '{part}'{did_you_mean(part, CANONICAL_PARTS)}")
+        if part not in suite.parts:
+            raise UserError(f"suite '{suite.name}' has no images of {part}")
+    root = Path(args.output_root) if args.output_root else None
+    rows = []
+    device = pick_device(args.device, Shard(0, 1))
+    for backbone_name in _split(args.backbone) or []:
+        backbone = load_backbone(backbone_name, device, args.dtype)
+        for part in parts:
+            samples = [s for s in suite.samples if s.part_token == part]
+            for i, schedule in enumerate(schedules):
+                config = TrainConfig(
+                    steps=args.steps,
+                    lr=args.lr,
+                    loss=args.loss,
+                    timesteps=schedule,
+                    mode=args.mode,
+                    layers=args.layers,
+                    images=args.images,
+                    seed=args.seed,
+                )
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task(f"{backbone_name} {part} {schedule}", total=args.steps)
+                    result = train_token(
+                        backbone,
+                        part,
+                        samples,
+                        config,
+                        lambda loss, t=task, p=progress: p.update(
+                            t, advance=1, description=f"loss {loss:.4f}"
+                        ),
+                    )
+                if i == 0:
+                    path = result.token.save(token_path(backbone.name, part, root))
+                    console.print(f"saved {path}")
+                rows.append(
+                    [
+                        backbone_name,
+                        part,
+                        schedule,
+                        f"{result.miou:.3f}",
+                        f"{result.miou_all_part:.3f}",
+                        f"{result.miou_random:.3f}",
+                        f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}",
+                        f"{result.seconds:.0f}",
+                    ]
+                )
+    header = [
+        "backbone",
+        "part",
+        "timesteps",
+        "mIoU trained",
+        "all-part mask",
+        "random token",
+        "loss",
+        "train s",
+    ]
+    table = Table(title="held-out mIoU (Otsu-binarized maps)")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    if args.table:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        Path(args.table).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def command_import_token(args: argparse.Namespace, console: Any) -> int:
+    from pathlib import Path
+
+    from partedit_bench.backbones import load_backbone
+    from partedit_bench.tokens import import_token
+
+    backbone = load_backbone(args.backbone, args.device)
+    path = import_token(args.file, backbone, args.part, Path(args.output) if args.output else None)
+    console.print(f"stored {path}")
     return 0

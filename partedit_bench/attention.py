@@ -1,0 +1,138 @@
+"""Attention processors that record queries or attention probabilities (and can take their
+queries from another pass), installed per layer with `set_attn_processor`; never a patched
+`forward`."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+
+def _numeric_key(name: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.]", name))
+
+
+def cross_attention_layers(unet: Any, where: str = "all") -> list[str]:
+    """Module names of the cross-attention (`attn2`) layers in execution order: down blocks,
+    mid block, up blocks (`where` = all | down | mid | up)."""
+    names = [n.removesuffix(".processor") for n in unet.attn_processors if ".attn2." in n]
+    order = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+    names = sorted(names, key=lambda n: (order[n.split(".")[0]], _numeric_key(n)))
+    if where == "all":
+        return names
+    prefix = {"down": "down_blocks", "mid": "mid_block", "up": "up_blocks"}[where]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def decoder_cross_attention_layers(unet: Any, count: int = 8) -> list[str]:
+    """The first `count` cross-attention layers of the decoder (SDXL: up_blocks.0.attentions.0
+    transformer blocks 0-7), PartEdit's token layers."""
+    return cross_attention_layers(unet, "up")[:count]
+
+
+class RecordingAttnProcessor:
+    """Standard attention (explicit probabilities, as diffusers' AttnProcessor) that can
+    record the head-split queries and/or the attention probabilities of each call into
+    `store[name]`, and can take its queries from `query_source[name]` (the queries another pass
+    recorded at the same layer) instead of computing them.
+
+    Args:
+        name: the layer's module name.
+        store: name -> list of recorded tensors, one per call.
+        record: subset of {"queries", "probs"}.
+        query_source: name -> list of queries to use, consumed in call order.
+        keep_grad: keep the autograd graph of recorded tensors (coupled token training).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        store: dict[str, list[torch.Tensor]],
+        record: tuple[str, ...] = (),
+        query_source: dict[str, list[torch.Tensor]] | None = None,
+        keep_grad: bool = False,
+    ):
+        self.name, self.store, self.record = name, store, record
+        self.query_source, self.keep_grad = query_source, keep_grad
+        self.calls = 0
+
+    def _keep(self, kind: str, tensor: torch.Tensor) -> None:
+        if kind in self.record:
+            self.store.setdefault(f"{self.name}:{kind}", []).append(
+                tensor if self.keep_grad else tensor.detach()
+            )
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        batch_size, sequence_length = context.shape[0], context.shape[1]
+        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        if encoder_hidden_states is not None and attn.norm_cross:
+            context = attn.norm_encoder_hidden_states(context)
+        if self.query_source is not None:
+            query = self.query_source[self.name][self.calls]
+        else:
+            query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        self.calls += 1
+        key = attn.head_to_batch_dim(attn.to_k(context))
+        value = attn.head_to_batch_dim(attn.to_v(context))
+        probs = attn.get_attention_scores(query, key, attention_mask)
+        self._keep("queries", query)
+        self._keep("probs", probs)
+        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+@contextlib.contextmanager
+def processors(unet: Any, replacements: dict[str, Any]) -> Iterator[None]:
+    """Installs processors for some layers (module names) and restores all afterwards."""
+    original = dict(unet.attn_processors)
+    unknown = [n for n in replacements if f"{n}.processor" not in original]
+    if unknown:
+        raise ValueError(f"no attention layer named {unknown[0]}")
+    merged = {k: replacements.get(k.removesuffix(".processor"), v) for k, v in original.items()}
+    unet.set_attn_processor(merged)
+    try:
+        yield
+    finally:
+        unet.set_attn_processor(original)
+
+
+def module(unet: Any, name: str) -> Any:
+    return unet.get_submodule(name)
+
+
+def probs_against(attn: Any, queries: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    """Attention probabilities of head-split `queries` (B*heads, N, hd) against the keys of
+    `embedding` (T, d): (B*heads, N, T), as the layer itself would compute them."""
+    context = embedding[None]
+    if attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    key = attn.head_to_batch_dim(attn.to_k(context))  # (heads, T, hd)
+    repeat = queries.shape[0] // key.shape[0]
+    return attn.get_attention_scores(queries, key.repeat(repeat, 1, 1))
