@@ -26,15 +26,33 @@ from partedit_bench.report import build_report
 def write_run(root: Path, jobs: int) -> None:
     rng = np.random.default_rng(0)
     run_hash = "benchmark"
-    (root / "run.json").write_bytes(json_bytes({
-        "run_hash": run_hash, "identity": {}, "suite": {"name": "synthetic", "path": ""},
-        "backbone": {"name": "sdxl", "random_weights": False}, "note": ""}))
+    (root / "run.json").write_bytes(
+        json_bytes(
+            {
+                "run_hash": run_hash,
+                "identity": {},
+                "suite": {"name": "synthetic", "path": ""},
+                "backbone": {"name": "sdxl", "random_weights": False},
+                "note": "",
+            }
+        )
+    )
     manifest_hash = stable_hash(pixel_manifest())
-    (root / MANIFEST_FILE).write_bytes(json_bytes({"pixel": {
-        "available": True, "hash": manifest_hash, "manifest": pixel_manifest()}}))
+    (root / MANIFEST_FILE).write_bytes(
+        json_bytes(
+            {"pixel": {"available": True, "hash": manifest_hash, "manifest": pixel_manifest()}}
+        )
+    )
     variants = [f"method{i}" for i in range(10)]
-    parts = ["humanoid-head", "human-hair", "humanoid-torso", "animal-head", "car-body",
-             "car-hood", "chair-seat"]
+    parts = [
+        "humanoid-head",
+        "human-hair",
+        "humanoid-torso",
+        "animal-head",
+        "car-body",
+        "car-hood",
+        "chair-seat",
+    ]
     per_variant = jobs // len(variants)
     names = [m.name for m in METRICS.values() if m.group == "pixel"]
     for variant in variants:
@@ -45,15 +63,33 @@ def write_run(root: Path, jobs: int) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{sample}__s{seed}.json"
             job_hash = f"{variant}{index}"
-            path.write_bytes(json_bytes({
-                "run_hash": run_hash, "job_hash": job_hash, "variant": variant,
-                "uses_gt_mask": False, "split": split, "part": parts[index % len(parts)],
-                "sample_id": sample, "seed": seed, "status": "ok" if index % 97 else "failed",
-                "image": path.with_suffix(".png").name}))
+            path.write_bytes(
+                json_bytes(
+                    {
+                        "run_hash": run_hash,
+                        "job_hash": job_hash,
+                        "variant": variant,
+                        "uses_gt_mask": False,
+                        "split": split,
+                        "part": parts[index % len(parts)],
+                        "sample_id": sample,
+                        "seed": seed,
+                        "status": "ok" if index % 97 else "failed",
+                        "image": path.with_suffix(".png").name,
+                    }
+                )
+            )
             values = {n: float(v) for n, v in zip(names, rng.random(len(names)), strict=True)}
-            metric_path(path, "pixel", manifest_hash).write_bytes(json_bytes({
-                "job_hash": job_hash, "group": "pixel", "manifest_hash": manifest_hash,
-                "values": values}))
+            metric_path(path, "pixel", manifest_hash).write_bytes(
+                json_bytes(
+                    {
+                        "job_hash": job_hash,
+                        "group": "pixel",
+                        "manifest_hash": manifest_hash,
+                        "values": values,
+                    }
+                )
+            )
 
 
 def main() -> None:
@@ -70,8 +106,10 @@ def main() -> None:
     result = build_report([root])
     seconds = time.perf_counter() - start
     rows = len(result["long"])
-    print(f"report over {args.jobs} job records (+ metric rows): {seconds:.2f} s "
-          f"({rows} aggregate rows); target < 5 s: {'met' if seconds < 5 else 'NOT met'}")
+    print(
+        f"report over {args.jobs} job records (+ metric rows): {seconds:.2f} s "
+        f"({rows} aggregate rows); target < 5 s: {'met' if seconds < 5 else 'NOT met'}"
+    )
     shutil.rmtree(root)
 
 

@@ -148,6 +148,19 @@ class Backbone:
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return ((latents - shift) * vae.config.scaling_factor).to(self.dtype)
 
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> list[Any]:
+        """VAE latents -> PIL images."""
+        import numpy as np
+        from PIL import Image
+
+        vae = self.vae
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        scaled = latents.to(next(vae.parameters()).dtype) / vae.config.scaling_factor + shift
+        pixels = vae.decode(scaled).sample.float().clamp(-1, 1)
+        arrays = ((pixels + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
+
     def noise_to(self, latents: torch.Tensor, timestep: int, noise: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps: the forward process the UNet was trained on
         (whatever sampler the backbone ships with)."""
@@ -421,6 +434,7 @@ def resolve_dtype(dtype: str, device: torch.device, random_weights: bool) -> tor
         "fp32": torch.float32,
         "float16": torch.float16,
         "fp16": torch.float16,
+        "float64": torch.float64,
         "bfloat16": torch.bfloat16,
         "bf16": torch.bfloat16,
     }

@@ -24,6 +24,7 @@ from partedit_bench.errors import UserError, did_you_mean
 
 METHOD_REGISTRY: dict[str, str] = {
     "identity": "methods.identity:Identity",
+    "partedit": "methods.partedit:PartEdit",
 }
 
 #: What a method may declare it needs from a sample.
@@ -105,6 +106,11 @@ class EditMethod:
 
     def load(self, backbone: Any) -> None:
         """Prepares models once per run (e.g. attention processors, extra checkpoints)."""
+
+    def preflight(self, backbone: Any, samples: list[Sample]) -> None:
+        """Checks, before any job runs, that everything the run needs exists (e.g. part
+        tokens); raises UserError with one line naming what is missing. Also loads."""
+        self.load(backbone)
 
     def edit(self, request: EditRequest) -> EditResult:
         raise NotImplementedError

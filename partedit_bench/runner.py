@@ -279,6 +279,12 @@ class Runner:
     def run(self) -> int:
         self.prepare()
         self.load_backbone()
+        methods: dict[str, Any] = {}
+        for variant in self.variants:
+            if variant.cls.uses_backbone and self.backbone.family not in variant.cls.families:
+                continue  # its jobs are recorded as skipped
+            methods[variant.name] = variant.cls(variant.options)
+            methods[variant.name].preflight(self.backbone, self.samples)
         self.write_run_json()
         started = now()
         jobs = self.jobs()
@@ -286,7 +292,6 @@ class Runner:
         failures: list[str] = []
         self.record_paths: list[Path] = []
         digests: dict[str, str] = {}
-        methods: dict[str, Any] = {}
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -374,10 +379,6 @@ class Runner:
         start = time.perf_counter()
         memory = MemoryMeter(self.device)
         try:
-            if job.variant.name not in methods:
-                method = cls(job.variant.options)
-                method.load(self.backbone)
-                methods[job.variant.name] = method
             image = load_image(job.sample.original_image)
             mask = load_mask(job.sample.gt_mask, image.size) if cls.uses_gt_mask else None
             request = EditRequest(

@@ -672,29 +672,57 @@ def caption(scene: Scene) -> str:
 
 def sample_edit(scene: Scene, part: str, rng: np.random.Generator) -> tuple[Scene, dict[str, Any]]:
     """Picks an edit of `part`; returns the edited scene and the sample's text fields."""
+    return sample_edits(scene, [part], rng)
+
+
+#: Parts whose caption phrases are disjoint, so two can be edited in one prompt.
+MULTI_PART = (
+    ("human-hair", "humanoid-torso"),
+    ("humanoid-head", "humanoid-torso"),
+    ("car-body", "car-hood"),
+)
+
+
+def sample_edits(
+    scene: Scene, parts: list[str], rng: np.random.Generator
+) -> tuple[Scene, dict[str, Any]]:
+    """Picks an edit of each part (all from the source attributes); returns the edited scene
+    and the text fields, with one part token per edited part in `prompt_changed`."""
     cls = CLASSES[scene.class_name]
-    edit = cls.edit(scene.attrs, part, rng)
+    edits = [cls.edit(scene.attrs, part, rng) for part in parts]
     source = caption(scene)
-    if edit.old not in source:
-        raise AssertionError(f"edit phrase {edit.old!r} not in caption {source!r}")
-    target = Scene(
-        scene.class_name, {**scene.attrs, **edit.changes}, scene.setting, scene.noise_seed
-    )
-    word = cls.part_words[part]
+    changes: dict[str, Any] = {}
+    prompts = {"prompt_changed": source, "p2p_prompt": source, "p2p_template": source}
+    for edit in edits:
+        if edit.old not in source:
+            raise AssertionError(f"edit phrase {edit.old!r} not in caption {source!r}")
+        changes.update(edit.changes)
+        prompts["prompt_changed"] = prompts["prompt_changed"].replace(edit.old, edit.token)
+        prompts["p2p_prompt"] = prompts["p2p_prompt"].replace(edit.old, edit.aligned)
+        prompts["p2p_template"] = prompts["p2p_template"].replace(edit.old, edit.after)
+    target = Scene(scene.class_name, {**scene.attrs, **changes}, scene.setting, scene.noise_seed)
+    words = [cls.part_words[p] for p in parts]
+    news = [e.new for e in edits]
     subject = cls.subject(scene.attrs)
+    what = " and ".join(f"the {w} {n}" for w, n in zip(words, news, strict=True))
     fields = {
         "subject": subject,
-        "edit": edit.new,
+        "edit": " and ".join(news),
         "prompt_original": source,
-        "prompt_changed": source.replace(edit.old, edit.token),
-        "p2p_prompt": source.replace(edit.old, edit.aligned),
-        "p2p_template": source.replace(edit.old, edit.after),
+        **prompts,
         "instructp2p_edit": [
-            f"make the {word} {edit.new}",
-            f"change the {word} to {edit.new}",
-            f"turn the {subject}'s {word} {edit.new}",
+            f"make {what}",
+            f"change {what.replace(' the ', ' the ')}",
+            f"turn the {subject}'s "
+            + " and ".join(f"{w} {n}" for w, n in zip(words, news, strict=True)),
         ],
-        "blend_words": [word],
-        "edit_kind": edit.kind,
+        "blend_words": words,
+        "edit_kind": "+".join(e.kind for e in edits),
     }
+    if len(parts) == 1:
+        fields["instructp2p_edit"] = [
+            f"make the {words[0]} {news[0]}",
+            f"change the {words[0]} to {news[0]}",
+            f"turn the {subject}'s {words[0]} {news[0]}",
+        ]
     return target, fields

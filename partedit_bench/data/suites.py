@@ -318,6 +318,14 @@ def part_schedule(parts: list[str], count: int, balance: str = "paper") -> list[
     return out
 
 
+def multi_fields(parts: list[str], class_name: str) -> dict[str, Any]:
+    """A multi-part sample names its parts and their plain words."""
+    if len(parts) < 2:
+        return {}
+    words = partworld.CLASSES[class_name].part_words
+    return {"part_tokens": parts, "part_words": {p: words[p] for p in parts}}
+
+
 def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
     """Renders (or reuses from the cache) a PartWorld suite; deterministic in `spec`.
 
@@ -331,6 +339,7 @@ def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
         parts = list(spec.get("parts") or partworld.PART_CLASS)
         correlation = float(spec.get("correlation", 0.5))
         role = str(spec.get("split", "eval"))
+        per_edit = int(spec.get("parts_per_edit", 1))
         balance = str(spec.get("balance", "paper" if role == "eval" else "uniform"))
     except (TypeError, ValueError) as exc:
         raise UserError(f"malformed partworld generator {spec}: {exc}") from exc
@@ -352,22 +361,34 @@ def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
             "rho": correlation,
             "split": role,
             "balance": balance,
+            "multi": per_edit,
         },
         sort_keys=True,
     )
     folder = cache_root() / "partworld" / hashlib.sha256(key.encode()).hexdigest()[:12]
     if balance not in ("paper", "uniform"):
         raise UserError(f"malformed partworld generator {spec}: balance paper|uniform")
-    schedule = part_schedule(parts, count, balance)
+    if per_edit not in (1, 2):
+        raise UserError(f"malformed partworld generator {spec}: parts_per_edit 1 or 2")
+    if per_edit == 2:
+        pairs = [p for p in partworld.MULTI_PART if set(p) <= set(parts)]
+        if not pairs:
+            raise UserError(
+                f"partworld multi-part edits need a pair of {partworld.MULTI_PART} among the parts"
+            )
+        schedule = [pairs[i % len(pairs)] for i in range(count)]
+    else:
+        schedule = [(p,) for p in part_schedule(parts, count, balance)]
     stream = 0 if role == "eval" else 1
-    prefix = "pw" if role == "eval" else "pwt"
+    prefix = ("pw" if role == "eval" else "pwt") + ("m" if per_edit == 2 else "")
     samples = []
     for index in range(count):
-        rng = np.random.default_rng([seed, stream, index])
-        part = schedule[index]
+        rng = np.random.default_rng([seed, stream + 10 * (per_edit - 1), index])
+        edited_parts = list(schedule[index])
+        part = edited_parts[0]
         class_name = partworld.PART_CLASS[part]
         scene = partworld.sample_scene(rng, class_name, correlation)
-        target, fields = partworld.sample_edit(scene, part, rng)
+        target, fields = partworld.sample_edits(scene, edited_parts, rng)
         sample_id = f"{prefix}{seed}-{index:05d}"
         paths = {
             k: folder / f"{sample_id}{s}.png"
@@ -376,8 +397,9 @@ def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
         if not all(p.is_file() for p in paths.values()):
             source_pixels, shapes = partworld.render(scene, resolution)
             target_pixels, target_shapes = partworld.render(target, resolution)
-            region = partworld.part_mask(shapes, part, class_name) | partworld.part_mask(
-                target_shapes, part, class_name
+            region = np.logical_or.reduce(
+                [partworld.part_mask(shapes, p, class_name) for p in edited_parts]
+                + [partworld.part_mask(target_shapes, p, class_name) for p in edited_parts]
             )
             mask_png = png_bytes(Image.fromarray(region.astype(np.uint8) * 255))
             atomic_write_bytes(paths["target"], png_bytes(Image.fromarray(target_pixels)))
@@ -397,6 +419,7 @@ def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
                     "gt_edited_image": str(paths["target"]),
                     "edit_kind": fields.pop("edit_kind"),
                     "renderer": partworld.RENDERER_VERSION,
+                    **multi_fields(edited_parts, class_name),
                 },
                 **fields,
             )

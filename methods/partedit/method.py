@@ -1,0 +1,356 @@
+"""The `partedit` method adapter (PartEdit, SIGGRAPH 2025)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from methods.partedit import core
+from partedit_bench.data.schema import CANONICAL_PARTS, Sample
+from partedit_bench.errors import UserError
+from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+
+
+@dataclass
+class PartEditOptions:
+    """Defaults: paper Section 4.1 / official code (see README.md)."""
+
+    steps: int = 50
+    guidance: float = 7.5
+    t_e: int = 50
+    threshold: Literal["adaptive", "soft", "binary", "otsu"] = "adaptive"
+    omega: float = 1.5
+    padding: Literal["bg", "sot", "eot", "zero", "context"] = "bg"
+    cross_replace: float = 0.4
+    mode: Literal["auto", "synthetic", "real"] = "auto"
+    inversion: Literal["ef-ddpm"] = "ef-ddpm"
+    source_guidance: float = 3.5
+    tokens: str = ""
+    share_pooled: bool = False
+
+
+def parts_of(sample: Sample) -> list[str]:
+    """The part tokens an edit prompt names (several for a multi-part edit)."""
+    found = [p for p in re.findall(r"<([^<>]+)>", sample.prompt_changed) if p in CANONICAL_PARTS]
+    return list(dict.fromkeys(found)) or [sample.part_token]
+
+
+def plain_prompt(sample: Sample) -> str:
+    """The edit prompt with each part token written as plain words."""
+    words = dict(sample.extra.get("part_words") or {})
+    words.setdefault(sample.part_token, sample.part or sample.part_token.split("-")[-1])
+
+    def word(match: re.Match[str]) -> str:
+        return words.get(match.group(1), match.group(1).split("-")[-1])
+
+    return re.sub(r"<([^<>]+)>", word, sample.prompt_changed or sample.prompt_original)
+
+
+class PartEdit(EditMethod):
+    """PartEdit: part tokens localize the edit; attention features are blended per step."""
+
+    name = "partedit"
+    needs = frozenset({"source_prompt", "target_prompt", "part_token"})
+    Options = PartEditOptions
+
+    def load(self, backbone: Any) -> None:
+        self.backbone = backbone
+        self.tokens: dict[str, Any] = {}
+
+    def preflight(self, backbone: Any, samples: list[Sample]) -> None:
+        """Stops the run before any job when a needed token is missing or foreign."""
+        from partedit_bench.tokens import load_token
+
+        self.load(backbone)
+        missing = []
+        for part in sorted({p for s in samples for p in parts_of(s)}):
+            path = self._token_path(part)
+            if not path.is_file():
+                missing.append(part)
+            else:
+                self.tokens[part] = load_token(path, backbone)
+        if missing:
+            raise UserError(
+                f"partedit needs tokens for ({backbone.name}: {', '.join(missing)}); "
+                f"train them with `partedit-bench train-token --backbone "
+                f"{backbone.name} --part {','.join(missing)}`"
+            )
+
+    def _token_path(self, part: str) -> Any:
+        from pathlib import Path
+
+        from partedit_bench.tokens import token_path
+
+        if self.options.tokens:
+            return Path(self.options.tokens) / f"{part}.safetensors"
+        return token_path(self.backbone.name, part)
+
+    def edit(self, request: EditRequest) -> EditResult:
+        if not hasattr(self, "tokens") or any(
+            p not in self.tokens for p in parts_of(request.sample)
+        ):
+            self.preflight(request.backbone, [request.sample])
+        return run_partedit(
+            self.backbone,
+            request.sample,
+            request.image,
+            request.seed,
+            self.options,
+            self.tokens,
+            request.synthetic,
+        ).result
+
+
+def encode(backbone: Any, prompt: str) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
+    """(cond, uncond) prompt embeddings as the diffusers pipeline makes them for CFG, and for
+    SDXL the (cond, uncond) pooled embeddings."""
+    pipe = backbone.pipeline()
+    if backbone.family == "sdxl":
+        cond, uncond, pooled, pooled_uncond = pipe.encode_prompt(
+            prompt,
+            device=backbone.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+        )
+        return cond, uncond, pooled, pooled_uncond
+    cond, uncond = pipe.encode_prompt(prompt, backbone.device, 1, True)
+    return cond, uncond, None, None
+
+
+@dataclass
+class PartEditRun:
+    """An edit and what the tests and benchmarks look at: the regenerated or inverted source,
+    the final latents of every path, and the normalized maps of every step (before
+    thresholding)."""
+
+    result: EditResult
+    source: Any
+    latents: torch.Tensor
+    maps: list[dict[str, torch.Tensor]]
+
+
+@torch.no_grad()
+def run_partedit(
+    backbone: Any,
+    sample: Sample,
+    image: Any,
+    seed: int,
+    options: PartEditOptions,
+    tokens: dict[str, Any],
+    synthetic: bool,
+    paths: int = 2,
+    zero_mask: bool = False,
+) -> PartEditRun:
+    """One PartEdit edit.
+
+    Args:
+        paths: 2 (this project: source and edit) or 3 (the official batch with a localization
+            path, from reference.py; single part).
+        zero_mask: blend with an all-zero mask from the first step (tests the blending).
+    """
+    from partedit_bench.attention import processors
+
+    unet = backbone.unet
+    parts = parts_of(sample)
+    source_prompt, edit_prompt = sample.prompt_original, plain_prompt(sample)
+    c_src, u_src, p_src, pu_src = encode(backbone, source_prompt)
+    c_edit, u_edit, p_edit, pu_edit = encode(backbone, edit_prompt)
+    if options.share_pooled and p_src is not None:
+        p_edit, pu_edit = p_src, pu_src
+    padded = {
+        part: core.pad_token(tokens[part].embedding.to(backbone.device), options.padding, c_src[0])
+        for part in parts
+    }
+    size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+    state = core.EditState(
+        paths=paths,
+        latent_size=(size, size),
+        token_layers=set().union(*(set(tokens[p].layers) for p in parts)),
+    )
+    rows = {
+        "u_src": u_src,
+        "u_edit": u_edit,
+        "c_src": c_src,
+        "c_edit": c_edit,
+        "p_src": p_src,
+        "pu_src": pu_src,
+        "p_edit": p_edit,
+        "pu_edit": pu_edit,
+    }
+    if paths == 3:
+        from methods.partedit.reference import reference_setup
+
+        context, added, installed = reference_setup(backbone, state, rows, padded)
+    else:
+        state.padded_tokens = padded
+        context = torch.cat([u_src, u_edit, c_src, c_edit])
+        added = _added(backbone, [pu_src, pu_edit, p_src, p_edit])
+        installed = {
+            n.removesuffix(".processor"): core.PartEditProcessor(
+                n.removesuffix(".processor"), state
+            )
+            for n in unet.attn_processors
+        }
+    columns = (
+        core.replacement_columns(backbone.components["tokenizer"], source_prompt, edit_prompt)
+        if options.cross_replace > 0
+        else None
+    )
+    prediction = backbone.components["scheduler"].config.prediction_type
+    real = options.mode == "real" or (options.mode == "auto" and not synthetic)
+    generator = torch.Generator("cpu").manual_seed(seed if real else sample.seed)
+    step_masks: list[torch.Tensor] = []
+    step_maps: list[dict[str, torch.Tensor]] = []
+    step_times: list[float] = []
+    current: torch.Tensor | None = None
+    zeros = torch.zeros(state.latent_size, device=backbone.device)
+
+    def guided(out: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
+        uncond, cond = out.chunk(2)
+        return torch.cat(
+            [
+                uncond[i : i + 1] + s * (cond[i : i + 1] - uncond[i : i + 1])
+                for i, s in enumerate(scales)
+            ]
+        )
+
+    def begin_step(i: int) -> float:
+        # the mask of step i comes from the maps of step i-1; blending for steps 1..t_e
+        state.blend = (
+            zeros
+            if zero_mask
+            else (current if current is not None and 1 <= i <= options.t_e else None)
+        )
+        state.replace_cross = _replacement(columns, i, options)
+        state.maps = {}
+        return time.perf_counter()
+
+    def end_step(start: float) -> torch.Tensor | None:
+        step_times.append(time.perf_counter() - start)
+        if not state.maps:
+            return None
+        normalized = core.aggregate(state.maps, state.latent_size)
+        step_maps.append(normalized)
+        mask = torch.stack(
+            [core.threshold_mask(m, options.threshold, options.omega) for m in normalized.values()]
+        ).amax(0)
+        step_masks.append(mask)
+        return mask
+
+    with processors(unet, installed):
+        if not real:
+            scheduler = type(backbone.components["scheduler"]).from_config(
+                backbone.components["scheduler"].config
+            )
+            scheduler.set_timesteps(options.steps, device=backbone.device)
+            # as diffusers' randn_tensor: drawn on the CPU generator in the latents' dtype
+            x = torch.randn(
+                (1, unet.config.in_channels, size, size), generator=generator, dtype=c_src.dtype
+            )
+            latents = x.to(backbone.device) * scheduler.init_noise_sigma
+            latents = latents.repeat(paths, 1, 1, 1)
+            for i, t in enumerate(scheduler.timesteps):
+                start = begin_step(i)
+                inp = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+                out = unet(inp, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
+                latents = scheduler.step(
+                    guided(out, (options.guidance,) * paths), t, latents
+                ).prev_sample
+                if paths == 3:
+                    latents[2] = latents[0]  # the localization path restarts from the source
+                current = end_step(start)
+        else:
+            x0 = backbone.encode_images([image])
+            source_context = torch.cat([u_src, c_src])
+            source_added = _added(backbone, [pu_src, p_src])
+
+            def predict_source(x: torch.Tensor, t: int) -> torch.Tensor:
+                out = unet(
+                    torch.cat([x, x]),
+                    t,
+                    encoder_hidden_states=source_context,
+                    added_cond_kwargs=source_added,
+                ).sample
+                return guided(out, (options.source_guidance,))
+
+            with processors(unet, {n: _plain() for n in installed}):
+                inv = core.invert(
+                    predict_source,
+                    x0,
+                    backbone.components["scheduler"],
+                    options.steps,
+                    generator,
+                    prediction,
+                )
+            latents = inv.xs[0].to(c_src.dtype).repeat(paths, 1, 1, 1)
+            scales = (options.source_guidance, options.guidance, options.source_guidance)[:paths]
+            for i, t in enumerate(inv.timesteps):
+                start = begin_step(i)
+                out = unet(
+                    torch.cat([latents, latents]),
+                    t,
+                    encoder_hidden_states=context,
+                    added_cond_kwargs=added,
+                ).sample
+                work = inv.alphas[i].dtype
+                eps, x0_hat = core.to_eps_x0(
+                    guided(out, scales).to(work), latents.to(work), inv.alphas[i], prediction
+                )
+                mean, sigma = core.ddpm_mean_sigma(eps, x0_hat, inv.alphas[i], inv.alphas[i + 1])
+                stepped = mean + sigma * inv.zs[i]
+                stepped[0] = inv.xs[i + 1][0]  # the source path is the inverted trajectory
+                if paths == 3:
+                    stepped[2] = inv.xs[i + 1][0]
+                latents = stepped.to(c_src.dtype)
+                current = end_step(start)
+    edited, source = backbone.decode_latents(latents[[1, 0]])
+    predicted = core.numpy_mask(torch.stack(step_masks).mean(0), image.size) if step_masks else None
+    extras = {
+        "mode": "real" if real else "synthetic",
+        "parts": parts,
+        "edit_prompt": edit_prompt,
+        "p2p_replacement": "on"
+        if columns is not None
+        else ("off" if options.cross_replace <= 0 else "skipped: prompts not token-aligned"),
+    }
+    if real:
+        extras["inversion"] = options.inversion
+    result = EditResult(
+        image=edited, predicted_mask=predicted, step_times=step_times, extras=extras
+    )
+    return PartEditRun(result, source, latents, step_maps)
+
+
+def _added(backbone: Any, pooled: list[Any]) -> dict[str, torch.Tensor] | None:
+    """SDXL's added conditioning for the batch rows: pooled text embeddings and time ids of the
+    native size without crop."""
+    if backbone.family != "sdxl":
+        return None
+    res = backbone.resolution
+    embeds = torch.cat(pooled)
+    time_ids = torch.tensor(
+        [[res, res, 0, 0, res, res]], device=backbone.device, dtype=embeds.dtype
+    ).repeat(len(pooled), 1)
+    return {"text_embeds": embeds, "time_ids": time_ids}
+
+
+def _replacement(
+    columns: torch.Tensor | None, step: int, options: PartEditOptions
+) -> torch.Tensor | None:
+    """Prompt-to-prompt: the shared tokens' maps come from the source at every step, the
+    edited words' too during the first `cross_replace` fraction of the steps."""
+    if columns is None:
+        return None
+    if step < options.cross_replace * options.steps:
+        return torch.ones_like(columns)
+    return columns
+
+
+def _plain() -> Any:
+    from diffusers.models.attention_processor import AttnProcessor
+
+    return AttnProcessor()

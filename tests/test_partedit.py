@@ -1,0 +1,282 @@
+"""PartEdit: the 2-path method equals the official 3-path formulation; behaviour that must
+hold (t_e = 0, an all-zero mask, inversion), thresholds, multi-part, v-prediction, end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from methods.partedit import core
+from methods.partedit.method import PartEditOptions, parts_of, plain_prompt, run_partedit
+from partedit_bench.attention import decoder_cross_attention_layers
+from partedit_bench.backbones import load_backbone
+from partedit_bench.cli import main
+from partedit_bench.data.schema import load_image
+from partedit_bench.data.suites import load_suite
+from partedit_bench.tokens import PartToken
+
+FAST = PartEditOptions(steps=4)
+
+
+@pytest.fixture(scope="module")
+def backbones():
+    return {name: load_backbone(name, dtype="float64") for name in ("tiny-sd", "tiny-sdxl")}
+
+
+def random_tokens(backbone, parts, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    layers = decoder_cross_attention_layers(backbone.unet, 8)
+    return {
+        p: PartToken(
+            torch.randn(2, backbone.text_width, generator=generator),
+            {"part": p, "layers": layers, "fingerprint": backbone.fingerprint},
+        )
+        for p in parts
+    }
+
+
+def sample_of(part="animal-head", suite="partworld"):
+    return next(s for s in load_suite(suite).samples if s.part_token == part)
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_two_paths_equal_the_official_three_path_batch(backbones, name, synthetic):
+    backbone, sample = backbones[name], sample_of()
+    tokens = random_tokens(backbone, parts_of(sample))
+    image = load_image(sample.original_image)
+    two = run_partedit(backbone, sample, image, 0, FAST, tokens, synthetic)
+    three = run_partedit(backbone, sample, image, 0, FAST, tokens, synthetic, paths=3)
+    assert len(two.maps) == len(three.maps) == FAST.steps
+    for a, b in zip(two.maps, three.maps, strict=True):  # before thresholding
+        torch.testing.assert_close(a["animal-head"], b["animal-head"], rtol=0, atol=1e-10)
+    torch.testing.assert_close(two.latents[:2], three.latents[:2], rtol=0, atol=1e-9)
+    assert np.array_equal(np.asarray(two.result.image), np.asarray(three.result.image))
+
+
+def plain_generation(backbone, prompt, seed, steps, guidance):
+    pipe = backbone.pipeline()
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return pipe(
+        prompt,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=generator,
+        height=backbone.resolution,
+        width=backbone.resolution,
+        output_type="latent",
+    ).images
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
+def test_t_e_zero_gives_the_unblended_edit_path(backbones, name):
+    backbone, sample = backbones[name], sample_of("humanoid-torso")
+    tokens = random_tokens(backbone, ["humanoid-torso"])
+    options = dataclasses.replace(FAST, t_e=0, cross_replace=0.0)
+    run = run_partedit(
+        backbone, sample, load_image(sample.original_image), 0, options, tokens, synthetic=True
+    )
+    edit_alone = plain_generation(backbone, plain_prompt(sample), sample.seed, 4, 7.5)
+    source_alone = plain_generation(backbone, sample.prompt_original, sample.seed, 4, 7.5)
+    torch.testing.assert_close(run.latents[1:2], edit_alone, rtol=0, atol=1e-9)
+    torch.testing.assert_close(run.latents[0:1], source_alone, rtol=0, atol=1e-9)
+    assert run.result.extras["p2p_replacement"] == "off"
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_all_zero_mask_from_the_first_step_gives_the_source(backbones, name, synthetic):
+    backbone, sample = backbones[name], sample_of("car-hood")
+    tokens = random_tokens(backbone, ["car-hood"])
+    # on SDXL the edit prompt's pooled embedding reaches every ResNet: share the source's
+    options = dataclasses.replace(FAST, share_pooled=True, guidance=3.5, source_guidance=3.5)
+    run = run_partedit(
+        backbone,
+        sample,
+        load_image(sample.original_image),
+        0,
+        options,
+        tokens,
+        synthetic,
+        zero_mask=True,
+    )
+    torch.testing.assert_close(run.latents[1], run.latents[0], rtol=0, atol=1e-10)
+    assert np.array_equal(np.asarray(run.result.image), np.asarray(run.source))
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sd-v", "tiny-sdxl"])
+def test_edit_friendly_inversion_reconstructs_its_input(name):
+    backbone = load_backbone(name, dtype="float64")
+    image = load_image(sample_of().original_image)
+    x0 = backbone.encode_images([image])
+    context, added = backbone.encode_prompts(["a photo", ""])
+    prediction = backbone.components["scheduler"].config.prediction_type
+
+    def predict(x, t):
+        out = backbone.unet(
+            torch.cat([x, x]),
+            t,
+            encoder_hidden_states=context[[1, 0]],
+            added_cond_kwargs=None if added is None else {k: v[[1, 0]] for k, v in added.items()},
+        ).sample
+        return out[0:1] + 3.5 * (out[1:2] - out[0:1])
+
+    inv = core.invert(
+        predict,
+        x0,
+        backbone.components["scheduler"],
+        6,
+        torch.Generator().manual_seed(0),
+        prediction,
+    )
+    x = inv.xs[0]  # regenerate from x_T with the source prompt and the stored noise maps
+    for i, t in enumerate(inv.timesteps):
+        eps, x0_hat = core.to_eps_x0(predict(x.to(x0.dtype), t), x, inv.alphas[i], prediction)
+        mean, sigma = core.ddpm_mean_sigma(eps, x0_hat, inv.alphas[i], inv.alphas[i + 1])
+        x = mean + sigma * inv.zs[i]
+    torch.testing.assert_close(x, x0, rtol=0, atol=1e-8)
+
+
+def test_v_prediction_backbone_edits_and_reconstructs_its_input():
+    backbone = load_backbone("tiny-sd-v", dtype="float64")
+    sample = sample_of()
+    image = load_image(sample.original_image)
+    run = run_partedit(
+        backbone, sample, image, 0, FAST, random_tokens(backbone, ["animal-head"]), synthetic=False
+    )
+    torch.testing.assert_close(run.latents[0:1], backbone.encode_images([image]), rtol=0, atol=1e-8)
+    assert run.result.image.size == (64, 64) and run.result.extras["mode"] == "real"
+
+
+def test_thresholds_on_hand_made_maps():
+    m = torch.tensor([[0.0, 0.05, 0.1, 0.2], [0.3, 0.5, 0.8, 1.0]])
+    k = core.otsu(m)
+    adaptive = core.threshold_mask(m, "adaptive", 1.5)
+    expected = torch.where(m < k / 2, 0.0, torch.where(m >= 1.5 * k, 1.0, m))
+    torch.testing.assert_close(adaptive, expected)
+    assert 0.3 < k < 0.8  # two clusters: {0..0.3} and {0.5..1}
+    assert core.threshold_mask(m, "binary").tolist() == [[0, 0, 0, 0], [0, 1, 1, 1]]
+    assert core.threshold_mask(m, "otsu").tolist() == (m >= k).float().tolist()
+    assert torch.equal(core.threshold_mask(m, "soft"), m)
+    two = torch.tensor([[0.0, 0.5], [0.55, 1.0]])
+    k2 = core.otsu(two)
+    out = core.threshold_mask(two, "adaptive", 1.0)
+    assert out.tolist() == torch.where(two < k2 / 2, 0.0, torch.where(two >= k2, 1.0, two)).tolist()
+
+
+def test_two_parts_are_normalized_jointly():
+    strong = [torch.tensor([[0.0, 4.0], [0.0, 0.0]]), torch.tensor([[0.0, 2.0], [0.0, 0.0]])]
+    weak = [torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]])]
+    joint = core.aggregate({"a": strong, "b": weak}, (2, 2))
+    # per layer jointly: layer 1 max 4, layer 2 max 2 -> a = mean(1, 1) = 1, b = mean(.25, .5)
+    assert joint["a"][0, 1] == pytest.approx(1.0)
+    assert joint["b"][0, 0] == pytest.approx(0.375)
+    alone = core.aggregate({"b": weak}, (2, 2))
+    assert alone["b"][0, 0] == pytest.approx(1.0)  # separately, each part would reach 1
+
+
+def test_padding_strategies():
+    e = torch.arange(8.0).reshape(2, 4)
+    context = torch.arange(77 * 4.0).reshape(77, 4)
+    assert torch.equal(core.pad_token(e, "bg", context)[2:], e[0].expand(75, 4))
+    assert torch.equal(core.pad_token(e, "sot", context)[5], context[0])
+    assert torch.equal(core.pad_token(e, "eot", context)[5], context[-1])
+    assert core.pad_token(e, "zero", context)[2:].abs().sum() == 0
+    assert torch.equal(core.pad_token(e, "context", context)[2:], context[2:])
+    assert torch.equal(core.pad_token(e, "bg", context)[:2], e)
+
+
+def test_multi_part_edit_blends_both_parts(backbones):
+    backbone = backbones["tiny-sd"]
+    sample = load_suite("partworld-multi").samples[0]
+    assert parts_of(sample) == ["human-hair", "humanoid-torso"]
+    assert "<" not in plain_prompt(sample)
+    run = run_partedit(
+        backbone,
+        sample,
+        load_image(sample.original_image),
+        0,
+        FAST,
+        random_tokens(backbone, parts_of(sample)),
+        synthetic=False,
+    )
+    assert set(run.maps[0]) == {"human-hair", "humanoid-torso"}
+    assert max(float(m.max()) for m in run.maps[0].values()) == pytest.approx(1.0)
+    assert run.result.predicted_mask is not None
+
+
+def test_run_end_to_end_with_trained_tokens(tmp_path, capsys):
+    tokens = tmp_path / "tokens"
+    for backbone in ("tiny-sd", "tiny-sdxl"):
+        assert (
+            main(
+                [
+                    "train-token",
+                    "--backbone",
+                    backbone,
+                    "--part",
+                    "all",
+                    "--steps",
+                    "2",
+                    "--images",
+                    "1",
+                    "--output-root",
+                    str(tokens),
+                ]
+            )
+            == 0
+        )
+    capsys.readouterr()
+    for backbone in ("tiny-sd", "tiny-sdxl"):
+        for suite, limit in (
+            ("partworld", "3"),
+            ("partedit-real-mini", "2"),
+            ("partworld-multi", "2"),
+        ):
+            out = tmp_path / f"{backbone}-{suite}"
+            assert (
+                main(
+                    [
+                        "run",
+                        "--methods",
+                        "partedit",
+                        "--backbone",
+                        backbone,
+                        "--suite",
+                        suite,
+                        "--limit",
+                        limit,
+                        "--set",
+                        "partedit.steps=3",
+                        "--set",
+                        f"partedit.tokens={tokens / backbone}",
+                        "--output",
+                        str(out),
+                    ]
+                )
+                == 0
+            )
+            import pandas as pd
+
+            table = pd.read_csv(out / "report" / "table.csv")
+            row = table[(table.part == "all") & (table.metric == "mask_iou")]
+            assert (row.n == int(limit)).all(), (backbone, suite)
+    missing = main(
+        [
+            "run",
+            "--methods",
+            "partedit",
+            "--set",
+            f"partedit.tokens={tmp_path}",
+            "--limit",
+            "2",
+            "--output",
+            str(tmp_path / "none"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert missing == 2 and "partedit needs tokens for (tiny-sd:" in err and "train-token" in err
+    assert not (tmp_path / "none").exists()
