@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mode", default="decoupled", choices=["decoupled", "coupled"])
     train.add_argument("--layers", type=int, default=8, help="first N decoder cross-attn layers")
     train.add_argument("--images", type=int, default=16, help="training images; rest held out")
+    train.add_argument("--heldout", type=int, default=0, help="at most N held-out images (0: all)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--output-root", default=None, help="default benchmark_data/tokens")
     train.add_argument("--table", default=None, help="also write the mIoU table (Markdown)")
@@ -515,6 +516,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
                     mode=args.mode,
                     layers=args.layers,
                     images=args.images,
+                    heldout=args.heldout,
                     seed=args.seed,
                 )
                 with Progress(console=console, transient=True) as progress:

@@ -173,6 +173,7 @@ class TrainConfig:
     mode: str = "decoupled"  # decoupled (released code) | coupled (paper's text)
     layers: int = 8  # the first N decoder cross-attention layers
     images: int = 16  # training images; the rest of the part's samples are held out
+    heldout: int = 0  # at most this many held-out images (0: all the rest)
     seed: int = 0
 
 
@@ -333,6 +334,8 @@ def train_token(
     layers = decoder_cross_attention_layers(backbone.unet, config.layers)
     timesteps = training_timesteps(backbone, config.timesteps)
     train, held = samples[: config.images], samples[config.images :] or samples[: config.images]
+    if config.heldout:
+        held = held[: config.heldout]
     start = time.perf_counter()
     initial = torch.randn(
         2, backbone.text_width, generator=torch.Generator().manual_seed(config.seed)

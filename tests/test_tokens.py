@@ -189,7 +189,7 @@ def test_optimizer_lowers_the_loss_on_a_fixed_batch(backbones):
                 backbones[name],
                 "car-hood",
                 samples,
-                TrainConfig(steps=12, images=2, mode=mode, lr=lr),
+                TrainConfig(steps=12, images=2, heldout=1, mode=mode, lr=lr),
             )
             assert result.losses[-1] < result.losses[0] - 0.01, (name, mode, result.losses)
             assert result.token.embedding.shape == (2, backbones[name].text_width)
@@ -235,6 +235,8 @@ def test_train_token_command_writes_tokens_where_runs_look(tmp_path, monkeypatch
                 "3",
                 "--images",
                 "2",
+                "--heldout",
+                "1",
                 "--table",
                 str(tmp_path / "t.md"),
             ]

@@ -1,0 +1,166 @@
+"""Edit cost per denoising step: plain CFG generation vs PartEdit (2 paths) vs the official
+3-path formulation, on a real-size UNet architecture with random weights (the same cost as the
+real weights), measured in one run.
+
+    .venv/bin/python benchmarks/partedit_speed.py [--arch sd21] [--size 256] [--steps 3]
+
+`--arch sdxl --size 1024` is the GPU configuration (prints peak memory on CUDA). Each step is one
+UNet call on the whole batch plus, for PartEdit, the mask update (aggregation and threshold).
+Target: PartEdit / plain <= 2.1 (the official formulation is about 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from methods.partedit import core
+from methods.partedit.reference import ReferenceProcessor
+from partedit_bench.attention import decoder_cross_attention_layers, processors
+
+ARCHS = {
+    # public configs of stabilityai/stable-diffusion-2-1-base and SDXL base 1.0 UNets
+    "sd21": dict(
+        sample_size=64,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=(
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "DownBlock2D",
+        ),
+        up_block_types=(
+            "UpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+        ),
+        cross_attention_dim=1024,
+        attention_head_dim=(5, 10, 20, 20),
+        use_linear_projection=True,
+    ),
+    "sdxl": dict(
+        sample_size=128,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=2048,
+        attention_head_dim=(5, 10, 20),
+        transformer_layers_per_block=(1, 2, 10),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    ),
+}
+
+
+def main() -> None:
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnProcessor
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--arch", default="sd21", choices=list(ARCHS))
+    parser.add_argument("--size", type=int, default=256, help="image size in pixels")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float16" if torch.cuda.is_available() else "float32")
+    args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**ARCHS[args.arch]).to(args.device, dtype).eval()
+    width = unet.config.cross_attention_dim
+    latent = args.size // 8
+    names = [n.removesuffix(".processor") for n in unet.attn_processors]
+    token_layers = set(decoder_cross_attention_layers(unet, 8))
+    token = torch.randn(77, width, device=args.device, dtype=dtype)
+
+    def added(batch: int):
+        if args.arch != "sdxl":
+            return None
+        return {
+            "text_embeds": torch.randn(batch, 1280, device=args.device, dtype=dtype),
+            "time_ids": torch.tensor(
+                [[args.size, args.size, 0, 0, args.size, args.size]],
+                device=args.device,
+                dtype=dtype,
+            ).repeat(batch, 1),
+        }
+
+    def measure(label: str, batch: int, installed: dict | None, state: core.EditState | None):
+        latents = torch.randn(batch, 4, latent, latent, device=args.device, dtype=dtype)
+        context = torch.randn(batch, 77, width, device=args.device, dtype=dtype)
+        cond = added(batch)
+        times = []
+        if args.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        with torch.no_grad(), processors(unet, installed or {}):
+            for step in range(args.steps + 1):  # the first call warms up
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                if state is not None:
+                    state.maps = {}
+                unet(latents, 500, encoder_hidden_states=context, added_cond_kwargs=cond)
+                if state is not None and state.maps:
+                    maps = core.aggregate(state.maps, state.latent_size)
+                    state.blend = (
+                        torch.stack([core.threshold_mask(m) for m in maps.values()])
+                        .amax(0)
+                        .to(dtype)
+                    )
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                if step:
+                    times.append(time.perf_counter() - start)
+        seconds = sum(times) / len(times)
+        memory = (
+            f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+            if args.device.startswith("cuda")
+            else ""
+        )
+        print(f"{label:28s} batch {batch}: {seconds:7.3f} s/step{memory}")
+        return seconds
+
+    results = {}
+    results["plain (SDPA)"] = measure("plain CFG (SDPA processors)", 2, None, None)
+    results["plain"] = measure(
+        "plain CFG (explicit attn)", 2, {n: AttnProcessor() for n in names}, None
+    )
+    state2 = core.EditState(
+        paths=2,
+        token_layers=token_layers,
+        latent_size=(latent, latent),
+        padded_tokens={"part": token},
+    )
+    results["partedit"] = measure(
+        "PartEdit (2 paths)", 4, {n: core.PartEditProcessor(n, state2) for n in names}, state2
+    )
+    state3 = core.EditState(
+        paths=3,
+        token_layers=token_layers,
+        latent_size=(latent, latent),
+        padded_tokens={"part": token},
+    )
+    results["reference"] = measure(
+        "official 3-path reference", 6, {n: ReferenceProcessor(n, state3) for n in names}, state3
+    )
+    print(f"{args.arch} {args.size}px on {args.device} ({args.dtype}), {args.steps} steps:")
+    ratios = {
+        "PartEdit / plain (explicit attention)": results["partedit"] / results["plain"],
+        "3-path / plain (explicit attention)": results["reference"] / results["plain"],
+        "PartEdit / plain (SDPA)": results["partedit"] / results["plain (SDPA)"],
+        "3-path / PartEdit": results["reference"] / results["partedit"],
+    }
+    for label, ratio in ratios.items():
+        print(f"  {label:40s} {ratio:.2f}")
+    verdict = "met" if ratios["PartEdit / plain (explicit attention)"] <= 2.1 else "NOT met"
+    print(f"  target PartEdit / plain <= 2.1: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
