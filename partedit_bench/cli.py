@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", default="bce", choices=["bce", "mse"])
     train.add_argument(
         "--timesteps",
-        default="intermediate",
+        default="strength-0.25",
         help="intermediate | strength-0.25, or both comma-separated to compare "
         "(the token saved uses the first)",
     )
@@ -486,7 +486,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.runner import Shard, pick_device
     from partedit_bench.tokens import TIMESTEP_SCHEDULES, TrainConfig, token_path, train_token
 
-    schedules = _split(args.timesteps) or ["intermediate"]
+    schedules = _split(args.timesteps) or ["strength-0.25"]
     for schedule in schedules:
         if schedule not in TIMESTEP_SCHEDULES:
             raise UserError(

@@ -169,7 +169,7 @@ class TrainConfig:
     step_size: int = 80
     gamma: float = 0.7
     loss: str = "bce"  # bce (paper) | mse (released code's default, on min-max normalized maps)
-    timesteps: str = "intermediate"  # intermediate (paper: 30..20 of 50) | strength-0.25 (code)
+    timesteps: str = "strength-0.25"  # released code | intermediate (paper: 30..20 of 50)
     mode: str = "decoupled"  # decoupled (released code) | coupled (paper's text)
     layers: int = 8  # the first N decoder cross-attention layers
     images: int = 16  # training images; the rest of the part's samples are held out

@@ -258,3 +258,21 @@ def test_run_end_to_end_with_the_shipped_tokens(tmp_path, capsys):
     err = capsys.readouterr().err
     assert missing == 2 and "partedit needs tokens for (tiny-sd:" in err and "train-token" in err
     assert not (tmp_path / "none").exists()
+
+
+def test_ledits_inversion_option_runs_and_restores_the_processors():
+    backbone = load_backbone("tiny-sd")
+    before = [type(p).__name__ for p in backbone.unet.attn_processors.values()]
+    sample = sample_of()
+    options = dataclasses.replace(FAST, inversion="ledits")
+    run = run_partedit(
+        backbone,
+        sample,
+        load_image(sample.original_image),
+        0,
+        options,
+        random_tokens(backbone, ["animal-head"]),
+        synthetic=False,
+    )
+    assert run.result.extras["inversion"] == "ledits" and len(run.maps) == FAST.steps
+    assert [type(p).__name__ for p in backbone.unet.attn_processors.values()] == before

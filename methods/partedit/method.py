@@ -27,7 +27,8 @@ class PartEditOptions:
     padding: Literal["bg", "sot", "eot", "zero", "context"] = "bg"
     cross_replace: float = 0.4
     mode: Literal["auto", "synthetic", "real"] = "auto"
-    inversion: Literal["ef-ddpm"] = "ef-ddpm"
+    inversion: Literal["ef-ddpm", "ledits"] = "ef-ddpm"
+    ledits_skip: float = 0.15
     source_guidance: float = 3.5
     tokens: str = ""
     share_pooled: bool = False
@@ -241,25 +242,34 @@ def run_partedit(
         step_masks.append(mask)
         return mask
 
+    ledits = real and options.inversion == "ledits"
+    noises: list[torch.Tensor] | None = None
+    if ledits:
+        scheduler, timesteps, start_latents, noises = ledits_inversion(
+            backbone, image, source_prompt, options, generator
+        )
+        scales = (options.source_guidance, options.guidance, options.source_guidance)[:paths]
+    elif not real:
+        scheduler = type(backbone.components["scheduler"]).from_config(
+            backbone.components["scheduler"].config
+        )
+        scheduler.set_timesteps(options.steps, device=backbone.device)
+        timesteps = scheduler.timesteps
+        # as diffusers' randn_tensor: drawn on the CPU generator in the latents' dtype
+        x = torch.randn(
+            (1, unet.config.in_channels, size, size), generator=generator, dtype=c_src.dtype
+        )
+        start_latents = x.to(backbone.device) * scheduler.init_noise_sigma
+        scales = (options.guidance,) * paths
     with processors(unet, installed):
-        if not real:
-            scheduler = type(backbone.components["scheduler"]).from_config(
-                backbone.components["scheduler"].config
-            )
-            scheduler.set_timesteps(options.steps, device=backbone.device)
-            # as diffusers' randn_tensor: drawn on the CPU generator in the latents' dtype
-            x = torch.randn(
-                (1, unet.config.in_channels, size, size), generator=generator, dtype=c_src.dtype
-            )
-            latents = x.to(backbone.device) * scheduler.init_noise_sigma
-            latents = latents.repeat(paths, 1, 1, 1)
-            for i, t in enumerate(scheduler.timesteps):
+        if not real or ledits:
+            latents = start_latents.to(c_src.dtype).repeat(paths, 1, 1, 1)
+            for i, t in enumerate(timesteps):
                 start = begin_step(i)
                 inp = scheduler.scale_model_input(torch.cat([latents, latents]), t)
                 out = unet(inp, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
-                latents = scheduler.step(
-                    guided(out, (options.guidance,) * paths), t, latents
-                ).prev_sample
+                step_kwargs = {} if noises is None else {"variance_noise": noises[i]}
+                latents = scheduler.step(guided(out, scales), t, latents, **step_kwargs).prev_sample
                 if paths == 3:
                     latents[2] = latents[0]  # the localization path restarts from the source
                 current = end_step(start)
@@ -323,6 +333,48 @@ def run_partedit(
         image=edited, predicted_mask=predicted, step_times=step_times, extras=extras
     )
     return PartEditRun(result, source, latents, step_maps)
+
+
+def ledits_inversion(
+    backbone: Any, image: Any, prompt: str, options: PartEditOptions, generator: torch.Generator
+) -> tuple[Any, Any, torch.Tensor, list[torch.Tensor]]:
+    """LEDITS++'s edit-friendly inversion (diffusers' LEditsPP pipelines, SDE-DPM-Solver++ of
+    order 2, skipping the first `ledits_skip` of the schedule): the scheduler, the timesteps,
+    x_T and the per-step noise that the sampler reuses as `variance_noise`."""
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        LEditsPPPipelineStableDiffusion,
+        LEditsPPPipelineStableDiffusionXL,
+    )
+
+    from partedit_bench.attention import processors
+
+    scheduler = DPMSolverMultistepScheduler.from_config(
+        backbone.components["scheduler"].config, algorithm_type="sde-dpmsolver++", solver_order=2
+    )
+    cls = (
+        LEditsPPPipelineStableDiffusionXL
+        if backbone.family == "sdxl"
+        else LEditsPPPipelineStableDiffusion
+    )
+    pipe = backbone.pipeline(cls, scheduler=scheduler)
+    with processors(backbone.unet, {}):  # invert() resets the UNet's processors
+        pipe.invert(
+            image=image,
+            source_prompt=prompt,
+            source_guidance_scale=options.source_guidance,
+            num_inversion_steps=options.steps,
+            skip=options.ledits_skip,
+            generator=generator,
+            height=backbone.resolution,
+            width=backbone.resolution,
+        )
+    pipe.scheduler.set_timesteps(len(pipe.scheduler.timesteps))
+    timesteps = pipe.inversion_steps
+    latent_shape = pipe.zs.shape[-3:]
+    zs = pipe.zs[-len(timesteps) :].reshape(len(timesteps), *latent_shape)
+    start = pipe.init_latents.reshape(-1, *latent_shape)[:1]
+    return pipe.scheduler, timesteps, start, [z[None] for z in zs]
 
 
 def _added(backbone: Any, pooled: list[Any]) -> dict[str, torch.Tensor] | None:
