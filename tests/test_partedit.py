@@ -79,8 +79,8 @@ def test_t_e_zero_gives_the_unblended_edit_path(backbones, name):
     run = run_partedit(
         backbone, sample, load_image(sample.original_image), 0, options, tokens, synthetic=True
     )
-    edit_alone = plain_generation(backbone, plain_prompt(sample), sample.seed, 4, 7.5)
-    source_alone = plain_generation(backbone, sample.prompt_original, sample.seed, 4, 7.5)
+    edit_alone = plain_generation(backbone, plain_prompt(sample), sample.seed, FAST.steps, 7.5)
+    source_alone = plain_generation(backbone, sample.prompt_original, sample.seed, FAST.steps, 7.5)
     torch.testing.assert_close(run.latents[1:2], edit_alone, rtol=0, atol=1e-9)
     torch.testing.assert_close(run.latents[0:1], source_alone, rtol=0, atol=1e-9)
     assert run.result.extras["p2p_replacement"] == "off"

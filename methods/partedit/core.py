@@ -176,14 +176,7 @@ class PartEditProcessor:
         query = attn.head_to_batch_dim(attn.to_q(hidden_states))
         key = attn.head_to_batch_dim(attn.to_k(context))
         value = attn.head_to_batch_dim(attn.to_v(context))
-        probs = attn.get_attention_scores(query, key, attention_mask)
         heads = attn.heads
-        if self.is_cross and state.replace_cross is not None:
-            probs = probs.view(batch, heads, *probs.shape[1:]).clone()
-            keep = state.replace_cross.to(probs.dtype)
-            for src, edit in zip(state.rows(SRC), state.rows(EDIT), strict=True):
-                probs[edit] = probs[src] * keep + probs[edit] * (1 - keep)
-            probs = probs.view(batch * heads, *probs.shape[2:])
         if self.is_cross and self.name in state.token_layers and state.record_maps:
             row = state.cond_row(SRC)
             q_src = query[row * heads : (row + 1) * heads]
@@ -191,7 +184,27 @@ class PartEditProcessor:
                 k = attn.head_to_batch_dim(attn.to_k(padded[None].to(context.dtype)))
                 part_probs = attn.get_attention_scores(q_src, k)[..., 1].sum(0)  # heads summed
                 state.maps.setdefault(part, []).append(self._square(part_probs))
-        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        if self.is_cross and state.replace_cross is not None:
+            # prompt-to-prompt needs the probabilities themselves
+            probs = attn.get_attention_scores(query, key, attention_mask)
+            probs = probs.view(batch, heads, *probs.shape[1:]).clone()
+            keep = state.replace_cross.to(probs.dtype)
+            for src, edit in zip(state.rows(SRC), state.rows(EDIT), strict=True):
+                probs[edit] = probs[src] * keep + probs[edit] * (1 - keep)
+            out = torch.bmm(probs.view(batch * heads, *probs.shape[2:]), value)
+        else:  # the output alone: the fused kernel (self-attention is the costly part)
+            shape = (batch, heads, -1, query.shape[-1])
+            fused = F.scaled_dot_product_attention(
+                query.view(shape),
+                key.view(shape),
+                value.view(shape),
+                attn_mask=None
+                if attention_mask is None
+                else attention_mask.view(batch, heads, *attention_mask.shape[1:]),
+                scale=attn.scale,
+            )
+            out = fused.reshape(batch * heads, *fused.shape[2:])
+        out = attn.batch_to_head_dim(out)
         out = attn.to_out[1](attn.to_out[0](out))
         if state.blend is not None:
             mask = self._resized_mask(out.shape[1]).to(out.dtype)
