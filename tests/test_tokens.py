@@ -247,5 +247,5 @@ def test_train_token_command_writes_tokens_where_runs_look(tmp_path, monkeypatch
         token = load_token(tmp_path / "data" / "tokens" / "tiny-sd" / f"{part}.safetensors")
         assert token.meta["steps"] == 3 and token.part == part
     table = (tmp_path / "t.md").read_text()
-    assert "| tiny-sd | chair-seat | intermediate |" in table
+    assert "| tiny-sd | chair-seat | strength-0.25 |" in table
     assert np.isfinite(float(table.splitlines()[2].split("|")[4]))
