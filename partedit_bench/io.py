@@ -12,9 +12,8 @@ from typing import Any
 from PIL import Image
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, fsyncs it, then renames it into place."""
-    path = Path(path)
+def _synced_temp(path: Path, data: bytes) -> str:
+    """Writes `data` to a new temporary file beside `path` and fsyncs it; returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -22,6 +21,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes `data` to a temporary file beside `path`, fsyncs it, then renames it into place."""
+    path = Path(path)
+    tmp = _synced_temp(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -34,18 +44,12 @@ def create_exclusive(path: str | Path, data: bytes) -> bool:
     Used for `run.json`, which the first of several concurrent shards writes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _synced_temp(path, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+        os.link(tmp, path)
         return True
+    except FileExistsError:
+        return False
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -502,27 +502,43 @@ def import_partimagenet(
         if not mask.any():
             continue
         sample_id = f"{Path(info['file_name']).stem}-{part}"
-        out = folder / "masks" / f"{sample_id}.png"
-        atomic_write_bytes(out, png_bytes(mask_to_image(mask)))
-        samples.append(
-            Sample(
-                id=sample_id,
-                split="real",
-                class_name=part.split("-")[0],
-                part=part.split("-")[-1],
-                part_token=part,
-                original_image=str(image_path.resolve()),
-                gt_mask=str(out),
-            )
-        )
+        samples.append(_part_sample(folder, sample_id, part.split("-")[0], part, image_path, mask))
+    return _token_training_suite(folder, name, samples, "PartImageNet", path, parts)
+
+
+def _part_sample(
+    folder: Path, sample_id: str, class_name: str, part: str, image_path: Path, mask: np.ndarray
+) -> Sample:
+    """A token-training sample: the image where it is, its part mask written into `folder`."""
+    out = folder / "masks" / f"{sample_id}.png"
+    atomic_write_bytes(out, png_bytes(mask_to_image(mask)))
+    return Sample(
+        id=sample_id,
+        split="real",
+        class_name=class_name,
+        part=part.split("-")[-1],
+        part_token=part,
+        original_image=str(image_path.resolve()),
+        gt_mask=str(out),
+    )
+
+
+def _token_training_suite(
+    folder: Path,
+    name: str | None,
+    samples: list[Sample],
+    origin: str,
+    source: Path | str,
+    parts: list[str] | None,
+) -> tuple[Path, int]:
     if not samples:
-        raise UserError(f"{path}: no annotations of {parts or 'any canonical part'}")
+        raise UserError(f"{source}: no annotations of {parts or 'any canonical part'}")
     definition = {
         "name": name or folder.name,
         "version": "imported-1",
         "role": "token-training",
-        "description": f"PartImageNet part masks from {path}",
-        "origin": str(path),
+        "description": f"{origin} part masks from {source}",
+        "origin": str(source),
     }
     return write_files_suite(folder, definition, samples), len(samples)
 
@@ -611,29 +627,10 @@ def import_pascal_part(
                 if image.size != (mask.shape[1], mask.shape[0]):
                     raise UserError(f"{mat_path}: mask {mask.shape[::-1]} vs image {image.size}")
                 sample_id = f"{mat_path.stem}-{index}-{canonical}"
-                out = folder / "masks" / f"{sample_id}.png"
-                atomic_write_bytes(out, png_bytes(mask_to_image(mask)))
                 samples.append(
-                    Sample(
-                        id=sample_id,
-                        split="real",
-                        class_name=object_class,
-                        part=canonical.split("-")[-1],
-                        part_token=canonical,
-                        original_image=str(image_path.resolve()),
-                        gt_mask=str(out),
-                    )
+                    _part_sample(folder, sample_id, object_class, canonical, image_path, mask)
                 )
-    if not samples:
-        raise UserError(f"{annotations}: no parts of {parts or 'any canonical part'}")
-    definition = {
-        "name": name or folder.name,
-        "version": "imported-1",
-        "role": "token-training",
-        "description": f"PASCAL-Part masks from {annotations}",
-        "origin": str(annotations),
-    }
-    return write_files_suite(folder, definition, samples), len(samples)
+    return _token_training_suite(folder, name, samples, "PASCAL-Part", annotations, parts)
 
 
 # ---------------------------------------------------------------------------------------

@@ -370,6 +370,7 @@ def partworld_samples(spec: dict[str, Any]) -> list[Sample]:
         raise UserError(f"malformed partworld generator {spec}: balance paper|uniform")
     if per_edit not in (1, 2):
         raise UserError(f"malformed partworld generator {spec}: parts_per_edit 1 or 2")
+    schedule: list[tuple[str, ...]]
     if per_edit == 2:
         pairs = [p for p in partworld.MULTI_PART if set(p) <= set(parts)]
         if not pairs:
