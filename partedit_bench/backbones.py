@@ -422,8 +422,86 @@ BACKBONES: dict[str, BackboneSpec] = {
             "offline SDXL-shaped model, random weights",
             builder=build_tiny_sdxl,
         ),
+        BackboneSpec(
+            "sd-ip2p",
+            "sd",
+            512,
+            "InstructPix2Pix (SD 1.5 based, 8-channel UNet)",
+            hub_id="timbrooks/instruct-pix2pix",
+        ),
+        BackboneSpec(
+            "sdxl-ip2p",
+            "sdxl",
+            768,
+            "InstructPix2Pix SDXL (8-channel UNet)",
+            hub_id="diffusers/sdxl-instructpix2pix-768",
+        ),
+        BackboneSpec(
+            "sdxl-inpaint",
+            "sdxl",
+            1024,
+            "SDXL inpainting 0.1 (9-channel UNet)",
+            hub_id="diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+        ),
+        BackboneSpec(
+            "tiny-sd-ip2p",
+            "sd",
+            64,
+            "tiny-sd with an 8-channel UNet, random weights",
+            builder=lambda: build_tiny_sd(in_channels=8),
+        ),
+        BackboneSpec(
+            "tiny-sdxl-ip2p",
+            "sdxl",
+            64,
+            "tiny-sdxl with an 8-channel UNet, random weights",
+            builder=lambda: build_tiny_sdxl(in_channels=8),
+        ),
+        BackboneSpec(
+            "tiny-sdxl-inpaint",
+            "sdxl",
+            64,
+            "tiny-sdxl with a 9-channel UNet, random weights",
+            builder=lambda: build_tiny_sdxl(in_channels=9),
+        ),
     )
 }
+
+#: Special checkpoints a method needs, per run backbone (by name, then by family).
+SPECIAL_CHECKPOINTS: dict[str, dict[str, str]] = {
+    "ip2p": {
+        "tiny-sd": "tiny-sd-ip2p",
+        "tiny-sd-v": "tiny-sd-ip2p",
+        "tiny-sdxl": "tiny-sdxl-ip2p",
+        "sd": "sd-ip2p",
+        "sdxl": "sdxl-ip2p",
+    },
+    "inpaint": {"tiny-sdxl": "tiny-sdxl-inpaint", "sdxl": "sdxl-inpaint"},
+}
+
+
+def load_special(backbone: Backbone, kind: str) -> Backbone:
+    """The special checkpoint (`ip2p`, `inpaint`) that goes with a run's backbone, on its device
+    and dtype.
+
+    Raises:
+        MethodUnavailable: no such checkpoint for this backbone, or its weights are missing.
+    """
+    from partedit_bench.method_api import MethodUnavailable
+
+    table = SPECIAL_CHECKPOINTS.get(kind, {})
+    name = table.get(Path(backbone.name).name) or table.get(backbone.family)
+    if name is None:
+        raise MethodUnavailable(f"no {kind} checkpoint for {backbone.family} backbones")
+    try:
+        dtype = {
+            torch.float16: "float16",
+            torch.bfloat16: "bfloat16",
+            torch.float64: "float64",
+        }.get(backbone.dtype, "float32")
+        return load_backbone(name, backbone.device, dtype)
+    except UserError as exc:
+        raise MethodUnavailable(str(exc)) from exc
 
 
 def resolve_dtype(dtype: str, device: torch.device, random_weights: bool) -> torch.dtype:

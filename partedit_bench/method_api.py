@@ -25,10 +25,18 @@ from partedit_bench.errors import UserError, did_you_mean
 METHOD_REGISTRY: dict[str, str] = {
     "identity": "methods.identity:Identity",
     "partedit": "methods.partedit:PartEdit",
+    "blended_latent": "methods.blended_latent:BlendedLatent",
+    "ef_ddpm": "methods.ef_ddpm:EFDDPM",
+    "ip2p": "methods.ip2p:InstructPix2Pix",
 }
 
 #: What a method may declare it needs from a sample.
 NEEDS = frozenset({"source_prompt", "target_prompt", "instruction", "mask", "part_token"})
+
+
+class MethodUnavailable(Exception):  # noqa: N818 (a reason, not an error of the run)
+    """Raised by `preflight` when a method cannot run here (a family it does not support, a
+    special checkpoint that is missing): its jobs are recorded as skipped with this reason."""
 
 
 @dataclass

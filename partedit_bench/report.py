@@ -52,6 +52,7 @@ def load_rows(roots: Sequence[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]
                 "sample_id": record["sample_id"],
                 "seed": record["seed"],
                 "status": record["status"],
+                "reason": record.get("error") if record["status"] == "skipped" else None,
             }
             if record["status"] == "ok":
                 for group, manifest_hash in hashes.items():
@@ -254,7 +255,8 @@ def markdown_table(long: pd.DataFrame, metrics: Sequence[str], part: str = "all"
     return "\n".join(lines)
 
 
-def notes_for(runs: list[dict[str, Any]], long: pd.DataFrame) -> list[str]:
+def notes_for(runs: list[dict[str, Any]], long: pd.DataFrame,
+              frame: pd.DataFrame | None = None) -> list[str]:
     notes = []
     for run in runs:
         info = run["info"]
@@ -266,6 +268,10 @@ def notes_for(runs: list[dict[str, Any]], long: pd.DataFrame) -> list[str]:
                 f"aclip_* n/a for {run['root']}: "
                 f"{aclip.get('reason', 'not evaluated (run `partedit-bench evaluate`)')}"
             )
+    if frame is not None and "reason" in frame:
+        skipped = frame[frame.status == "skipped"].groupby(["variant", "reason"]).size()
+        for (variant, reason), count in skipped.items():
+            notes.append(f"{variant}: {count} job(s) skipped: {reason}")
     if (long.variant.str.endswith(GT_MARK)).any():
         notes.append(f"{GT_MARK} uses the ground-truth mask")
     excluded = long[(long.part == "all") & (long.excluded_nan > 0) & (long.n > 0)]
@@ -285,7 +291,7 @@ def build_report(
     metrics = list(metrics or DEFAULT_COLUMNS)
     long = aggregate(frame, metrics)
     out = Path(output) if output else Path(roots[0]) / "report"
-    notes = notes_for(runs, long)
+    notes = notes_for(runs, long, frame)
     random = sorted({r["info"]["backbone"]["name"] for r in runs if r["info"].get("note")})
     caption = "Mean over samples (seeds averaged first); best in bold."
     if random:

@@ -33,7 +33,7 @@ from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.data.suites import Suite, load_suite
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, create_exclusive, json_bytes, png_bytes
-from partedit_bench.method_api import EditRequest, EditResult
+from partedit_bench.method_api import EditRequest, EditResult, MethodUnavailable
 
 RECORD_VERSION = 1
 
@@ -280,11 +280,18 @@ class Runner:
         self.prepare()
         self.load_backbone()
         methods: dict[str, Any] = {}
+        self.unavailable: dict[str, str] = {}
         for variant in self.variants:
             if variant.cls.uses_backbone and self.backbone.family not in variant.cls.families:
                 continue  # its jobs are recorded as skipped
-            methods[variant.name] = variant.cls(variant.options)
-            methods[variant.name].preflight(self.backbone, self.samples)
+            method = variant.cls(variant.options)
+            try:
+                method.preflight(self.backbone, self.samples)
+            except MethodUnavailable as exc:
+                self.unavailable[variant.name] = str(exc)
+                self.console.print(f"[yellow]skipping {variant.name}:[/] {exc}")
+                continue
+            methods[variant.name] = method
         self.write_run_json()
         started = now()
         jobs = self.jobs()
@@ -425,6 +432,8 @@ class Runner:
         return record["status"]
 
     def skip_reason(self, job: Job) -> str | None:
+        if job.variant.name in getattr(self, "unavailable", {}):
+            return self.unavailable[job.variant.name]
         cls = job.variant.cls
         if cls.uses_backbone and self.backbone.family not in cls.families:
             return (

@@ -11,6 +11,7 @@ import torch
 
 from methods.partedit import core
 from methods.partedit.method import PartEditOptions, parts_of, plain_prompt, run_partedit
+from partedit_bench import inversion
 from partedit_bench.attention import decoder_cross_attention_layers
 from partedit_bench.backbones import load_backbone
 from partedit_bench.cli import main
@@ -124,7 +125,7 @@ def test_edit_friendly_inversion_reconstructs_its_input(name):
         ).sample
         return out[0:1] + 3.5 * (out[1:2] - out[0:1])
 
-    inv = core.invert(
+    inv = inversion.invert(
         predict,
         x0,
         backbone.components["scheduler"],
@@ -134,8 +135,8 @@ def test_edit_friendly_inversion_reconstructs_its_input(name):
     )
     x = inv.xs[0]  # regenerate from x_T with the source prompt and the stored noise maps
     for i, t in enumerate(inv.timesteps):
-        eps, x0_hat = core.to_eps_x0(predict(x.to(x0.dtype), t), x, inv.alphas[i], prediction)
-        mean, sigma = core.ddpm_mean_sigma(eps, x0_hat, inv.alphas[i], inv.alphas[i + 1])
+        eps, x0_hat = inversion.to_eps_x0(predict(x.to(x0.dtype), t), x, inv.alphas[i], prediction)
+        mean, sigma = inversion.ddpm_mean_sigma(eps, x0_hat, inv.alphas[i], inv.alphas[i + 1])
         x = mean + sigma * inv.zs[i]
     torch.testing.assert_close(x, x0, rtol=0, atol=1e-8)
 

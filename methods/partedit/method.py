@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch
 
 from methods.partedit import core
+from partedit_bench import inversion
 from partedit_bench.data.schema import CANONICAL_PARTS, Sample
 from partedit_bench.errors import UserError
 from partedit_bench.method_api import EditMethod, EditRequest, EditResult
@@ -288,7 +289,7 @@ def run_partedit(
                 return guided(out, (options.source_guidance,))
 
             with processors(unet, {n: _plain() for n in installed}):
-                inv = core.invert(
+                inv = inversion.invert(
                     predict_source,
                     x0,
                     backbone.components["scheduler"],
@@ -307,10 +308,12 @@ def run_partedit(
                     added_cond_kwargs=added,
                 ).sample
                 work = inv.alphas[i].dtype
-                eps, x0_hat = core.to_eps_x0(
+                eps, x0_hat = inversion.to_eps_x0(
                     guided(out, scales).to(work), latents.to(work), inv.alphas[i], prediction
                 )
-                mean, sigma = core.ddpm_mean_sigma(eps, x0_hat, inv.alphas[i], inv.alphas[i + 1])
+                mean, sigma = inversion.ddpm_mean_sigma(
+                    eps, x0_hat, inv.alphas[i], inv.alphas[i + 1]
+                )
                 stepped = mean + sigma * inv.zs[i]
                 stepped[0] = inv.xs[i + 1][0]  # the source path is the inverted trajectory
                 if paths == 3:

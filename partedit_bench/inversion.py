@@ -1,0 +1,91 @@
+"""Edit-friendly DDPM inversion (Huberman-Spiegelglas et al., CVPR 2024) and the noise-
+prediction conversions it needs, for every method that edits real images through it (partedit,
+ef_ddpm). Honors epsilon, v-prediction and sample prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+def to_eps_x0(
+    model_out: torch.Tensor, x_t: torch.Tensor, alpha: torch.Tensor, prediction_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(epsilon, x0) from a UNet output under the scheduler's prediction type."""
+    a, s = alpha.sqrt(), (1 - alpha).sqrt()
+    if prediction_type == "epsilon":
+        return model_out, (x_t - s * model_out) / a
+    if prediction_type == "v_prediction":
+        return a * model_out + s * x_t, a * x_t - s * model_out
+    if prediction_type == "sample":
+        return (x_t - a * model_out) / s, model_out
+    raise ValueError(f"unsupported prediction type {prediction_type!r}")
+
+
+def ddpm_mean_sigma(
+    eps: torch.Tensor, x0: torch.Tensor, alpha: torch.Tensor, alpha_prev: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the DDPM (DDIM eta = 1) step x_t -> x_prev."""
+    variance = (1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)
+    sigma = variance.clamp(min=0).sqrt()
+    mean = alpha_prev.sqrt() * x0 + (1 - alpha_prev - variance).clamp(min=0).sqrt() * eps
+    return mean, sigma
+
+
+@dataclass
+class Inversion:
+    """An edit-friendly DDPM inversion: the trajectory xs[0] = x_T ... xs[-1] = x_0 and the noise
+    maps zs[i] that take xs[i] to xs[i+1] under the source prompt's guided prediction."""
+
+    timesteps: list[int]
+    alphas: list[torch.Tensor]  # alpha_bar at each timestep, then at the clean end
+    xs: list[torch.Tensor]
+    zs: list[torch.Tensor]
+
+
+def edit_friendly_timesteps(scheduler: Any, steps: int) -> tuple[list[int], torch.Tensor]:
+    from diffusers import DDIMScheduler
+
+    ddim = DDIMScheduler.from_config(scheduler.config)
+    ddim.set_timesteps(steps)
+    return [int(t) for t in ddim.timesteps], ddim.alphas_cumprod
+
+
+@torch.no_grad()
+def invert(
+    predict: Any,
+    x0: torch.Tensor,
+    scheduler: Any,
+    steps: int,
+    generator: torch.Generator,
+    prediction_type: str,
+) -> Inversion:
+    """Edit-friendly DDPM inversion (Huberman-Spiegelglas et al., 2024): x_t drawn
+    independently for every t from x0, then z_t = (x_{t-1} - mu_t(x_t)) / sigma_t so that DDPM
+    sampling with these z reproduces the trajectory exactly. The clean end is x0 itself, at the
+    first training timestep's noise level (so its sigma is non-zero).
+
+    Args:
+        predict: (x_t (1,C,H,W), t) -> guided model output of the source prompt.
+    """
+    timesteps, alphas_cumprod = edit_friendly_timesteps(scheduler, steps)
+    work = torch.promote_types(x0.dtype, torch.float32)
+    alphas = [alphas_cumprod[t].to(x0.device, work) for t in timesteps]
+    alphas.append(alphas_cumprod[0].to(x0.device, work))
+    x0f = x0.to(work)
+    xs = []
+    for a in alphas[:-1]:
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device, work)
+        xs.append(a.sqrt() * x0f + (1 - a).sqrt() * noise)
+    xs.append(x0f)
+    zs = []
+    for i, t in enumerate(timesteps):
+        out = predict(xs[i].to(x0.dtype), t).to(work)
+        eps, x0_hat = to_eps_x0(out, xs[i], alphas[i], prediction_type)
+        mean, sigma = ddpm_mean_sigma(eps, x0_hat, alphas[i], alphas[i + 1])
+        z = (xs[i + 1] - mean) / sigma
+        zs.append(z)
+        xs[i + 1] = mean + sigma * z  # the exact value the sampler will produce
+    return Inversion(timesteps, alphas, xs, zs)

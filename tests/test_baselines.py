@@ -1,0 +1,141 @@
+"""Baseline adapters: behaviour that must hold for each, and skips with reasons."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from methods.blended_latent import BlendedLatentOptions, blend
+from methods.ef_ddpm import EFDDPMOptions, edit_latents
+from partedit_bench.backbones import load_backbone
+from partedit_bench.cli import main
+from partedit_bench.data.schema import load_image, load_mask
+from partedit_bench.data.suites import load_suite
+from partedit_bench.method_api import EditRequest
+from partedit_bench.runner import iter_records
+
+
+def request_for(sample, backbone, seed=0):
+    image = load_image(sample.original_image)
+    return EditRequest(
+        sample=sample,
+        image=image,
+        seed=seed,
+        options=None,
+        backbone=backbone,
+        mask=load_mask(sample.gt_mask, image.size),
+    )
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
+def test_blended_latent_keeps_the_noised_source_outside_the_mask(name):
+    backbone = load_backbone(name)
+    sample = load_suite("partworld").samples[0]
+    record: list = []
+    result, latent_mask = blend(
+        backbone, request_for(sample, backbone), BlendedLatentOptions(steps=8), record
+    )
+    assert len(record) == 6  # the first 25% of 8 steps are skipped
+    outside = (1 - latent_mask).bool().expand_as(record[0][0])
+    assert outside.any() and (~outside).any()
+    for latents, noised_source in record:
+        assert torch.equal(latents[outside], noised_source[outside])
+    assert result.image.size == (64, 64)
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sd-v", "tiny-sdxl"])
+def test_ef_ddpm_reconstructs_with_the_source_prompt(name):
+    backbone = load_backbone(name, dtype="float64")
+    sample = load_suite("partworld").samples[1]
+    image = load_image(sample.original_image)
+    options = EFDDPMOptions(steps=6, skip=0, cfg_src=3.5, cfg_tar=3.5)
+    latents, _ = edit_latents(
+        backbone, image, sample.prompt_original, sample.prompt_original, 0, options
+    )
+    torch.testing.assert_close(latents, backbone.encode_images([image]), rtol=0, atol=1e-8)
+    edited, _ = edit_latents(
+        backbone,
+        image,
+        sample.prompt_original,
+        sample.p2p_template,
+        0,
+        EFDDPMOptions(steps=6, skip=2),
+    )
+    assert not torch.allclose(edited, latents)
+
+
+def test_baselines_run_end_to_end_and_skip_with_reasons(tmp_path, capsys):
+    methods = "blended_latent,ef_ddpm,ip2p"
+    settings = [
+        "--set",
+        "blended_latent.steps=4",
+        "--set",
+        "ef_ddpm.steps=4",
+        "--set",
+        "ef_ddpm.skip=1",
+        "--set",
+        "ip2p.steps=2",
+    ]
+    for backbone in ("tiny-sd", "tiny-sdxl"):
+        out = tmp_path / backbone
+        assert (
+            main(
+                [
+                    "run",
+                    "--methods",
+                    methods,
+                    "--backbone",
+                    backbone,
+                    "--limit",
+                    "2",
+                    *settings,
+                    "--output",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        statuses = {json.loads(p.read_text())["status"] for p in iter_records(out)}
+        assert statuses == {"ok"}, backbone
+    # a backbone folder whose family maps to a checkpoint that is not here: ip2p is skipped
+    folder = tmp_path / "my-sd"
+    load_backbone("tiny-sd").save(folder)
+    out = tmp_path / "folder"
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "ip2p,identity",
+                "--backbone",
+                str(folder),
+                "--limit",
+                "2",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    records = [json.loads(p.read_text()) for p in iter_records(out)]
+    skipped = [r for r in records if r["variant"] == "ip2p"]
+    assert skipped and all(r["status"] == "skipped" for r in skipped)
+    assert "timbrooks/instruct-pix2pix" in skipped[0]["error"]
+    md = (out / "report" / "table.md").read_text()
+    assert "ip2p: 2 job(s) skipped:" in md
+
+
+def test_list_methods_shows_needs_families_checkpoints_and_masks(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["list", "methods"]) == 0
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in capsys.readouterr().out.splitlines()
+        if line.count("│") > 3 and line.split("│")[1].strip()
+    }
+    assert {"blended_latent", "ef_ddpm", "ip2p", "partedit", "identity"} <= set(rows)
+    assert "mask" in rows["blended_latent"] and "│ yes" in rows["blended_latent"]
+    assert "instruction" in rows["ip2p"] and "│ ip2p" in rows["ip2p"]
+    assert "part_token" in rows["partedit"] and "sd,sdxl" in rows["partedit"]
