@@ -28,6 +28,8 @@ METHOD_REGISTRY: dict[str, str] = {
     "blended_latent": "methods.blended_latent:BlendedLatent",
     "ef_ddpm": "methods.ef_ddpm:EFDDPM",
     "ip2p": "methods.ip2p:InstructPix2Pix",
+    "ledits_pp": "methods.ledits_pp:LeditsPP",
+    "sdxl_inpaint": "methods.sdxl_inpaint:SDXLInpaint",
 }
 
 #: What a method may declare it needs from a sample.
