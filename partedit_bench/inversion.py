@@ -89,3 +89,28 @@ def invert(
         zs.append(z)
         xs[i + 1] = mean + sigma * z  # the exact value the sampler will produce
     return Inversion(timesteps, alphas, xs, zs)
+
+
+@torch.no_grad()
+def ddim_invert(
+    predict: Any, x0: torch.Tensor, scheduler: Any, steps: int, prediction_type: str
+) -> tuple[list[int], list[torch.Tensor]]:
+    """Deterministic DDIM inversion: x_0 -> x_T along the 50-step-style DDIM schedule, the
+    model evaluated at the current (less noisy) point. Returns the timesteps (noisiest first)
+    and the latents [x_T, ..., x_0] aligned with them (latents[i] is the input at timesteps[i])."""
+    timesteps, alphas_cumprod = edit_friendly_timesteps(scheduler, steps)
+    work = torch.promote_types(x0.dtype, torch.float32)
+    final = alphas_cumprod[0].to(x0.device, work)  # set_alpha_to_one=False convention
+    ascending = list(reversed(timesteps))
+    x = x0.to(work)
+    trajectory = [x]
+    previous_alpha = final
+    for t in ascending:
+        alpha = alphas_cumprod[t].to(x0.device, work)
+        out = predict(x.to(x0.dtype), t).to(work)
+        eps, _ = to_eps_x0(out, x, previous_alpha, prediction_type)
+        x0_hat = (x - (1 - previous_alpha).sqrt() * eps) / previous_alpha.sqrt()
+        x = alpha.sqrt() * x0_hat + (1 - alpha).sqrt() * eps
+        trajectory.append(x)
+        previous_alpha = alpha
+    return timesteps, list(reversed(trajectory))

@@ -30,6 +30,7 @@ METHOD_REGISTRY: dict[str, str] = {
     "ip2p": "methods.ip2p:InstructPix2Pix",
     "ledits_pp": "methods.ledits_pp:LeditsPP",
     "sdxl_inpaint": "methods.sdxl_inpaint:SDXLInpaint",
+    "masactrl": "methods.masactrl:MasaCtrl",
 }
 
 #: What a method may declare it needs from a sample.

@@ -255,8 +255,9 @@ def markdown_table(long: pd.DataFrame, metrics: Sequence[str], part: str = "all"
     return "\n".join(lines)
 
 
-def notes_for(runs: list[dict[str, Any]], long: pd.DataFrame,
-              frame: pd.DataFrame | None = None) -> list[str]:
+def notes_for(
+    runs: list[dict[str, Any]], long: pd.DataFrame, frame: pd.DataFrame | None = None
+) -> list[str]:
     notes = []
     for run in runs:
         info = run["info"]

@@ -139,3 +139,65 @@ def test_list_methods_shows_needs_families_checkpoints_and_masks(capsys, monkeyp
     assert "mask" in rows["blended_latent"] and "│ yes" in rows["blended_latent"]
     assert "instruction" in rows["ip2p"] and "│ ip2p" in rows["ip2p"]
     assert "part_token" in rows["partedit"] and "sd,sdxl" in rows["partedit"]
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
+def test_masactrl_target_reads_the_source_keys_and_values(name):
+    from methods.masactrl import MasaCtrlOptions, controlled_layers, edit_latents
+
+    backbone = load_backbone(name, dtype="float64")
+    sample = load_suite("partworld").samples[2]
+    image = load_image(sample.original_image)
+    probe: list = []
+    options = MasaCtrlOptions(steps=4, start_step=1, start_layer=10)
+    edit_latents(backbone, image, sample.p2p_template, options, probe)
+    layers = controlled_layers(backbone.unet, 10)
+    assert layers and len(probe) == len(layers) * 3  # steps 1, 2, 3 of 4
+    for entry in probe:
+        assert torch.equal(entry["k"][1], entry["k"][0]) and torch.equal(
+            entry["k"][3], entry["k"][2]
+        )
+        assert torch.equal(entry["v"][1], entry["v"][0])
+    # with control starting after the last step, the target is plain DDIM generation
+    late = MasaCtrlOptions(steps=4, start_step=4)
+    controlled, _ = edit_latents(backbone, image, sample.p2p_template, late)
+    from diffusers import DDIMScheduler
+
+    from partedit_bench import inversion
+
+    embeds, added = backbone.encode_prompts(["", sample.p2p_template])
+    unet = backbone.unet
+    x0 = backbone.encode_images([image])
+    _, trajectory = inversion.ddim_invert(
+        lambda x, t: (
+            unet(
+                x,
+                t,
+                encoder_hidden_states=embeds[[0]],
+                added_cond_kwargs=None if added is None else {k: v[[0]] for k, v in added.items()},
+            ).sample
+        ),
+        x0,
+        backbone.components["scheduler"],
+        4,
+        backbone.components["scheduler"].config.prediction_type,
+    )
+    scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+    scheduler.set_timesteps(4)
+    x = trajectory[0]
+    for t in scheduler.timesteps:
+        out = unet(
+            torch.cat([x, x]), t, encoder_hidden_states=embeds, added_cond_kwargs=added
+        ).sample
+        u, c = out.chunk(2)
+        x = scheduler.step(u + 7.5 * (c - u), t, x).prev_sample
+    torch.testing.assert_close(controlled[1:2], x, rtol=0, atol=1e-9)
+
+
+def test_masactrl_layer_mapping_is_proportional():
+    from methods.masactrl import controlled_layers, self_attention_layers
+
+    unet = load_backbone("tiny-sd").unet
+    total = len(self_attention_layers(unet))
+    assert len(controlled_layers(unet, 10)) == total - round(10 / 16 * total)
+    assert controlled_layers(unet, 16) == []

@@ -1,0 +1,169 @@
+"""`masactrl`: mutual self-attention control (Cao et al., ICCV 2023)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from partedit_bench import inversion
+from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+
+SD_BLOCKS = 16  # the reference counts 16 SD transformer blocks: 6 down, 1 mid, 9 up
+
+
+@dataclass
+class MasaCtrlOptions:
+    steps: int = 50
+    guidance: float = 7.5
+    start_step: int = 4
+    start_layer: int = 10  # of 16 SD blocks; mapped proportionally on other UNets
+
+
+def target_prompt(sample: Any) -> str:
+    """The edit as plain text: the word-aligned P2P target, else the token prompt in words."""
+    return sample.p2p_template or re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
+
+
+def self_attention_layers(unet: Any) -> list[str]:
+    """`attn1` module names in execution order (down, mid, up)."""
+    order = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+
+    def key(name: str) -> tuple:
+        return (order[name.split(".")[0]], *(int(p) if p.isdigit() else p for p in name.split(".")))
+
+    return sorted(
+        (n.removesuffix(".processor") for n in unet.attn_processors if ".attn1." in n), key=key
+    )
+
+
+def controlled_layers(unet: Any, start_layer: int) -> list[str]:
+    """The self-attention layers under control: from `start_layer` of the reference's 16 SD
+    blocks, mapped to this UNet as the same fraction of its blocks in execution order
+    (SD 1.x/2.x: exactly blocks 10..15; SDXL's 70 blocks: from 44)."""
+    layers = self_attention_layers(unet)
+    first = (
+        round(start_layer / SD_BLOCKS * len(layers)) if len(layers) != SD_BLOCKS else start_layer
+    )
+    return layers[first:]
+
+
+@dataclass
+class ControlState:
+    step: int = 0
+    start_step: int = 4
+    layers: set[str] = field(default_factory=set)
+    probe: list[dict[str, torch.Tensor]] | None = None
+
+
+class MutualSelfAttentionProcessor:
+    """Self-attention where, once control is active, the target rows' queries attend to the
+    source rows' keys and values (each CFG half to its own source row); batch rows are
+    [uncond source, uncond target, cond source, cond target]."""
+
+    def __init__(self, name: str, state: ControlState):
+        self.name, self.state = name, state
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        batch = hidden_states.shape[0]
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        heads = attn.heads
+        q = attn.to_q(hidden_states).view(batch, -1, heads, attn.to_q.out_features // heads)
+        k = attn.to_k(context).view(batch, -1, heads, q.shape[-1])
+        v = attn.to_v(context).view(batch, -1, heads, q.shape[-1])
+        q, k, v = (x.transpose(1, 2) for x in (q, k, v))
+        active = (
+            encoder_hidden_states is None
+            and self.name in self.state.layers
+            and self.state.step >= self.state.start_step
+        )
+        if active:
+            k, v = k.clone(), v.clone()
+            k[1::2], v[1::2] = k[0::2], v[0::2]  # target rows take their source row's K, V
+            if self.state.probe is not None:
+                self.state.probe.append({"name": self.name, "k": k, "v": v})
+        out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+        out = out.transpose(1, 2).reshape(batch, -1, heads * q.shape[-1]).to(q.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+class MasaCtrl(EditMethod):
+    """Real images: DDIM inversion with an empty prompt, then the batch ["", target] with the
+    target's self-attention reading the source's keys and values."""
+
+    name = "masactrl"
+    needs = frozenset({"target_prompt"})
+    Options = MasaCtrlOptions
+
+    def load(self, backbone: Any) -> None:
+        self.backbone = backbone
+
+    def edit(self, request: EditRequest) -> EditResult:
+        latents, extras = edit_latents(
+            self.backbone, request.image, target_prompt(request.sample), self.options
+        )
+        return EditResult(image=self.backbone.decode_latents(latents[1:2])[0], extras=extras)
+
+
+@torch.no_grad()
+def edit_latents(
+    backbone: Any, image: Any, target: str, options: MasaCtrlOptions, probe: list | None = None
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Returns the final [source, target] latents."""
+    from diffusers import DDIMScheduler
+
+    from partedit_bench.attention import processors
+
+    unet = backbone.unet
+    prediction = backbone.components["scheduler"].config.prediction_type
+    embeds, added = backbone.encode_prompts(["", target])
+
+    def rows(indices: list[int]) -> tuple[torch.Tensor, Any]:
+        return embeds[indices], None if added is None else {k: v[indices] for k, v in added.items()}
+
+    x0 = backbone.encode_images([image])
+    empty, empty_added = rows([0])
+    _, x_traj = inversion.ddim_invert(
+        lambda x, t: unet(x, t, encoder_hidden_states=empty, added_cond_kwargs=empty_added).sample,
+        x0,
+        backbone.components["scheduler"],
+        options.steps,
+        prediction,
+    )
+    scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+    scheduler.set_timesteps(options.steps, device=backbone.device)
+    layers = controlled_layers(unet, options.start_layer)
+    state = ControlState(start_step=options.start_step, layers=set(layers), probe=probe)
+    context, context_added = rows([0, 0, 0, 1])  # uncond src, uncond tgt, cond src ("") , tgt
+    latents = x_traj[0].to(x0.dtype).repeat(2, 1, 1, 1)
+    installed = {n: MutualSelfAttentionProcessor(n, state) for n in self_attention_layers(unet)}
+    with processors(unet, installed):
+        for i, t in enumerate(scheduler.timesteps):
+            state.step = i
+            out = unet(
+                torch.cat([latents, latents]),
+                t,
+                encoder_hidden_states=context,
+                added_cond_kwargs=context_added,
+            ).sample
+            u, c = out.chunk(2)
+            latents = scheduler.step(u + options.guidance * (c - u), t, latents).prev_sample
+    return latents, {
+        "target_prompt": target,
+        "controlled_layers": len(layers),
+        "first_controlled_layer": layers[0] if layers else None,
+    }
