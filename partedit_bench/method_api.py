@@ -31,6 +31,7 @@ METHOD_REGISTRY: dict[str, str] = {
     "ledits_pp": "methods.ledits_pp:LeditsPP",
     "sdxl_inpaint": "methods.sdxl_inpaint:SDXLInpaint",
     "masactrl": "methods.masactrl:MasaCtrl",
+    "p2p": "methods.p2p:PromptToPrompt",
 }
 
 #: What a method may declare it needs from a sample.

@@ -201,3 +201,46 @@ def test_masactrl_layer_mapping_is_proportional():
     total = len(self_attention_layers(unet))
     assert len(controlled_layers(unet, 10)) == total - round(10 / 16 * total)
     assert controlled_layers(unet, 16) == []
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
+def test_p2p_replaces_maps_during_the_replacement_steps_and_blends_locally(name):
+    from methods.p2p import P2POptions, edit_latents
+
+    backbone = load_backbone(name, dtype="float64")
+    sample = next(s for s in load_suite("partworld").samples if s.part_token == "car-body")
+    request = request_for(sample, backbone)
+    probe: list = []
+    record: list = []
+    # a high threshold so that the random-weight maps leave some latents outside the mask
+    options = P2POptions(
+        steps=5, cross_replace=0.4, self_replace=0.4, blend_start=0.0, blend_threshold=0.95
+    )
+    latents, extras = edit_latents(backbone, request, options, probe, record)
+    assert extras["mode"] == "replace" and extras["blend_positions"][0]
+    during = [p for p in probe if p["step"] < 2]
+    after = [p for p in probe if p["step"] >= 2]
+    assert during and after
+    assert all(torch.equal(p["src"], p["tgt"]) for p in during)  # replaced tokens: all (swap)
+    assert any(not torch.allclose(p["src"], p["tgt"]) for p in after)
+    assert record  # (the 4 x 4 maps of the tiny UNets may max-pool to the whole latent; the
+    for (
+        blended,
+        mask,
+    ) in record:  # mask itself is checked on hand-made maps below)  # Local Blend: outside its mask the target is the source
+        outside = (~mask).expand_as(blended[1])
+        assert torch.equal(blended[1][outside], blended[0][outside])
+
+
+def test_local_blend_mask_on_hand_made_maps():
+    from methods.p2p import local_blend_mask
+
+    src = torch.zeros(64, 77)  # an 8 x 8 map, word at token 3
+    src[9, 3] = 1.0  # one cell at (1, 1)
+    tgt = torch.zeros(64, 77)
+    tgt[54, 5] = 1.0  # (6, 6), word at token 5 in the target prompt
+    mask = local_blend_mask([torch.stack([src, tgt])], [[3], [5]], (8, 8), 0.3)
+    expected = torch.zeros(8, 8, dtype=torch.bool)
+    expected[0:3, 0:3] = True  # 3x3 max-pool around (1, 1)
+    expected[5:8, 5:8] = True  # and around (6, 6): the union
+    assert torch.equal(mask, expected)
