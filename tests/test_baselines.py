@@ -223,11 +223,10 @@ def test_p2p_replaces_maps_during_the_replacement_steps_and_blends_locally(name)
     assert during and after
     assert all(torch.equal(p["src"], p["tgt"]) for p in during)  # replaced tokens: all (swap)
     assert any(not torch.allclose(p["src"], p["tgt"]) for p in after)
-    assert record  # (the 4 x 4 maps of the tiny UNets may max-pool to the whole latent; the
-    for (
-        blended,
-        mask,
-    ) in record:  # mask itself is checked on hand-made maps below)  # Local Blend: outside its mask the target is the source
+    # Local Blend: outside its mask the target is the source (the 4 x 4 maps of the tiny UNets
+    # may max-pool to the whole latent; the mask itself is checked on hand-made maps below)
+    assert record
+    for blended, mask in record:
         outside = (~mask).expand_as(blended[1])
         assert torch.equal(blended[1][outside], blended[0][outside])
 
