@@ -25,6 +25,8 @@ class P2POptions:
     local_blend: bool = True
     blend_threshold: float = 0.3
     blend_start: float = 0.2  # the real-image (null-text) version starts blending at 20%
+    null_text: bool = False  # null-text inversion (Mokady et al., CVPR 2023) instead of DDIM
+    null_text_inner_steps: int = 10
 
 
 def token_mapper(tokenizer: Any, source: str, target: str) -> torch.Tensor:
@@ -145,6 +147,56 @@ def local_blend_mask(
     return torch.stack(masks).any(0)
 
 
+def null_text_optimization(
+    backbone: Any,
+    trajectory: list[torch.Tensor],
+    timesteps: Any,
+    scheduler: Any,
+    cond: tuple[torch.Tensor, Any],
+    uncond: tuple[torch.Tensor, Any],
+    guidance: float,
+    inner_steps: int,
+) -> list[torch.Tensor]:
+    """Per step, optimizes the unconditional embedding so that the guided DDIM step from the
+    current latent lands on the inverted trajectory (Adam, lr 1e-2 (1 - i/100), early stop at
+    loss < 1e-5 + 2e-5 i); returns one unconditional embedding per step."""
+    unet = backbone.unet
+    embedding = uncond[0].detach().clone()
+    latent = trajectory[0].to(embedding.dtype)
+    out: list[torch.Tensor] = []
+    for i, t in enumerate(timesteps):
+        with torch.no_grad():
+            cond_out = unet(
+                latent, t, encoder_hidden_states=cond[0], added_cond_kwargs=cond[1]
+            ).sample
+        embedding = embedding.detach().requires_grad_(True)
+        optimizer = torch.optim.Adam([embedding], lr=1e-2 * (1 - i / 100))
+        target = trajectory[i + 1].to(latent.dtype)
+        for _ in range(inner_steps):
+            with torch.enable_grad():
+                uncond_out = unet(
+                    latent, t, encoder_hidden_states=embedding, added_cond_kwargs=uncond[1]
+                ).sample
+                guided = uncond_out + guidance * (cond_out - uncond_out)
+                step = scheduler.step(guided, t, latent).prev_sample
+                loss = F.mse_loss(step, target)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            if loss.item() < 1e-5 + i * 2e-5:
+                break
+        embedding = embedding.detach()
+        out.append(embedding)
+        with torch.no_grad():
+            uncond_out = unet(
+                latent, t, encoder_hidden_states=embedding, added_cond_kwargs=uncond[1]
+            ).sample
+            latent = scheduler.step(
+                uncond_out + guidance * (cond_out - uncond_out), t, latent
+            ).prev_sample
+    return out
+
+
 class PromptToPrompt(EditMethod):
     """Word-aligned edits (`p2p_prompt` -> `p2p_template`) with attention replacement and Local
     Blend on the sample's blend words; real images through DDIM inversion."""
@@ -216,6 +268,20 @@ def edit_latents(
         word_positions(tokenizer, target, sample.blend_words),
     ]
     context, context_added = rows([0, 0, 1, 2])
+    null_embeddings = None
+    if options.null_text:
+        null_scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+        null_scheduler.set_timesteps(options.steps, device=backbone.device)
+        null_embeddings = null_text_optimization(
+            backbone,
+            trajectory,
+            null_scheduler.timesteps,
+            null_scheduler,
+            rows([1]),
+            rows([0]),
+            options.guidance,
+            options.null_text_inner_steps,
+        )
     latents = trajectory[0].to(x0.dtype).repeat(2, 1, 1, 1)
     installed = {
         n.removesuffix(".processor"): P2PProcessor(n.removesuffix(".processor"), state)
@@ -224,6 +290,9 @@ def edit_latents(
     with processors(unet, installed):
         for i, t in enumerate(scheduler.timesteps):
             state.step, state.blend_maps = i, []
+            if null_embeddings is not None:
+                context = context.clone()
+                context[0:2] = null_embeddings[i]
             out = unet(
                 torch.cat([latents, latents]),
                 t,
@@ -249,4 +318,5 @@ def edit_latents(
         "source_prompt": source,
         "target_prompt": target,
         "blend_positions": positions,
+        "inversion": "null-text" if options.null_text else "ddim",
     }
