@@ -128,6 +128,12 @@ class EditMethod:
         raise NotImplementedError
 
 
+def target_prompt(sample: Sample) -> str:
+    """The edit as plain text for methods without part tokens: the word-aligned P2P target,
+    else `prompt_changed` with each part token written as the sample's part words."""
+    return sample.p2p_template or re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
+
+
 def resolve_method_class(name: str) -> type[EditMethod]:
     """Imports a method class by registry name or `module:Class`."""
     target = METHOD_REGISTRY.get(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+from partedit_bench.method_api import EditMethod, EditRequest, EditResult, target_prompt
 
 
 @dataclass
@@ -18,11 +17,6 @@ class BlendedLatentOptions:
     steps: int = 50
     guidance: float | None = None  # 7.5 on SD (text_editing_SD2.py), 5.0 on SDXL
     blend_start: float = 0.25  # blending_start_percentage
-
-
-def target_prompt(sample: Any) -> str:
-    """The edit as plain text: the word-aligned P2P target, else the token prompt in words."""
-    return sample.p2p_template or re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
 
 
 class BlendedLatent(EditMethod):

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from partedit_bench import inversion
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+from partedit_bench.method_api import EditMethod, EditRequest, EditResult, target_prompt
 
 
 @dataclass
@@ -20,11 +19,6 @@ class EFDDPMOptions:
     cfg_src: float = 3.5
     cfg_tar: float = 15.0
     eta: float = 1.0
-
-
-def target_prompt(sample: Any) -> str:
-    """The edit as plain text: the word-aligned P2P target, else the token prompt in words."""
-    return sample.p2p_template or re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
 
 
 class EFDDPM(EditMethod):

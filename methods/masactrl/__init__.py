@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from partedit_bench import inversion
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+from partedit_bench.method_api import EditMethod, EditRequest, EditResult, target_prompt
 
 SD_BLOCKS = 16  # the reference counts 16 SD transformer blocks: 6 down, 1 mid, 9 up
 
@@ -21,11 +20,6 @@ class MasaCtrlOptions:
     guidance: float = 7.5
     start_step: int = 4
     start_layer: int = 10  # of 16 SD blocks; mapped proportionally on other UNets
-
-
-def target_prompt(sample: Any) -> str:
-    """The edit as plain text: the word-aligned P2P target, else the token prompt in words."""
-    return sample.p2p_template or re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
 
 
 def self_attention_layers(unet: Any) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +9,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult, MethodUnavailable
+from partedit_bench.method_api import (
+    EditMethod,
+    EditRequest,
+    EditResult,
+    MethodUnavailable,
+    target_prompt,
+)
 
 
 @dataclass
@@ -18,11 +23,6 @@ class InpaintOptions:
     steps: int = 50
     guidance: float = 7.5
     strength: float = 0.9999
-
-
-def target_prompt(sample: Any) -> str:
-    """The edit as plain text: the word-aligned P2P target, else the token prompt in words."""
-    return sample.p2p_template or re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
 
 
 class SDXLInpaint(EditMethod):
