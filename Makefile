@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/partedit-bench run $(RUN_ARGS)
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow

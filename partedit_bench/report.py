@@ -285,7 +285,8 @@ def notes_for(
 
 
 def build_report(
-    roots: Sequence[Path], output: Path | None = None, metrics: Sequence[str] | None = None
+    roots: Sequence[Path], output: Path | None = None, metrics: Sequence[str] | None = None,
+    gallery: bool = True,
 ) -> dict[str, Any]:
     """Writes report/table.{csv,tex,md} and returns what the terminal shows."""
     frame, runs = load_rows(roots)
@@ -327,6 +328,13 @@ def build_report(
             indent=2,
         ).encode(),
     )
+    if gallery:
+        from partedit_bench.gallery import write_gallery
+
+        try:
+            write_gallery(Path(roots[0]), frame, out)
+        except UserError as exc:  # e.g. the run's suite is gone: the tables still stand
+            notes.append(f"no gallery: {exc}")
     return {"long": long, "metrics": metrics, "notes": notes, "output": out}
 
 
@@ -352,4 +360,4 @@ def print_report(result: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]note:[/] no values (n/a) for {', '.join(empty)}", highlight=False)
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
-    console.print(f"tables written to {result['output']}/table.{{csv,tex,md}}")
+    console.print(f"tables written to {result['output']}/table.{{csv,tex,md}}, gallery.html")

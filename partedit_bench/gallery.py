@@ -1,0 +1,82 @@
+"""`report/gallery.html`: rows = samples, columns = source | GT mask overlay | each method's
+edit (and its predicted mask), with the prompts; filter by part and method, sort worst-first by
+any metric. Self-contained (images copied or referenced relative to the report folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from partedit_bench.data.schema import load_image, load_mask
+from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.metrics import METRICS
+from partedit_bench.metrics.evaluate import load_run, suite_samples
+from partedit_bench.runner import iter_records, read_json
+
+PAGE = Path(__file__).with_name("userstudy") / "gallery.html"
+
+
+def overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    pixels = np.asarray(image, dtype=np.float64).copy()
+    pixels[mask] = pixels[mask] * 0.45 + np.array([255.0, 0.0, 0.0]) * 0.55
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
+    """Writes the gallery of run folder `root` into `out` (the report folder)."""
+    samples = suite_samples(load_run(root))
+    assets = out / "gallery"
+    rows: dict[str, dict[str, Any]] = {}
+    variants: list[str] = []
+    for path in iter_records(root):
+        record = read_json(path)
+        if not record or record.get("status") != "ok" or record.get("seed") != 0:
+            continue
+        sample = samples.get(record["sample_id"])
+        if sample is None:
+            continue
+        variant = record["variant"] + ("†" if record.get("uses_gt_mask") else "")
+        if variant not in variants:
+            variants.append(variant)
+        row = rows.get(sample.id)
+        if row is None:
+            image = load_image(sample.original_image)
+            mask = load_mask(sample.gt_mask, image.size)
+            atomic_write_bytes(assets / f"{sample.id}_source.png", png_bytes(image))
+            atomic_write_bytes(assets / f"{sample.id}_gt.png", png_bytes(overlay(image, mask)))
+            row = rows[sample.id] = {
+                "id": sample.id,
+                "part": sample.part_token,
+                "split": sample.split,
+                "prompt_original": sample.prompt_original,
+                "prompt_changed": sample.prompt_changed,
+                "source": f"gallery/{sample.id}_source.png",
+                "gt": f"gallery/{sample.id}_gt.png",
+                "edits": {},
+                "metrics": {},
+            }
+        edit = {"image": os.path.relpath(path.parent / record["image"], out)}
+        if record.get("predicted_mask"):
+            edit["mask"] = os.path.relpath(path.parent / record["predicted_mask"], out)
+        row["edits"][variant] = edit
+    ok = frame[(frame.status == "ok") & (frame.run == str(root)) & (frame.seed == 0)]
+    metric_names = [m for m in METRICS if m in ok and ok[m].notna().any()]
+    for r in ok.itertuples(index=False):
+        if r.sample_id in rows:
+            rows[r.sample_id]["metrics"][r.variant] = {
+                m: (None if pd.isna(getattr(r, m)) else float(getattr(r, m))) for m in metric_names
+            }
+    data = {
+        "variants": variants,
+        "rows": list(rows.values()),
+        "metrics": {m: METRICS[m].higher_is_better for m in metric_names},
+    }
+    page = PAGE.read_text().replace("/*GALLERY*/null", json.dumps(data).replace("</", "<\\/"))
+    atomic_write_bytes(out / "gallery.html", page.encode())
+    return out / "gallery.html"

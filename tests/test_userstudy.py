@@ -1,0 +1,277 @@
+"""2AFC study: statistics against hand-computed values, and a whole exported study answered
+with the keyboard in headless Chromium, downloaded and analyzed; the gallery in the browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from partedit_bench.cli import main
+from partedit_bench.data.suites import load_suite
+from partedit_bench.userstudy.stats import binomial_test, wilson_interval
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def test_wilson_interval_hand_computed():
+    # 7/10: p = .7, z^2 = 3.8415; center = (.7 + .19207) / 1.38415 = .64449;
+    # half = 1.96 * sqrt(.021 + .0096036) / 1.38415 = .24772
+    low, high = wilson_interval(7, 10)
+    assert low == pytest.approx(0.39677, abs=1e-4) and high == pytest.approx(0.89221, abs=1e-4)
+    # 0/10: [0, z^2 / (n + z^2)] = [0, 3.8415 / 13.8415]
+    low, high = wilson_interval(0, 10)
+    assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.27753, abs=1e-4)
+    assert all(np.isnan(wilson_interval(0, 0)))
+
+
+def test_binomial_test_hand_computed():
+    # two-sided, p = .5: 2 * (C(10,7) + C(10,8) + C(10,9) + C(10,10)) / 2^10 = 352 / 1024
+    assert binomial_test(7, 10) == pytest.approx(352 / 1024)
+    assert binomial_test(9, 10) == pytest.approx(2 * 11 / 1024)
+    assert binomial_test(5, 10) == pytest.approx(1.0)
+    assert binomial_test(0, 6) == pytest.approx(2 / 64)
+
+
+def make_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    assert main(["run", "--limit", "6", "--output", str(run)]) == 0
+    edits = tmp_path / "edits"
+    edits.mkdir()
+    rng = np.random.default_rng(0)
+    for sample in load_suite("partworld").samples[:6]:
+        pixels = np.asarray(Image.open(sample.original_image).convert("RGB")).astype(int)
+        noisy = np.clip(pixels + rng.integers(-30, 31, pixels.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(edits / f"{sample.id}.png")
+    assert (
+        main(
+            [
+                "import-edits",
+                str(edits),
+                "--suite",
+                "partworld",
+                "--name",
+                "noisy",
+                "--output",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    return run
+
+
+def test_export_writes_a_study_and_an_mturk_batch(tmp_path):
+    run = make_run(tmp_path)
+    out = tmp_path / "study"
+    assert (
+        main(
+            [
+                "userstudy",
+                "export",
+                str(run),
+                "--pairs",
+                "identity:noisy",
+                "--output",
+                str(out),
+                "--base-url",
+                "https://example.org/study",
+            ]
+        )
+        == 0
+    )
+    key = json.loads((out / "study_key.json").read_text())
+    checks = [q["check"] for q in key["questions"]]
+    assert checks.count("") == 6 and checks.count("catch") == 2 and checks.count("repeat") == 2
+    sides = {q["left"] for q in key["questions"] if not q["check"]}
+    assert sides == {"identity", "noisy"}  # sides randomized
+    batch = pd.read_csv(out / "mturk_batch.csv")
+    assert (
+        len(batch) == 10
+        and batch.left_url.str.startswith("https://example.org/study/images/").all()
+    )
+    page = (out / "index.html").read_text()
+    assert "<script>" in page and '"qid"' in page and "</script>" in page
+    assert (
+        main(
+            [
+                "userstudy",
+                "export",
+                str(run),
+                "--pairs",
+                "identity:missing",
+                "--output",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+
+
+def chrome(download_dir: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={download_dir.parent / 'profile'}",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(download_dir), "download.prompt_for_download": False},
+    )
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd(
+        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)}
+    )
+    return driver
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="browser test needs Debian's chromium and chromium-driver "
+    "(apt-get install chromium chromium-driver); .ci/run installs them",
+)
+def test_a_whole_study_answered_in_a_real_browser(tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    run = make_run(tmp_path)
+    out = tmp_path / "study"
+    assert (
+        main(
+            [
+                "userstudy",
+                "export",
+                str(run),
+                "--pairs",
+                "identity:noisy",
+                "--output",
+                str(out),
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
+    key = json.loads((out / "study_key.json").read_text())
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = chrome(downloads)
+    try:
+        driver.get((out / "index.html").as_uri())
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.ENTER)  # consent page -> first question
+        expected_wins = 0
+        for index, question in enumerate(key["questions"]):
+            progress = driver.find_element(By.ID, "progress").text
+            assert progress == f"Question {index + 1} of {len(key['questions'])}"
+            # the rater: never the unedited source, otherwise always the left side
+            side = "right" if question["left"] == "source" else "left"
+            if not question["check"] and question[side] == "identity":
+                expected_wins += 1
+            body.send_keys(Keys.ARROW_LEFT if side == "left" else Keys.ARROW_RIGHT)
+        deadline = time.time() + 20
+        while not (downloads / "answers.csv").is_file() and time.time() < deadline:
+            time.sleep(0.1)
+        assert (downloads / "answers.csv").is_file(), "the study did not download its answers"
+        # the gallery shows every method column
+        assert main(["report", str(run)]) == 0
+        driver.get((run / "report" / "gallery.html").as_uri())
+        columns = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "th.method")]
+        assert columns == ["identity", "noisy"]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "tbody tr")) == 6
+    finally:
+        driver.quit()
+    result_dir = tmp_path / "analysis"
+    assert (
+        main(["userstudy", "analyze", str(downloads / "answers.csv"), "--output", str(result_dir)])
+        == 0
+    )
+    prefs = pd.read_csv(result_dir / "preferences.csv")
+    row = prefs.set_index("pair").loc["identity:noisy"]
+    assert row.responses == 6 and row.preference == pytest.approx(expected_wins / 6)
+    low, high = wilson_interval(expected_wins, 6)
+    assert row.ci_low == pytest.approx(low) and row.ci_high == pytest.approx(high)
+    assert row.p_value == pytest.approx(binomial_test(expected_wins, 6))
+    assert "\\toprule" in (result_dir / "preferences.tex").read_text()
+
+
+def test_analysis_drops_raters_failing_attention_checks(tmp_path):
+    rows = []
+    for rater, chooses_source in (("good", False), ("bad", True)):
+        for q in range(4):
+            rows.append(
+                {
+                    "rater_id": rater,
+                    "question_id": f"q{q}",
+                    "pair": "a:b",
+                    "sample_id": f"s{q}",
+                    "part": "head",
+                    "left": "a",
+                    "right": "b",
+                    "chosen": "a" if q < 3 else "b",
+                    "check": "",
+                    "repeat_of": "",
+                }
+            )
+        rows.append(
+            {
+                "rater_id": rater,
+                "question_id": "q9",
+                "pair": "a:b",
+                "sample_id": "s0",
+                "part": "head",
+                "left": "source",
+                "right": "a",
+                "chosen": "source" if chooses_source else "a",
+                "check": "catch",
+                "repeat_of": "",
+            }
+        )
+        rows.append(
+            {
+                "rater_id": rater,
+                "question_id": "q8",
+                "pair": "a:b",
+                "sample_id": "s0",
+                "part": "head",
+                "left": "b",
+                "right": "a",
+                "chosen": "a",
+                "check": "repeat",
+                "repeat_of": "q0",
+            }
+        )
+    pd.DataFrame(rows).to_csv(tmp_path / "answers.csv", index=False)
+    assert (
+        main(
+            [
+                "userstudy",
+                "analyze",
+                str(tmp_path / "answers.csv"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    prefs = pd.read_csv(tmp_path / "out" / "preferences.csv").iloc[0]
+    assert prefs.responses == 4 and prefs.raters == 1 and prefs.preference == pytest.approx(0.75)
