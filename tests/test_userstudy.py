@@ -275,3 +275,38 @@ def test_analysis_drops_raters_failing_attention_checks(tmp_path):
     )
     prefs = pd.read_csv(tmp_path / "out" / "preferences.csv").iloc[0]
     assert prefs.responses == 4 and prefs.raters == 1 and prefs.preference == pytest.approx(0.75)
+
+
+def test_mturk_results_are_read(tmp_path):
+    rows = [
+        {
+            "WorkerId": f"w{i % 2}",
+            "Input.question_id": f"q{i}",
+            "Input.pair": "a:b",
+            "Input.sample_id": f"s{i}",
+            "Input.part": "hair",
+            "Input.left_method": "a",
+            "Input.right_method": "b",
+            "Input.check": "",
+            "Input.repeat_of": "",
+            "Answer.choice": "choice_left" if i < 5 else "choice_right",
+        }
+        for i in range(8)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "batch_results.csv", index=False)
+    assert (
+        main(
+            [
+                "userstudy",
+                "analyze",
+                str(tmp_path / "batch_results.csv"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    prefs = pd.read_csv(tmp_path / "out" / "preferences.csv").iloc[0]
+    assert prefs.responses == 8 and prefs.raters == 2 and prefs.preference == pytest.approx(5 / 8)
+    per_part = pd.read_csv(tmp_path / "out" / "preferences_per_part.csv")
+    assert per_part.part.tolist() == ["hair"]
