@@ -287,3 +287,32 @@ def test_ledits_inversion_option_runs_and_restores_the_processors():
     )
     assert run.result.extras["inversion"] == "ledits" and len(run.maps) == FAST.steps
     assert [type(p).__name__ for p in backbone.unet.attn_processors.values()] == before
+
+
+def test_localization_layer_choices(backbones):
+    from methods.partedit.method import localization_layers
+    from partedit_bench.attention import cross_attention_layers
+    from partedit_bench.errors import UserError
+
+    backbone = backbones["tiny-sdxl"]
+    tokens = list(random_tokens(backbone, ["car-hood"]).values())
+    assert localization_layers(backbone.unet, "token", tokens) == set(tokens[0].layers)
+    assert localization_layers(backbone.unet, "decoder", tokens) == set(
+        cross_attention_layers(backbone.unet, "up")
+    )
+    two = cross_attention_layers(backbone.unet)[:2]
+    assert localization_layers(backbone.unet, ",".join(two), tokens) == set(two)
+    with pytest.raises(UserError, match="not a cross-attention layer"):
+        localization_layers(backbone.unet, "up_blocks.9.attn2", tokens)
+    sample = sample_of("car-hood")
+    options = dataclasses.replace(FAST, layers="decoder")
+    run = run_partedit(
+        backbone,
+        sample,
+        load_image(sample.original_image),
+        0,
+        options,
+        random_tokens(backbone, ["car-hood"]),
+        synthetic=False,
+    )
+    assert len(run.maps) == FAST.steps

@@ -33,6 +33,7 @@ class PartEditOptions:
     source_guidance: float = 3.5
     tokens: str = ""
     share_pooled: bool = False
+    layers: str = "token"  # token | decoder | comma-separated attn2 module names
 
 
 def parts_of(sample: Sample) -> list[str]:
@@ -171,7 +172,7 @@ def run_partedit(
     state = core.EditState(
         paths=paths,
         latent_size=(size, size),
-        token_layers=set().union(*(set(tokens[p].layers) for p in parts)),
+        token_layers=localization_layers(unet, options.layers, [tokens[p] for p in parts]),
     )
     rows = {
         "u_src": u_src,
@@ -378,6 +379,26 @@ def ledits_inversion(
     zs = pipe.zs[-len(timesteps) :].reshape(len(timesteps), *latent_shape)
     start = pipe.init_latents.reshape(-1, *latent_shape)[:1]
     return pipe.scheduler, timesteps, start, [z[None] for z in zs]
+
+
+def localization_layers(unet: Any, choice: str, tokens: list[Any]) -> set[str]:
+    """The cross-attention layers whose maps localize: the tokens' own training layers
+    (default), every decoder cross-attention layer, or an explicit comma-separated list (e.g.
+    the official 40-layer SDXL set, when you have it)."""
+    from partedit_bench.attention import cross_attention_layers
+
+    if choice == "token":
+        return set().union(*(set(t.layers) for t in tokens))
+    if choice == "decoder":
+        return set(cross_attention_layers(unet, "up"))
+    names = {n.strip() for n in choice.split(",") if n.strip()}
+    unknown = sorted(names - set(cross_attention_layers(unet)))
+    if unknown:
+        raise UserError(
+            f"partedit.layers: {unknown[0]} is not a cross-attention layer of this "
+            "UNet (use token, decoder, or attn2 module names)"
+        )
+    return names
 
 
 def _added(backbone: Any, pooled: list[Any]) -> dict[str, torch.Tensor] | None:
