@@ -33,7 +33,7 @@ class PartEditOptions:
     source_guidance: float = 3.5
     tokens: str = ""
     share_pooled: bool = False
-    layers: str = "token"  # token | decoder | comma-separated attn2 module names
+    layers: str = "token"  # token | decoder | official-40 | comma-separated attn2 module names
 
 
 def parts_of(sample: Sample) -> list[str]:
@@ -391,6 +391,8 @@ def localization_layers(unet: Any, choice: str, tokens: list[Any]) -> set[str]:
         return set().union(*(set(t.layers) for t in tokens))
     if choice == "decoder":
         return set(cross_attention_layers(unet, "up"))
+    if choice == "official-40":
+        return set(official_40(cross_attention_layers(unet)))
     names = {n.strip() for n in choice.split(",") if n.strip()}
     unknown = sorted(names - set(cross_attention_layers(unet)))
     if unknown:
@@ -399,6 +401,23 @@ def localization_layers(unet: Any, choice: str, tokens: list[Any]) -> set[str]:
             "UNet (use token, decoder, or attn2 module names)"
         )
     return names
+
+
+#: The released SDXL code's LAYERS_TO_USE: indices into the 70 cross-attention calls of a step
+#: as they are stored, in execution order (down 0-23, mid 24-33, up 34-69).
+OFFICIAL_40 = (*range(24, 60), 0, 1, 2, 3)
+
+
+def official_40(layers: list[str]) -> list[str]:
+    """The official pipeline's 40 SDXL localization layers (mid block, the first 26 of
+    up_blocks.0 and the 4 of down_blocks.1), given the cross-attention layers in execution
+    order."""
+    if len(layers) != 70:
+        raise UserError(
+            f"partedit.layers=official-40 is defined on SDXL's 70 cross-attention "
+            f"layers; this UNet has {len(layers)}"
+        )
+    return [layers[i] for i in OFFICIAL_40]
 
 
 def _added(backbone: Any, pooled: list[Any]) -> dict[str, torch.Tensor] | None:
