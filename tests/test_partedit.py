@@ -318,43 +318,6 @@ def test_localization_layer_choices(backbones):
     assert len(run.maps) == FAST.steps
 
 
-def test_official_40_layers_map_onto_sdxl_execution_order(backbones):
-    from methods.partedit.method import localization_layers, official_40
-    from partedit_bench.errors import UserError
-
-    sdxl = (
-        [
-            f"down_blocks.1.attentions.{a}.transformer_blocks.{b}.attn2"
-            for a in range(2)
-            for b in range(2)
-        ]
-        + [
-            f"down_blocks.2.attentions.{a}.transformer_blocks.{b}.attn2"
-            for a in range(2)
-            for b in range(10)
-        ]
-        + [f"mid_block.attentions.0.transformer_blocks.{b}.attn2" for b in range(10)]
-        + [
-            f"up_blocks.0.attentions.{a}.transformer_blocks.{b}.attn2"
-            for a in range(3)
-            for b in range(10)
-        ]
-        + [
-            f"up_blocks.1.attentions.{a}.transformer_blocks.{b}.attn2"
-            for a in range(3)
-            for b in range(2)
-        ]
-    )
-    chosen = official_40(sdxl)
-    assert len(chosen) == len(set(chosen)) == 40
-    assert {n for n in chosen if n.startswith("mid_block")} == set(sdxl[24:34])
-    assert [n for n in chosen if n.startswith("up_blocks.0")] == sdxl[34:60]
-    assert [n for n in chosen if n.startswith("down_blocks")] == sdxl[:4]
-    assert not any(n.startswith("up_blocks.1") or n.startswith("down_blocks.2") for n in chosen)
-    with pytest.raises(UserError, match="70 cross-attention layers"):
-        localization_layers(backbones["tiny-sdxl"].unet, "official-40", [])
-
-
 def test_official_40_on_the_real_sdxl_unet_architecture():
     from diffusers import UNet2DConditionModel
 
@@ -367,6 +330,20 @@ def test_official_40_on_the_real_sdxl_unet_architecture():
     layers = cross_attention_layers(unet)
     assert len(layers) == 70
     chosen = official_40(layers)
-    assert sum(n.startswith("mid_block") for n in chosen) == 10
-    assert sum(n.startswith("up_blocks.0.") for n in chosen) == 26
-    assert sum(n.startswith("down_blocks.1.") for n in chosen) == 4
+    assert len(chosen) == len(set(chosen)) == 40
+    # execution order: down_blocks.1 (4), down_blocks.2 (20), mid (10), up_blocks.0 (30),
+    # up_blocks.1 (6)
+    assert {n for n in chosen if n.startswith("mid_block")} == set(layers[24:34])
+    assert all(n.startswith("mid_block") for n in layers[24:34])
+    assert [n for n in chosen if n.startswith("up_blocks.0.")] == layers[34:60]
+    assert [n for n in chosen if n.startswith("down_blocks")] == layers[:4]
+    assert all(n.startswith("down_blocks.1.") for n in layers[:4])
+    assert not any(n.startswith(("up_blocks.1", "down_blocks.2")) for n in chosen)
+
+
+def test_official_40_is_refused_on_other_unets(backbones):
+    from methods.partedit.method import localization_layers
+    from partedit_bench.errors import UserError
+
+    with pytest.raises(UserError, match="70 cross-attention layers"):
+        localization_layers(backbones["tiny-sdxl"].unet, "official-40", [])

@@ -67,25 +67,16 @@ def make_run(tmp_path: Path) -> Path:
     return run
 
 
+def export(run: Path, out: Path, *extra: str) -> int:
+    return main(
+        ["userstudy", "export", str(run), "--pairs", "identity:noisy", "--output", str(out), *extra]
+    )
+
+
 def test_export_writes_a_study_and_an_mturk_batch(tmp_path):
     run = make_run(tmp_path)
     out = tmp_path / "study"
-    assert (
-        main(
-            [
-                "userstudy",
-                "export",
-                str(run),
-                "--pairs",
-                "identity:noisy",
-                "--output",
-                str(out),
-                "--base-url",
-                "https://example.org/study",
-            ]
-        )
-        == 0
-    )
+    assert export(run, out, "--base-url", "https://example.org/study") == 0
     key = json.loads((out / "study_key.json").read_text())
     checks = [q["check"] for q in key["questions"]]
     assert checks.count("") == 6 and checks.count("catch") == 2 and checks.count("repeat") == 2
@@ -155,22 +146,7 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
 
     run = make_run(tmp_path)
     out = tmp_path / "study"
-    assert (
-        main(
-            [
-                "userstudy",
-                "export",
-                str(run),
-                "--pairs",
-                "identity:noisy",
-                "--output",
-                str(out),
-                "--seed",
-                "3",
-            ]
-        )
-        == 0
-    )
+    assert export(run, out, "--seed", "3") == 0
     key = json.loads((out / "study_key.json").read_text())
     downloads = tmp_path / "downloads"
     downloads.mkdir()
