@@ -386,11 +386,23 @@ class BackboneSpec:
     description: str
     hub_id: str | None = None
     builder: Callable[[], dict[str, Any]] | None = None
+    folder: Path | None = None  # weights shipped in this repository
 
+
+#: The trained PartWorld model shipped with the repository (see its model card).
+PARTWORLD_FOLDER = Path(__file__).resolve().parents[1] / "models" / "partworld-sd"
+DEFAULT_BACKBONE = "partworld-sd"
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
+        BackboneSpec(
+            "partworld-sd",
+            "sd",
+            64,
+            "offline SD-family model trained on PartWorld (64 px; models/partworld-sd)",
+            folder=PARTWORLD_FOLDER,
+        ),
         BackboneSpec(
             "sdxl",
             "sdxl",
@@ -545,6 +557,15 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
         backbone = Backbone(
             name, spec.family, components, spec.resolution, "in-process", random_weights=True
         )
+    elif spec is not None and spec.folder is not None:
+        if not (spec.folder / "model_index.json").is_file():
+            raise UserError(
+                f"backbone '{name}': no trained weights in {spec.folder}; they ship with the "
+                "repository (git checkout models/), or retrain them with "
+                "`partedit-bench partworld train`"
+            )
+        backbone, torch_dtype = _load_folder(spec.folder, device, dtype)
+        backbone.name = name
     elif spec is not None:
         torch_dtype = resolve_dtype(dtype, device, random_weights=False)
         components = _load_from_hub(spec, torch_dtype)

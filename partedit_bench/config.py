@@ -18,6 +18,7 @@ import yaml
 
 from partedit_bench.errors import UserError
 from partedit_bench.method_api import (
+    METHOD_REGISTRY,
     EditMethod,
     VariantSpec,
     build_options,
@@ -39,10 +40,12 @@ class RunConfig:
 
     suite: str = _help("suite name (see `list suites`), folder or YAML file", default="partworld")
     methods: str = _help(
-        "comma-separated methods or variants, e.g. identity,partedit[t_e=30]", default="identity"
+        "comma-separated methods or variants, e.g. identity,partedit[t_e=30]; `all` = every "
+        "registered method (those that cannot run on the backbone are recorded as skipped)",
+        default="all",
     )
     backbone: str = _help(
-        "backbone name (see `list backbones`) or a diffusers folder", default="tiny-sd"
+        "backbone name (see `list backbones`) or a diffusers folder", default="partworld-sd"
     )
     limit: int | None = _help("run only the first N samples of the suite", default=None)
     seeds: str = _help("comma-separated seeds for the methods' own noise", default="0")
@@ -62,10 +65,24 @@ class RunConfig:
         "method option override method.key=value (repeatable)", default_factory=list
     )
     method_config: str | None = _help(
-        "YAML file: `options:` per method, `variants:` rows", default=None
+        "YAML file: `options:` per method, `variants:` rows (default: the backbone's "
+        "default_methods.yaml when it ships one; `none` for the methods' own defaults)",
+        default=None,
     )
     recompute: bool = _help("redo jobs that already have a complete record", default=False)
     overwrite: bool = _help("replace a run folder whose configuration differs", default=False)
+
+    def method_config_path(self) -> str | None:
+        """--method-config, else the backbone's shipped default_methods.yaml (if any)."""
+        if self.method_config:
+            return None if self.method_config == "none" else self.method_config
+        from partedit_bench.backbones import BACKBONES
+
+        spec = BACKBONES.get(self.backbone)
+        folder = spec.folder if spec is not None else None
+        if folder is not None and (folder / "default_methods.yaml").is_file():
+            return str(folder / "default_methods.yaml")
+        return None
 
     def seed_list(self) -> list[int]:
         try:
@@ -110,7 +127,12 @@ class Variant:
 def resolve_variants(methods: str, sets: list[str], method_config: str | None) -> list[Variant]:
     """Resolves `--methods`, `--method-config` and `--set` into variants, checking every
     method name and option key before anything runs."""
-    specs = [parse_variant(item) for item in split_method_list(methods)]
+    items = [
+        name
+        for item in split_method_list(methods)
+        for name in (METHOD_REGISTRY if item.strip() == "all" else [item])
+    ]
+    specs = [parse_variant(item) for item in items]
     defaults: dict[str, dict[str, Any]] = {}
     if method_config:
         defaults, extra_specs = read_method_config(Path(method_config))

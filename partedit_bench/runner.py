@@ -175,7 +175,8 @@ class Runner:
         cfg = self.cfg
         self.seeds = cfg.seed_list()
         self.shard = shard_from(cfg.shard)
-        self.variants = resolve_variants(cfg.methods, cfg.set, cfg.method_config)
+        self.method_config = cfg.method_config_path()
+        self.variants = resolve_variants(cfg.methods, cfg.set, self.method_config)
         self.suite = load_suite(cfg.suite)
         limit = cfg.limit_value()
         self.samples = self.suite.samples[:limit] if limit else self.suite.samples
@@ -232,6 +233,7 @@ class Runner:
             "run_hash": self.run_hash,
             "identity": self.identity,
             "config": {k: v for k, v in vars(self.cfg).items()},
+            "method_config": self.method_config,
             "suite": {
                 "name": self.suite.name,
                 "version": self.suite.version,

@@ -107,7 +107,22 @@ def test_checkpoints_never_execute_code(tmp_path):
 
 def test_evaluate_adds_aclip_columns_without_regenerating(tiny_clip_name, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["run", "--limit", "3", "--output", str(run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--limit",
+                "3",
+                "--output",
+                str(run),
+            ]
+        )
+        == 0
+    )
     pngs = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*.png")}
     rows = (run / "report" / "table.csv").read_text()
     assert "aclip_fg" in rows

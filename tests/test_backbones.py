@@ -92,7 +92,19 @@ def test_missing_real_weights_fail_in_one_sentence(tmp_path, capsys, monkeypatch
     message = str(info.value)
     assert "stabilityai/stable-diffusion-2-1-base" in message and "hf download" in message
     assert "\n" not in message
-    code = main(["run", "--backbone", "sdxl", "--limit", "1", "--output", str(tmp_path / "o")])
+    code = main(
+        [
+            "run",
+            "--methods",
+            "identity",
+            "--backbone",
+            "sdxl",
+            "--limit",
+            "1",
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "stable-diffusion-xl-base-1.0" in err[-1]
     assert err[-1].startswith("partedit-bench: error:")

@@ -33,7 +33,9 @@ def rgb(size=(32, 32)) -> Image.Image:
 
 
 def fail(capsys, args: list[str], expected: str, out: Path) -> str:
-    code = main(["run", *args, "--output", str(out)])
+    defaults = [] if "--methods" in args else ["--methods", "identity"]
+    defaults += [] if "--backbone" in args else ["--backbone", "tiny-sd"]
+    code = main(["run", *defaults, *args, "--output", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert len(err.splitlines()) == 1, err
@@ -126,19 +128,67 @@ def test_bad_images(tmp_path, capsys):
 def test_opaque_rgba_and_grayscale_are_converted(tmp_path):
     opaque = np.dstack([np.asarray(rgb()), np.full((32, 32), 255, np.uint8)])
     suite = write_suite(tmp_path / "ok", Image.fromarray(opaque, "RGBA"))
-    assert main(["run", "--suite", str(suite), "--output", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--suite",
+                str(suite),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     edited = np.asarray(Image.open(tmp_path / "o" / "identity" / "real" / "a__s0.png"))
     np.testing.assert_array_equal(edited, opaque[..., :3])
 
 
 def test_changed_configuration_is_refused_and_nothing_is_lost(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--limit", "2", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--limit",
+                "2",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     fail(capsys, ["--limit", "2", "--seeds", "1"], "holds a different configuration", out)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert main(["run", "--limit", "2", "--seeds", "1", "--overwrite", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--limit",
+                "2",
+                "--seeds",
+                "1",
+                "--overwrite",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "run.json").read_text())["identity"]["seeds"] == [1]
 
 

@@ -220,7 +220,22 @@ def test_build_synth_records_the_backbone_and_resumes(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "images").iterdir()} == stamps
-    assert main(["run", "--suite", str(out / "suite.yaml"), "--output", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--suite",
+                str(out / "suite.yaml"),
+                "--output",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "have no GT mask" in capsys.readouterr().err
     masks = tmp_path / "masks"
     masks.mkdir()
@@ -229,7 +244,22 @@ def test_build_synth_records_the_backbone_and_resumes(tmp_path, capsys):
         pixels[16:48, 16:48] = 255
         Image.fromarray(pixels).save(masks / f"{sample.id}.png")
     assert main(["data", "import-masks", str(out), str(masks)]) == 0
-    assert main(["run", "--suite", str(out / "suite.yaml"), "--output", str(tmp_path / "r")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--suite",
+                str(out / "suite.yaml"),
+                "--output",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
 
 
 def hf_rows(split: str, count: int) -> list[dict]:
@@ -370,7 +400,22 @@ def test_part_name_mapping():
 
 def test_identity_on_real_mini_gives_the_fixed_points(tmp_path):
     run = tmp_path / "run"
-    assert main(["run", "--suite", "partedit-real-mini", "--output", str(run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--suite",
+                "partedit-real-mini",
+                "--output",
+                str(run),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(run / "report" / "table.csv")
     rows = table[(table.part == "all")].set_index("metric")
     assert rows.loc["psnr_bg", "mean"] == pytest.approx(100) and rows.loc["psnr_bg", "n"] == 12

@@ -258,6 +258,8 @@ def test_run_end_to_end_with_the_shipped_tokens(tmp_path, capsys):
             "run",
             "--methods",
             "partedit",
+            "--backbone",
+            "tiny-sd",
             "--set",
             f"partedit.tokens={tmp_path}",
             "--limit",

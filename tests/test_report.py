@@ -64,7 +64,22 @@ def noisy_edits(folder, samples, amount):
 
 def test_imported_rows_bold_best_and_multi_run_blocks(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["run", "--limit", "4", "--output", str(run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--limit",
+                "4",
+                "--output",
+                str(run),
+            ]
+        )
+        == 0
+    )
     samples = load_suite("partworld").samples[:4]
     noisy_edits(tmp_path / "edits", samples, 20)
     assert (
@@ -94,7 +109,22 @@ def test_imported_rows_bold_best_and_multi_run_blocks(tmp_path, capsys):
     assert "\\bfseries" not in noisy_line.split("&")[4]  # psnr_bg column: identity is best
     # a second run folder becomes a second block of the same table
     other = tmp_path / "other"
-    assert main(["run", "--limit", "2", "--backbone", "tiny-sdxl", "--output", str(other)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--limit",
+                "2",
+                "--backbone",
+                "tiny-sdxl",
+                "--output",
+                str(other),
+            ]
+        )
+        == 0
+    )
     assert main(["report", str(run), str(other), "--output", str(tmp_path / "both")]) == 0
     both = pd.read_csv(tmp_path / "both" / "table.csv")
     assert set(both.block) == {"synth (tiny-sd)", "synth (tiny-sdxl)"}
@@ -117,7 +147,22 @@ def test_empty_mask_rows_are_counted_and_named(tmp_path):
         " original_image: a.png, gt_mask: empty.png}\n"
     )
     run = tmp_path / "run"
-    assert main(["run", "--suite", str(suite / "suite.yaml"), "--output", str(run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--suite",
+                str(suite / "suite.yaml"),
+                "--output",
+                str(run),
+            ]
+        )
+        == 0
+    )
     rows = overall(run, "identity")
     assert rows.loc["psnr_bg", "n"] == 2
     assert rows.loc["edit_strength", "n"] == 1 and rows.loc["edit_strength", "excluded_nan"] == 1

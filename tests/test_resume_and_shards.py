@@ -34,6 +34,8 @@ def test_resume_after_sigkill_records_every_job_once(tmp_path):
     out = tmp_path / "run"
     args = [
         "run",
+        "--backbone",
+        "tiny-sd",
         "--methods",
         SLOW,
         "--set",

@@ -41,7 +41,22 @@ def test_binomial_test_hand_computed():
 
 def make_run(tmp_path: Path) -> Path:
     run = tmp_path / "run"
-    assert main(["run", "--limit", "6", "--output", str(run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "identity",
+                "--backbone",
+                "tiny-sd",
+                "--limit",
+                "6",
+                "--output",
+                str(run),
+            ]
+        )
+        == 0
+    )
     edits = tmp_path / "edits"
     edits.mkdir()
     rng = np.random.default_rng(0)
