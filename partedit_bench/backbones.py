@@ -400,7 +400,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "partworld-sd",
             "sd",
             64,
-            "offline SD-family model trained on PartWorld (64 px; models/partworld-sd)",
+            "offline SD-family model trained on PartWorld (default)",
             folder=PARTWORLD_FOLDER,
         ),
         BackboneSpec(

@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a training setting (see models/partworld-sd/training_config.json)",
     )
     pw_train.add_argument(
-        "--stages", default="data,vae,unet,export", help="comma-separated subset to run"
+        "--stages", default="data,vae,decoder,unet,export", help="comma-separated subset to run"
     )
     pw_train.add_argument("--no-progress", action="store_true")
     pw_eval = world_sub.add_parser(
@@ -460,7 +460,7 @@ def command_list(what: str) -> int:
                 spec.name,
                 spec.family,
                 str(spec.resolution),
-                spec.hub_id or "in-process",
+                spec.hub_id or ("models/" + spec.folder.name if spec.folder else "in-process"),
                 spec.description,
             )
     Console().print(table)
@@ -617,6 +617,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     if args.table:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+        Path(args.table).parent.mkdir(parents=True, exist_ok=True)
         Path(args.table).write_text("\n".join(lines) + "\n")
     return 0
 
@@ -691,9 +692,11 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
         from partedit_bench.partworld_model import PartWorldTrainConfig, Trainer
 
         stages = tuple(_split(args.stages) or [])
-        unknown = sorted(set(stages) - {"data", "vae", "unet", "export"})
+        from partedit_bench.partworld_model import STAGES
+
+        unknown = sorted(set(stages) - set(STAGES))
         if unknown:
-            raise UserError(f"unknown stage(s) {', '.join(unknown)}: use data,vae,unet,export")
+            raise UserError(f"unknown stage(s) {', '.join(unknown)}: use {','.join(STAGES)}")
         out = Path(args.out) if args.out else PARTWORLD_FOLDER
         config = PartWorldTrainConfig().with_overrides(args.set)
         console.print(f"training the PartWorld backbone into {out} (resumable: rerun to go on)")

@@ -12,7 +12,8 @@ Training runs in stages, each resumable from its last checkpoint:
 1. `data`: N scenes rendered at 64 px with a fixed data seed (disjoint from every suite's
    seed), each with its full caption and a partial one that names the object and only one
    part (so a caption alone carries the configurable part-color correlation).
-2. `vae`: the autoencoder alone (L1 + a small KL term).
+2. `vae`: the autoencoder alone (L1 + a small KL term), then `decoder`: the decoder alone
+   with the encoder frozen (L1 + MSE), which sharpens small part colors.
 3. `unet`: the UNet and the text encoder together on the frozen VAE's latents (epsilon
    prediction, min-SNR-5 weighting, 10% empty captions for classifier-free guidance, EMA).
 4. `export`: the EMA weights as a diffusers folder with its config, data recipe and log.
@@ -37,6 +38,7 @@ from partedit_bench.io import atomic_write_bytes, json_bytes
 
 MODEL_VERSION = 1
 WORK = "_training"
+STAGES = ("data", "vae", "decoder", "unet", "export")
 
 
 @dataclass
@@ -55,6 +57,8 @@ class PartWorldTrainConfig:
     vae_batch: int = 16
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
+    decoder_steps: int = 1500  # then the decoder alone (the encoder, so the latents, frozen)
+    decoder_lr: float = 5e-4
     unet_channels: tuple[int, ...] = (32, 64, 112)
     unet_heads: tuple[int, ...] = (2, 4, 8)
     text_width: int = 64
@@ -373,6 +377,79 @@ class Trainer:
         self._save_module(vae, final)
         _log(self.work, {"stage": "vae", "done": True, "seconds": round(time.time() - start, 1)})
 
+    # decoder ---------------------------------------------------------------------------
+
+    def train_decoder(self) -> None:
+        """Fine-tunes the decoder alone (L1 + MSE) with the encoder frozen, as SD's ft-MSE
+        VAE: the latents the UNet learns from do not change, reconstructions sharpen."""
+        cfg, vae = self.config, self.components["vae"]
+        self.train_vae()
+        final = self.work / "vae_decoder.safetensors"
+        if final.is_file():
+            self._load_module(vae, final)
+            return
+        images = torch.from_numpy(self.data()["images"]).permute(0, 3, 1, 2)
+        ckpt_path = self.work / "decoder.ckpt"
+        gen = torch.Generator().manual_seed(cfg.seed + 3)
+        np_rng = np.random.default_rng(cfg.seed + 3)
+        trained = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+        opt = torch.optim.AdamW(trained, lr=cfg.decoder_lr, weight_decay=0.0)
+        step = 0
+        state = _load_checkpoint(ckpt_path)
+        if state is not None:
+            vae.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            _set_rng_state(state["rng"], gen, np_rng)
+            step = int(state["step"])
+        vae.eval()
+        vae.decoder.train()
+        bar = _progress(cfg.decoder_steps, step, "decoder", self.progress)
+        start = time.time()
+        while step < cfg.decoder_steps:
+            if self._should_stop(step):
+                raise TrainingStopped(f"decoder stopped at step {step}")
+            idx = torch.from_numpy(np_rng.integers(0, len(images), cfg.vae_batch))
+            x = images[idx].float() / 127.5 - 1.0
+            lr = cfg.decoder_lr * (0.5 + 0.5 * math.cos(math.pi * step / cfg.decoder_steps))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.no_grad():
+                posterior = vae.encode(x).latent_dist
+                z = posterior.mean + posterior.std * torch.randn(
+                    posterior.mean.shape, generator=gen
+                )
+            recon = vae.decode(z).sample
+            l1 = (recon - x).abs().mean()
+            loss = l1 + (recon - x).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(l1=f"{l1.item():.4f}")
+            if step % 50 == 0:
+                _log(self.work, {"stage": "decoder", "step": step, "l1": l1.item()})
+            if (
+                step % cfg.checkpoint_every == 0
+                or step == cfg.decoder_steps
+                or self._should_stop(step)
+            ):
+                _save_checkpoint(
+                    ckpt_path,
+                    {
+                        "model": vae.state_dict(),
+                        "opt": opt.state_dict(),
+                        "rng": _rng_state(gen, np_rng),
+                        "step": step,
+                    },
+                )
+        bar.close()
+        vae.eval()
+        self._save_module(vae, final)
+        _log(
+            self.work, {"stage": "decoder", "done": True, "seconds": round(time.time() - start, 1)}
+        )
+
     # latents ---------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -555,16 +632,20 @@ class Trainer:
         )
         return self.out
 
-    def run(self, stages: tuple[str, ...] = ("data", "vae", "unet", "export")) -> None:
+    def run(self, stages: tuple[str, ...] = STAGES) -> None:
+        """Runs the stages in order; each one already done is loaded, not redone. The
+        decoder stage leaves the encoder (so the UNet's latents) as the vae stage made it."""
         if "data" in stages:
             self.data()
         if "vae" in stages:
             self.train_vae()
+        if "decoder" in stages:
+            self.train_decoder()
         if "unet" in stages:
             self.train_vae()
             self.train_unet()
         if "export" in stages:
-            self.train_vae()
+            self.train_decoder()
             self.export()
 
     def _save_module(self, module: torch.nn.Module, path: Path) -> None:

@@ -285,7 +285,9 @@ def notes_for(
 
 
 def build_report(
-    roots: Sequence[Path], output: Path | None = None, metrics: Sequence[str] | None = None,
+    roots: Sequence[Path],
+    output: Path | None = None,
+    metrics: Sequence[str] | None = None,
     gallery: bool = True,
 ) -> dict[str, Any]:
     """Writes report/table.{csv,tex,md} and returns what the terminal shows."""

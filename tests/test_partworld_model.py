@@ -22,6 +22,7 @@ TINY = PartWorldTrainConfig(
     vae_channels=(16, 16, 32),
     vae_steps=4,
     vae_batch=4,
+    decoder_steps=4,
     unet_channels=(16, 32, 32),
     unet_heads=(2, 2, 4),
     text_width=32,
@@ -44,7 +45,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_training_stopped_and_resumed_equals_one_uninterrupted_run(tmp_path):
     Trainer(tmp_path / "a", TINY, progress=False).run()
-    for stop in (2, 4):  # stop inside the VAE stage, then inside the UNet stage
+    for stop in (2, 2, 4):  # stop inside the VAE, the decoder, then the UNet stage
         with pytest.raises(TrainingStopped):
             Trainer(tmp_path / "b", TINY, progress=False, stop_at=stop).run()
     Trainer(tmp_path / "b", TINY, progress=False).run()
@@ -52,6 +53,14 @@ def test_training_stopped_and_resumed_equals_one_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    # the decoder stage trained the decoder alone: the encoder (so the UNet's latents) is the
+    # vae stage's
+    from safetensors.torch import load_file
+
+    first = load_file(tmp_path / "a" / "_training" / "vae.safetensors")
+    encoder = [k for k in first if k.startswith(("encoder.", "quant_conv."))]
+    assert encoder and all(torch.equal(first[k], a[f"vae.{k}"]) for k in encoder)
+    assert not torch.equal(first["decoder.conv_out.weight"], a["vae.decoder.conv_out.weight"])
     saved = json.loads((tmp_path / "b" / "training_config.json").read_text())
     assert saved["unet_steps"] == TINY.unet_steps and saved["data_seed"] == TINY.data_seed
     # the exported folder is a backbone every method loads: trained (not random) weights
