@@ -27,13 +27,13 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-# The PartWorld backbone's numbers (README and models/partworld-sd/README.md), about 25 min on
+# The PartWorld backbone's numbers (README and models/partworld-sd/README.md), about 15 min on
 # 2 CPU cores: prompt following, part tokens with held-out mIoU, the default run and its report.
 partworld-numbers: $(STAMP)
 	$(BIN)/partedit-bench partworld evaluate
 	$(BIN)/partedit-bench train-token --backbone partworld-sd --part all \
 		--table models/partworld-sd/eval/tokens.md
-	$(BIN)/partedit-bench run --output results/partworld__partworld-sd
+	$(BIN)/partedit-bench run --recompute --output results/partworld__partworld-sd
 
 lint: $(STAMP)
 	$(BIN)/ruff check partedit_bench methods tests

@@ -502,7 +502,11 @@ def load_special(backbone: Backbone, kind: str) -> Backbone:
     from partedit_bench.method_api import MethodUnavailable
 
     table = SPECIAL_CHECKPOINTS.get(kind, {})
-    name = table.get(Path(backbone.name).name) or table.get(backbone.family)
+    own = Path(backbone.name).name
+    if own in BACKBONES and BACKBONES[own].folder is not None and own not in table:
+        # a model trained here: the family's public checkpoint belongs to other weights
+        raise MethodUnavailable(f"no {kind} checkpoint was trained for {own}")
+    name = table.get(own) or table.get(backbone.family)
     if name is None:
         raise MethodUnavailable(f"no {kind} checkpoint for {backbone.family} backbones")
     try:

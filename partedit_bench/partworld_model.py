@@ -63,7 +63,7 @@ class PartWorldTrainConfig:
     unet_heads: tuple[int, ...] = (2, 4, 8)
     text_width: int = 64
     text_layers: int = 2
-    unet_steps: int = 7000
+    unet_steps: int = 5000
     batch: int = 32
     lr: float = 5e-4
     warmup: int = 200
@@ -82,7 +82,9 @@ class PartWorldTrainConfig:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise UserError(f"unknown PartWorld training setting(s): {', '.join(unknown)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
         return cls(**values)
 
     def with_overrides(self, pairs: list[str]) -> PartWorldTrainConfig:

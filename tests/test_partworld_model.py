@@ -109,6 +109,16 @@ def test_shipped_model_loads_offline_with_small_files_and_matching_tokens():
             assert path.stat().st_size < 16 * 2**20, path
     backbone = load_backbone("partworld-sd")
     assert backbone.name == "partworld-sd" and not backbone.random_weights and backbone.note == ""
+    # the saved tokenizer is the one the model was trained with (real CLIP BPE, same padding)
+    from partedit_bench.backbones import clip_tokenizer
+
+    trained_with = clip_tokenizer()
+    for text in ("a photo of a red car with a blue hood in a park", ""):
+        kw = {"padding": "max_length", "max_length": 77, "truncation": True}
+        assert (
+            backbone.components["tokenizer"](text, **kw).input_ids
+            == trained_with(text, **kw).input_ids
+        )
     from partedit_bench.tokens import load_token, token_path
 
     for part in ("human-hair", "car-hood", "chair-seat", "animal-head"):
@@ -183,3 +193,14 @@ def test_default_run_gives_partedit_and_ef_ddpm_the_same_inversion(monkeypatch):
     torch.testing.assert_close(a.xs[0], b.xs[0], rtol=0, atol=0)
     for za, zb in zip(a.zs, b.zs, strict=True):
         torch.testing.assert_close(za, zb, rtol=1e-4, atol=1e-4)
+
+
+@shipped
+def test_no_public_special_checkpoint_is_paired_with_the_trained_model():
+    from partedit_bench.backbones import load_special
+    from partedit_bench.method_api import MethodUnavailable
+
+    backbone = load_backbone("partworld-sd")
+    for kind in ("ip2p", "inpaint"):
+        with pytest.raises(MethodUnavailable, match=f"no {kind} checkpoint was trained"):
+            load_special(backbone, kind)
