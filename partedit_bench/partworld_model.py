@@ -612,9 +612,17 @@ class Trainer:
 
     # export ----------------------------------------------------------------------------
 
+    def _check_exportable(self) -> None:
+        if not (self.work / "unet_ema.safetensors").is_file():
+            raise UserError(
+                f"nothing to export in {self.out}: the unet stage has not finished "
+                "(run the stages data,vae,decoder,unet first)"
+            )
+
     def export(self) -> Path:
         from partedit_bench.backbones import Backbone
 
+        self._check_exportable()
         self.load_ema()
         for module in self.components.values():
             if isinstance(module, torch.nn.Module):
@@ -637,6 +645,8 @@ class Trainer:
     def run(self, stages: tuple[str, ...] = STAGES) -> None:
         """Runs the stages in order; each one already done is loaded, not redone. The
         decoder stage leaves the encoder (so the UNet's latents) as the vae stage made it."""
+        if "export" in stages and "unet" not in stages:
+            self._check_exportable()
         if "data" in stages:
             self.data()
         if "vae" in stages:

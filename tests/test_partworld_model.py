@@ -204,3 +204,9 @@ def test_no_public_special_checkpoint_is_paired_with_the_trained_model():
     for kind in ("ip2p", "inpaint"):
         with pytest.raises(MethodUnavailable, match=f"no {kind} checkpoint was trained"):
             load_special(backbone, kind)
+
+
+def test_export_before_training_is_one_clear_error(tmp_path, capsys):
+    code = main(["partworld", "train", "--out", str(tmp_path / "m"), "--stages", "export"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the unet stage has not finished" in err and "Traceback" not in err
