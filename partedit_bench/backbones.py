@@ -391,7 +391,6 @@ class BackboneSpec:
 
 #: The trained PartWorld model shipped with the repository (see its model card).
 PARTWORLD_FOLDER = Path(__file__).resolve().parents[1] / "models" / "partworld-sd"
-DEFAULT_BACKBONE = "partworld-sd"
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec

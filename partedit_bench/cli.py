@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw_eval.add_argument(
         "--classifier",
         default=None,
-        help="classifier weights (default: the model folder's eval/classifier.safetensors; "
+        help="classifier weights (default: models/partworld-sd/eval/classifier.safetensors, "
         "trained and saved there when missing)",
     )
     pw_eval.add_argument("--device", default="auto")
@@ -689,10 +689,9 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.backbones import PARTWORLD_FOLDER
 
     if args.world_command == "train":
-        from partedit_bench.partworld_model import PartWorldTrainConfig, Trainer
+        from partedit_bench.partworld_model import STAGES, PartWorldTrainConfig, Trainer
 
         stages = tuple(_split(args.stages) or [])
-        from partedit_bench.partworld_model import STAGES
 
         unknown = sorted(set(stages) - set(STAGES))
         if unknown:
@@ -720,16 +719,15 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     spec = BACKBONES.get(args.backbone)
     folder = spec.folder if spec is not None and spec.folder else Path(args.backbone)
     out = Path(args.out) if args.out else folder / "eval"
-    clf_path = (
-        Path(args.classifier)
-        if args.classifier
-        else PARTWORLD_FOLDER / "eval" / ("classifier.safetensors")
-    )
+    default_clf = PARTWORLD_FOLDER / "eval" / "classifier.safetensors"
+    clf_path = Path(args.classifier) if args.classifier else default_clf
     accuracy_path = clf_path.with_suffix(".json")
-    if clf_path.is_file() and accuracy_path.is_file():
+    if clf_path.is_file():
         classifier = AttributeClassifier()
         classifier.load_state_dict(load_file(clf_path))
-        accuracy = json.loads(accuracy_path.read_text())
+        accuracy = json.loads(accuracy_path.read_text()) if accuracy_path.is_file() else {}
+    elif args.classifier:
+        raise UserError(f"classifier weights not found: {clf_path}")
     else:
         console.print("training the attribute classifier on PartWorld renders (a few minutes)")
         classifier, accuracy = train_classifier()

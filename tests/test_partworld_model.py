@@ -210,3 +210,20 @@ def test_export_before_training_is_one_clear_error(tmp_path, capsys):
     code = main(["partworld", "train", "--out", str(tmp_path / "m"), "--stages", "export"])
     err = capsys.readouterr().err
     assert code == 2 and "the unet stage has not finished" in err and "Traceback" not in err
+
+
+@shipped
+def test_evaluate_with_a_missing_classifier_file_is_one_clear_error(tmp_path, capsys):
+    code = main(
+        [
+            "partworld",
+            "evaluate",
+            "--classifier",
+            str(tmp_path / "nope.safetensors"),
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "classifier weights not found" in err and "Traceback" not in err
+    assert not (tmp_path / "eval").exists()
