@@ -714,20 +714,20 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     )
     from partedit_bench.runner import Shard, pick_device
 
+    default_clf = PARTWORLD_FOLDER / "eval" / "classifier.safetensors"
+    clf_path = Path(args.classifier) if args.classifier else default_clf
+    if args.classifier and not clf_path.is_file():
+        raise UserError(f"classifier weights not found: {clf_path}")
+    accuracy_path = clf_path.with_suffix(".json")
     device = pick_device(args.device, Shard(0, 1))
     backbone = load_backbone(args.backbone, device, "float32")
     spec = BACKBONES.get(args.backbone)
     folder = spec.folder if spec is not None and spec.folder else Path(args.backbone)
     out = Path(args.out) if args.out else folder / "eval"
-    default_clf = PARTWORLD_FOLDER / "eval" / "classifier.safetensors"
-    clf_path = Path(args.classifier) if args.classifier else default_clf
-    accuracy_path = clf_path.with_suffix(".json")
     if clf_path.is_file():
         classifier = AttributeClassifier()
         classifier.load_state_dict(load_file(clf_path))
         accuracy = json.loads(accuracy_path.read_text()) if accuracy_path.is_file() else {}
-    elif args.classifier:
-        raise UserError(f"classifier weights not found: {clf_path}")
     else:
         console.print("training the attribute classifier on PartWorld renders (a few minutes)")
         classifier, accuracy = train_classifier()
