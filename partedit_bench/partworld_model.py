@@ -318,103 +318,35 @@ class Trainer:
     # vae -------------------------------------------------------------------------------
 
     def train_vae(self) -> None:
+        """The autoencoder alone: L1 + a small KL term, 100 warm-up steps, cosine decay."""
         cfg, vae = self.config, self.components["vae"]
-        final = self.work / "vae.safetensors"
-        if final.is_file():
-            self._load_module(vae, final)
-            return
-        images = torch.from_numpy(self.data()["images"]).permute(0, 3, 1, 2)
-        ckpt_path = self.work / "vae.ckpt"
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
-        np_rng = np.random.default_rng(cfg.seed + 1)
-        opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-        step = 0
-        state = _load_checkpoint(ckpt_path)
-        if state is not None:
-            vae.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            _set_rng_state(state["rng"], gen, np_rng)
-            step = int(state["step"])
-        vae.train()
-        bar = _progress(cfg.vae_steps, step, "vae", self.progress)
-        start = time.time()
-        while step < cfg.vae_steps:
-            if self._should_stop(step):
-                raise TrainingStopped(f"vae stopped at step {step}")
-            idx = torch.from_numpy(np_rng.integers(0, len(images), cfg.vae_batch))
-            x = images[idx].float() / 127.5 - 1.0
-            lr = (
-                cfg.vae_lr
-                * min(1.0, (step + 1) / 100)
-                * (0.5 + 0.5 * math.cos(math.pi * step / cfg.vae_steps))
-            )
-            for group in opt.param_groups:
-                group["lr"] = lr
+
+        def lr_at(step: int) -> float:
+            warm = min(1.0, (step + 1) / 100)
+            return cfg.vae_lr * warm * (0.5 + 0.5 * math.cos(math.pi * step / cfg.vae_steps))
+
+        def loss_at(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
             posterior = vae.encode(x).latent_dist
             z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
-            recon = vae.decode(z).sample
-            rec = (recon - x).abs().mean()
+            rec = (vae.decode(z).sample - x).abs().mean()
             kl = posterior.kl().mean() / x[0].numel()
-            loss = rec + cfg.kl_weight * kl * x[0].numel()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix(l1=f"{rec.item():.4f}")
-            if step % 50 == 0:
-                _log(self.work, {"stage": "vae", "step": step, "l1": rec.item(), "kl": kl.item()})
-            if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps or self._should_stop(step):
-                _save_checkpoint(
-                    ckpt_path,
-                    {
-                        "model": vae.state_dict(),
-                        "opt": opt.state_dict(),
-                        "rng": _rng_state(gen, np_rng),
-                        "step": step,
-                    },
-                )
-        bar.close()
-        vae.eval()
-        self._save_module(vae, final)
-        _log(self.work, {"stage": "vae", "done": True, "seconds": round(time.time() - start, 1)})
+            return rec + cfg.kl_weight * kl * x[0].numel(), {"l1": rec.item(), "kl": kl.item()}
 
-    # decoder ---------------------------------------------------------------------------
+        vae.train()
+        self._autoencoder_stage(
+            "vae", cfg.vae_steps, cfg.seed + 1, list(vae.parameters()), lr_at, loss_at
+        )
 
     def train_decoder(self) -> None:
         """Fine-tunes the decoder alone (L1 + MSE) with the encoder frozen, as SD's ft-MSE
         VAE: the latents the UNet learns from do not change, reconstructions sharpen."""
         cfg, vae = self.config, self.components["vae"]
         self.train_vae()
-        final = self.work / "vae_decoder.safetensors"
-        if final.is_file():
-            self._load_module(vae, final)
-            return
-        images = torch.from_numpy(self.data()["images"]).permute(0, 3, 1, 2)
-        ckpt_path = self.work / "decoder.ckpt"
-        gen = torch.Generator().manual_seed(cfg.seed + 3)
-        np_rng = np.random.default_rng(cfg.seed + 3)
-        trained = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
-        opt = torch.optim.AdamW(trained, lr=cfg.decoder_lr, weight_decay=0.0)
-        step = 0
-        state = _load_checkpoint(ckpt_path)
-        if state is not None:
-            vae.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            _set_rng_state(state["rng"], gen, np_rng)
-            step = int(state["step"])
-        vae.eval()
-        vae.decoder.train()
-        bar = _progress(cfg.decoder_steps, step, "decoder", self.progress)
-        start = time.time()
-        while step < cfg.decoder_steps:
-            if self._should_stop(step):
-                raise TrainingStopped(f"decoder stopped at step {step}")
-            idx = torch.from_numpy(np_rng.integers(0, len(images), cfg.vae_batch))
-            x = images[idx].float() / 127.5 - 1.0
-            lr = cfg.decoder_lr * (0.5 + 0.5 * math.cos(math.pi * step / cfg.decoder_steps))
-            for group in opt.param_groups:
-                group["lr"] = lr
+
+        def lr_at(step: int) -> float:
+            return cfg.decoder_lr * (0.5 + 0.5 * math.cos(math.pi * step / cfg.decoder_steps))
+
+        def loss_at(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
             with torch.no_grad():
                 posterior = vae.encode(x).latent_dist
                 z = posterior.mean + posterior.std * torch.randn(
@@ -422,20 +354,61 @@ class Trainer:
                 )
             recon = vae.decode(z).sample
             l1 = (recon - x).abs().mean()
-            loss = l1 + (recon - x).pow(2).mean()
+            return l1 + (recon - x).pow(2).mean(), {"l1": l1.item()}
+
+        vae.eval()
+        vae.decoder.train()
+        trained = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+        self._autoencoder_stage("decoder", cfg.decoder_steps, cfg.seed + 3, trained, lr_at, loss_at)
+
+    def _autoencoder_stage(
+        self,
+        stage: str,
+        steps: int,
+        seed: int,
+        params: list[torch.nn.Parameter],
+        lr_at: Any,
+        loss_at: Any,
+    ) -> None:
+        """One resumable autoencoder stage: batches of training images, AdamW on `params`,
+        a checkpoint every `checkpoint_every` steps, the VAE saved to `<stage>` weights at the
+        end (loaded instead when the stage is already done)."""
+        cfg, vae = self.config, self.components["vae"]
+        final = self.work / ("vae.safetensors" if stage == "vae" else f"vae_{stage}.safetensors")
+        if final.is_file():
+            self._load_module(vae, final)
+            return
+        images = torch.from_numpy(self.data()["images"]).permute(0, 3, 1, 2)
+        ckpt_path = self.work / f"{stage}.ckpt"
+        gen = torch.Generator().manual_seed(seed)
+        np_rng = np.random.default_rng(seed)
+        opt = torch.optim.AdamW(params, lr=lr_at(0), weight_decay=0.0)
+        step = 0
+        state = _load_checkpoint(ckpt_path)
+        if state is not None:
+            vae.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            _set_rng_state(state["rng"], gen, np_rng)
+            step = int(state["step"])
+        bar = _progress(steps, step, stage, self.progress)
+        start = time.time()
+        while step < steps:
+            if self._should_stop(step):
+                raise TrainingStopped(f"{stage} stopped at step {step}")
+            idx = torch.from_numpy(np_rng.integers(0, len(images), cfg.vae_batch))
+            x = images[idx].float() / 127.5 - 1.0
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
+            loss, logs = loss_at(x, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             bar.update(1)
-            bar.set_postfix(l1=f"{l1.item():.4f}")
+            bar.set_postfix(l1=f"{logs['l1']:.4f}")
             if step % 50 == 0:
-                _log(self.work, {"stage": "decoder", "step": step, "l1": l1.item()})
-            if (
-                step % cfg.checkpoint_every == 0
-                or step == cfg.decoder_steps
-                or self._should_stop(step)
-            ):
+                _log(self.work, {"stage": stage, "step": step, **logs})
+            if step % cfg.checkpoint_every == 0 or step == steps or self._should_stop(step):
                 _save_checkpoint(
                     ckpt_path,
                     {
@@ -448,9 +421,7 @@ class Trainer:
         bar.close()
         vae.eval()
         self._save_module(vae, final)
-        _log(
-            self.work, {"stage": "decoder", "done": True, "seconds": round(time.time() - start, 1)}
-        )
+        _log(self.work, {"stage": stage, "done": True, "seconds": round(time.time() - start, 1)})
 
     # latents ---------------------------------------------------------------------------
 
