@@ -1,4 +1,5 @@
-"""A test-only method named on the command line as `tests.helpers:SlowIdentity`."""
+"""Test helpers: a test-only method named on the command line as
+`tests.helpers:SlowIdentity`, and the fast identity run used by many tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import time
 from dataclasses import dataclass
 
 from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+
+#: `partedit-bench run` of the identity method on the offline random-weight backbone.
+IDENTITY_RUN = ["run", "--methods", "identity", "--backbone", "tiny-sd"]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from partedit_bench.cli import main
 from partedit_bench.errors import UserError
 from partedit_bench.metrics.alpha_clip import AlphaCLIP, read_state_dict
+from tests.helpers import IDENTITY_RUN
 
 TINY = "tiny-quickgelu-test"
 TINY_CONFIG = {
@@ -110,11 +111,7 @@ def test_evaluate_adds_aclip_columns_without_regenerating(tiny_clip_name, tmp_pa
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--limit",
                 "3",
                 "--output",

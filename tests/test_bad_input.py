@@ -12,6 +12,7 @@ from PIL import Image
 
 from partedit_bench.cli import main
 from partedit_bench.data.suites import load_suite
+from tests.helpers import IDENTITY_RUN
 
 
 def write_suite(
@@ -131,11 +132,7 @@ def test_opaque_rgba_and_grayscale_are_converted(tmp_path):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--suite",
                 str(suite),
                 "--output",
@@ -153,11 +150,7 @@ def test_changed_configuration_is_refused_and_nothing_is_lost(tmp_path, capsys):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--limit",
                 "2",
                 "--output",
@@ -173,11 +166,7 @@ def test_changed_configuration_is_refused_and_nothing_is_lost(tmp_path, capsys):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--limit",
                 "2",
                 "--seeds",

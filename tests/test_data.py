@@ -17,6 +17,7 @@ from partedit_bench.data.builders import canonical_part, validate_suite
 from partedit_bench.data.masks import polygons_to_mask, rle_string_to_counts, rle_to_mask
 from partedit_bench.data.schema import CANONICAL_PARTS, load_mask
 from partedit_bench.data.suites import available_suites, load_suite
+from tests.helpers import IDENTITY_RUN
 
 SHIPPED = ["partworld", "partworld-512", "partworld-train", "partedit-synth", "partedit-real-mini"]
 
@@ -223,11 +224,7 @@ def test_build_synth_records_the_backbone_and_resumes(tmp_path, capsys):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--suite",
                 str(out / "suite.yaml"),
                 "--output",
@@ -247,11 +244,7 @@ def test_build_synth_records_the_backbone_and_resumes(tmp_path, capsys):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--suite",
                 str(out / "suite.yaml"),
                 "--output",
@@ -403,11 +396,7 @@ def test_identity_on_real_mini_gives_the_fixed_points(tmp_path):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--suite",
                 "partedit-real-mini",
                 "--output",

@@ -13,6 +13,7 @@ from PIL import Image
 from partedit_bench.cli import main
 from partedit_bench.data.suites import load_suite
 from partedit_bench.report import bootstrap_ci
+from tests.helpers import IDENTITY_RUN
 
 
 def overall(run_dir, variant):
@@ -26,11 +27,7 @@ def test_identity_report_has_the_fixed_points(tmp_path):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--limit",
                 "4",
                 "--output",
@@ -67,11 +64,7 @@ def test_imported_rows_bold_best_and_multi_run_blocks(tmp_path, capsys):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--limit",
                 "4",
                 "--output",
@@ -150,11 +143,7 @@ def test_empty_mask_rows_are_counted_and_named(tmp_path):
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--suite",
                 str(suite / "suite.yaml"),
                 "--output",

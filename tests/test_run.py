@@ -11,6 +11,7 @@ from PIL import Image
 from partedit_bench.cli import main
 from partedit_bench.data.suites import load_suite
 from partedit_bench.runner import iter_records
+from tests.helpers import IDENTITY_RUN
 
 
 def records(root: Path) -> dict[str, dict]:
@@ -21,11 +22,7 @@ def test_identity_run_writes_complete_records(tmp_path):
     out = tmp_path / "run"
     code = main(
         [
-            "run",
-            "--methods",
-            "identity",
-            "--backbone",
-            "tiny-sd",
+            *IDENTITY_RUN,
             "--limit",
             "4",
             "--output",

@@ -16,6 +16,7 @@ from PIL import Image
 from partedit_bench.cli import main
 from partedit_bench.data.suites import load_suite
 from partedit_bench.userstudy.stats import binomial_test, wilson_interval
+from tests.helpers import IDENTITY_RUN
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
@@ -44,11 +45,7 @@ def make_run(tmp_path: Path) -> Path:
     assert (
         main(
             [
-                "run",
-                "--methods",
-                "identity",
-                "--backbone",
-                "tiny-sd",
+                *IDENTITY_RUN,
                 "--limit",
                 "6",
                 "--output",
