@@ -53,6 +53,7 @@ def load_rows(roots: Sequence[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]
                 "seed": record["seed"],
                 "status": record["status"],
                 "reason": record.get("error") if record["status"] == "skipped" else None,
+                "notes": tuple((record.get("extras") or {}).get("notes") or ()),
             }
             if record["status"] == "ok":
                 for group, manifest_hash in hashes.items():
@@ -273,6 +274,10 @@ def notes_for(
         skipped = frame[frame.status == "skipped"].groupby(["variant", "reason"]).size()
         for (variant, reason), count in skipped.items():
             notes.append(f"{variant}: {count} job(s) skipped: {reason}")
+    if frame is not None and "notes" in frame:
+        noted = frame[frame.status == "ok"].explode("notes").dropna(subset=["notes"])
+        for (variant, note), count in noted.groupby(["variant", "notes"]).size().items():
+            notes.append(f"{variant}: {count} job(s): {note}")
     if (long.variant.str.endswith(GT_MARK)).any():
         notes.append(f"{GT_MARK} uses the ground-truth mask")
     excluded = long[(long.part == "all") & (long.excluded_nan > 0) & (long.n > 0)]

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from methods.partedit import core
 from methods.partedit.method import PartEditOptions, parts_of, plain_prompt, run_partedit
@@ -49,9 +50,12 @@ def test_two_paths_equal_the_official_three_path_batch(backbones, name, syntheti
     backbone, sample = backbones[name], sample_of()
     tokens = random_tokens(backbone, parts_of(sample))
     image = load_image(sample.original_image)
-    two = run_partedit(backbone, sample, image, 0, FAST, tokens, synthetic)
-    three = run_partedit(backbone, sample, image, 0, FAST, tokens, synthetic, paths=3)
+    two = run_partedit(backbone, sample, image, 0, FAST, tokens, synthetic, keep_maps=True)
+    three = run_partedit(
+        backbone, sample, image, 0, FAST, tokens, synthetic, paths=3, keep_maps=True
+    )
     assert len(two.maps) == len(three.maps) == FAST.steps
+    assert two.blends == three.blends and two.otsu == three.otsu
     for a, b in zip(two.maps, three.maps, strict=True):  # before thresholding
         torch.testing.assert_close(a["animal-head"], b["animal-head"], rtol=0, atol=1e-10)
     torch.testing.assert_close(two.latents[:2], three.latents[:2], rtol=0, atol=1e-9)
@@ -76,7 +80,7 @@ def plain_generation(backbone, prompt, seed, steps, guidance):
 def test_t_e_zero_gives_the_unblended_edit_path(backbones, name):
     backbone, sample = backbones[name], sample_of("humanoid-torso")
     tokens = random_tokens(backbone, ["humanoid-torso"])
-    options = dataclasses.replace(FAST, t_e=0, cross_replace=0.0)
+    options = dataclasses.replace(FAST, t_e=0, p2p=False)
     run = run_partedit(
         backbone, sample, load_image(sample.original_image), 0, options, tokens, synthetic=True
     )
@@ -155,7 +159,8 @@ def test_v_prediction_backbone_edits_and_reconstructs_its_input():
 def test_thresholds_on_hand_made_maps():
     m = torch.tensor([[0.0, 0.05, 0.1, 0.2], [0.3, 0.5, 0.8, 1.0]])
     k = core.otsu(m)
-    adaptive = core.threshold_mask(m, "adaptive", 1.5)
+    adaptive, k_used = core.threshold_mask(m, "adaptive", 1.5)
+    assert k_used == k
     expected = torch.where(m < k / 2, 0.0, torch.where(m >= 1.5 * k, 1.0, m))
     torch.testing.assert_close(adaptive, expected)
     values = sorted(m.flatten().tolist())
@@ -169,13 +174,27 @@ def test_thresholds_on_hand_made_maps():
     # 256-bin histogram Otsu (scikit-image, the official port) returns the center of the bin
     # holding the lower class's largest value
     assert abs(k - values[best - 1]) <= (values[-1] - values[0]) / 256
-    assert core.threshold_mask(m, "binary").tolist() == [[0, 0, 0, 0], [0, 1, 1, 1]]
-    assert core.threshold_mask(m, "otsu").tolist() == (m >= k).float().tolist()
-    assert torch.equal(core.threshold_mask(m, "soft"), m)
+    assert core.threshold_mask(m, "binary")[0].tolist() == [[0, 0, 0, 0], [0, 1, 1, 1]]
+    assert core.threshold_mask(m, "otsu")[0].tolist() == (m >= k).float().tolist()
+    assert torch.equal(core.threshold_mask(m, "soft")[0], m)
     two = torch.tensor([[0.0, 0.5], [0.55, 1.0]])
     k2 = core.otsu(two)
-    out = core.threshold_mask(two, "adaptive", 1.0)
+    out = core.threshold_mask(two, "adaptive", 1.0)[0]
     assert out.tolist() == torch.where(two < k2 / 2, 0.0, torch.where(two >= k2, 1.0, two)).tolist()
+    # omega < 0.5: the values zeroed below k/2 stay zero (the released order of assignment)
+    low = core.threshold_mask(m, "adaptive", 0.25)[0]
+    assert low.tolist() == torch.where(m < k / 2, 0.0, 1.0).tolist()
+
+
+def test_otsu_equals_scikit_image_on_random_maps():
+    from skimage.filters import threshold_otsu
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        m = torch.rand(64, 64, generator=generator) ** 3
+        bin_width = float(m.max() - m.min()) / 256
+        # the same algorithm; float32 histogram edges may place a value in the next bin
+        assert abs(core.otsu(m) - threshold_otsu(m.numpy(), nbins=256)) <= bin_width + 1e-7
 
 
 def test_two_parts_are_normalized_jointly():
@@ -214,8 +233,20 @@ def test_multi_part_edit_blends_both_parts(backbones):
         random_tokens(backbone, parts_of(sample)),
         synthetic=False,
     )
+    assert run.maps == []  # kept only when asked
+    run = run_partedit(
+        backbone,
+        sample,
+        load_image(sample.original_image),
+        0,
+        FAST,
+        random_tokens(backbone, parts_of(sample)),
+        synthetic=False,
+        keep_maps=True,
+    )
     assert set(run.maps[0]) == {"human-hair", "humanoid-torso"}
-    assert max(float(m.max()) for m in run.maps[0].values()) == pytest.approx(1.0)
+    assert run.maps[0]["human-hair"].shape == (64, 64)  # tiny-sd: the pixel resolution
+    assert max(float(m.max()) for m in run.maps[0].values()) == pytest.approx(1.0, abs=1e-4)
     assert run.result.predicted_mask is not None
 
 
@@ -287,7 +318,7 @@ def test_ledits_inversion_option_runs_and_restores_the_processors():
         random_tokens(backbone, ["animal-head"]),
         synthetic=False,
     )
-    assert run.result.extras["inversion"] == "ledits" and len(run.maps) == FAST.steps
+    assert run.result.extras["inversion"] == "ledits" and len(run.otsu) == FAST.steps
     assert [type(p).__name__ for p in backbone.unet.attn_processors.values()] == before
 
 
@@ -317,7 +348,7 @@ def test_localization_layer_choices(backbones):
         random_tokens(backbone, ["car-hood"]),
         synthetic=False,
     )
-    assert len(run.maps) == FAST.steps
+    assert len(run.otsu) == FAST.steps
 
 
 def test_official_40_on_the_real_sdxl_unet_architecture():
@@ -349,3 +380,157 @@ def test_official_40_is_refused_on_other_unets(backbones):
 
     with pytest.raises(UserError, match="70 cross-attention layers"):
         localization_layers(backbones["tiny-sdxl"].unet, "official-40", [])
+
+
+# ---------------------------------------------------------------------------------------
+# The released pipeline's mechanics (methods/partedit/README.md, fidelity table), held
+# without its code
+
+
+def test_mask_is_thresholded_at_the_configured_resolution():
+    # a 4 x 4 map whose Otsu threshold moves when bilinear upsampling fills in the histogram
+    m = torch.tensor(
+        [[0.0, 0.1, 0.9, 1.0], [0.0, 0.2, 0.8, 0.3], [0.1, 0.0, 0.4, 0.2], [0.0, 0.0, 0.1, 0.0]],
+        dtype=torch.float64,
+    )
+    ks, masks = {}, {}
+    for size in (4, 1024):
+        state = core.EditState(latent_size=(4, 4), mask_size=(size, size))
+        state.begin_step(0)
+        state.maps = {"part": [m, m.flip(0)]}
+        state.finish_step()
+        masks[size], ks[size] = state.mask, state.otsu_k[0]
+        expected = core.aggregate({"part": [m, m.flip(0)]}, (size, size))["part"]
+        assert ks[size] == core.otsu(expected)
+        assert state.mask.shape == (size, size) and state.mask.dtype == torch.float64
+    assert abs(ks[4] - ks[1024]) > 0.01
+    # the blend mask of a layer is the thresholded mask resized to that layer
+    state.force_mask = None
+    state.t_e, state.total_calls = 5, 10
+    state.begin_step(1)
+    layer = state.layer_mask(16)
+    resized = F.interpolate(masks[1024][None, None], size=(4, 4), mode="bilinear")
+    torch.testing.assert_close(layer, resized.reshape(-1, 1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("timing", "t_e", "blended_steps"),
+    [("official", 5, 5), ("lagged", 5, 4), ("official", 3, 3), ("lagged", 3, 2)],
+)
+def test_mask_timing_and_t_e(backbones, timing, t_e, blended_steps):
+    backbone, sample = backbones["tiny-sdxl"], sample_of()
+    tokens = random_tokens(backbone, ["animal-head"])
+    options = PartEditOptions(steps=5, t_e=t_e, mask_timing=timing)
+    image = load_image(sample.original_image)
+    run = run_partedit(backbone, sample, image, 0, options, tokens, synthetic=True)
+    calls = len(backbone.unet.attn_processors)
+    if timing == "official":  # the last call of a step blends with that step's mask
+        last = [1 if 0 < i + 1 < t_e else 0 for i in range(5)]
+        others = [(calls - 1) if 0 < i < t_e else 0 for i in range(5)]
+        assert run.blends == [a + b for a, b in zip(last, others, strict=True)]
+        assert run.blends[0] == 1
+    else:  # every call blends with the previous step's mask, while 0 < step < t_e
+        assert run.blends == [calls if 0 < i < t_e else 0 for i in range(5)]
+        assert run.blends[0] == 0
+    assert sum(1 for b in run.blends if b) == blended_steps
+
+
+def test_prompt_to_prompt_window_lengths():
+    tokenizer = load_backbone("tiny-sd").components["tokenizer"]
+    source = "a photo of a gray horse with a gray head on a beach"
+    edit = "a photo of a gray horse with a red head on a beach"
+    for steps, window in ((6, 2), (8, 3), (50, 20)):  # floor(0.4 * (T + 1))
+        swap = core.word_swap(tokenizer, source, edit, "red", 0.4, steps)
+        assert swap.window_steps == window
+        red = 9  # the token of "red" (after the start token)
+        assert [float(swap.alpha(i)[red]) for i in range(steps)] == [1.0] * window + [0.0] * (
+            steps - window
+        )
+        assert torch.equal(swap.mapper, torch.eye(77, dtype=swap.mapper.dtype))
+
+
+def test_multi_word_edit_replaces_the_other_changed_words_at_every_step():
+    tokenizer = load_backbone("tiny-sd").components["tokenizer"]
+    sample = sample_of()  # pw0-00000: "an orange head" -> "a purple head", edit "purple"
+    source, edit = sample.prompt_original, plain_prompt(sample)
+    changed = [
+        i for i, (a, b) in enumerate(zip(source.split(), edit.split(), strict=True)) if a != b
+    ]
+    assert [edit.split()[i] for i in changed] == ["a", "purple"] and sample.edit == "purple"
+    article, color = changed[0] + 1, changed[1] + 1  # one token per word here
+    swap = core.word_swap(tokenizer, source, edit, sample.edit, 0.4, 5)
+    late = swap.alpha(4)
+    assert late[article] == 1 and late[color] == 0 and late[1] == 1 and late[60] == 1
+    every = core.word_swap(tokenizer, source, edit, None, 0.4, 5)  # p2p_words=changed
+    assert every.alpha(4)[article] == 0 and every.alpha(4)[color] == 0
+    with pytest.raises(core.NotWordAligned, match="word count"):
+        core.word_swap(tokenizer, "a photo of a cat", "a photo of a red cat", None, 0.4, 5)
+
+
+def test_word_swap_with_a_changed_token_count_shares_the_maps():
+    tokenizer = load_backbone("tiny-sd").components["tokenizer"]
+    counts = {
+        w: len(tokenizer(w, add_special_tokens=False).input_ids) for w in ("cat", "zebrafish")
+    }
+    assert counts == {"cat": 1, "zebrafish": 2}
+    swap = core.word_swap(tokenizer, "a cat on grass", "a zebrafish on grass", None, 0.4, 5)
+    m = swap.mapper
+    assert m[2, 2] == m[2, 3] == 0.5  # "cat" -> both tokens of "zebrafish"
+    assert m[1, 1] == 1 and m[4, 4] == 1 and m[3, 4] == 0  # after it: position onto itself
+
+
+def test_prompt_to_prompt_edits_only_the_conditional_half():
+    swap = core.WordSwap(torch.eye(77), torch.zeros(77), 0)
+    state = core.EditState(swap=swap)
+    state.begin_step(0)
+    heads, tokens = 2, 5
+    probs = torch.rand(4 * heads, tokens, 77, generator=torch.Generator().manual_seed(0))
+    out = state.swap_cross(probs, 4, heads).view(4, heads, tokens, 77)
+    rows = probs.view(4, heads, tokens, 77)
+    assert torch.equal(out[1], rows[1])  # unconditional edit row untouched
+    assert torch.equal(out[3], rows[2])  # conditional edit row = conditional source row
+    assert torch.equal(out[[0, 2]], rows[[0, 2]])
+
+
+def test_word_count_mismatch_is_recorded_and_counted_in_the_report(backbones, tmp_path):
+    import json
+
+    backbone = backbones["tiny-sdxl"]
+    sample = next(
+        s
+        for s in load_suite("partworld").samples
+        if len(s.prompt_original.split()) != len(plain_prompt(s).split())
+    )
+    tokens = random_tokens(backbone, parts_of(sample))
+    run = run_partedit(
+        backbone, sample, load_image(sample.original_image), 0, FAST, tokens, synthetic=True
+    )
+    assert run.result.extras["p2p_replacement"].startswith("skipped: prompts differ in word count")
+    assert run.result.extras["notes"] == [
+        f"prompt-to-prompt layer {run.result.extras['p2p_replacement']}"
+    ]
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "partedit",
+                "--backbone",
+                "tiny-sdxl",
+                "--limit",
+                "3",
+                "--set",
+                "partedit.steps=2",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    suite = load_suite("partworld").samples[:3]
+    skipped = sum(len(s.prompt_original.split()) != len(plain_prompt(s).split()) for s in suite)
+    assert skipped >= 1
+    notes = json.loads((out / "report" / "manifest.json").read_text())["notes"]
+    counted = [n for n in notes if "prompt-to-prompt layer skipped" in n]
+    assert sum(int(n.split(": ")[1].split()[0]) for n in counted) == skipped, notes

@@ -1,13 +1,15 @@
-"""PartEdit's mechanics: part-token localization from the source path's queries, the
-threshold and padding strategies, feature blending through attention processors, and the
-samplers (synthetic trajectories and edit-friendly DDPM inversion of real images).
+"""PartEdit's mechanics: part-token localization from the source path's queries, the mask
+(aggregation, Otsu, adaptive threshold) and its timing, the padding strategies, feature
+blending and the prompt-to-prompt layer, all through attention processors.
 
 Facts: reference/partedit-paper.md (Sections 3.3-3.4, Appendices C, D, M) and
-reference/official-partedit-code.md. Batch rows per UNet call, with classifier-free guidance:
-[uncond source, uncond edit, cond source, cond edit] (the official pipeline also runs a third,
-localization path; its maps depend only on the source queries and the token's keys, so they
-are computed here from the source path's queries directly; methods/partedit/reference.py keeps
-the 3-path formulation for the equivalence test and the speed comparison).
+reference/official-partedit-code.md; every behaviour that differs between the paper's text and
+the released pipeline follows the pipeline by default (methods/partedit/README.md, fidelity
+table). Batch rows per UNet call, with classifier-free guidance: [uncond source, uncond edit,
+cond source, cond edit]. The official pipeline also runs a third, localization path; its maps
+depend only on the source queries and the token's keys, so they are computed here from the
+source path's queries directly (methods/partedit/reference.py keeps the 3-path formulation for
+the equivalence test and the speed comparison).
 """
 
 from __future__ import annotations
@@ -21,37 +23,62 @@ import torch.nn.functional as F
 
 SRC, EDIT = 0, 1
 
+#: Epsilon of the min-max normalization of the step's averaged map (released pipeline).
+MINMAX_EPS = 1e-6
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Maps and masks are computed in at least float32: half precision loses the small
+    attention probabilities that min-max normalization and Otsu then amplify."""
+    return torch.promote_types(dtype, torch.float32)
+
 
 # ---------------------------------------------------------------------------------------
 # Thresholds (paper Eq. 5) and padding (Appendix D)
 
 
 def otsu(values: torch.Tensor, bins: int = 256) -> float:
-    """Otsu's threshold of values in [0, 1] on a 256-bin histogram (as scikit-image)."""
-    from skimage.filters import threshold_otsu
+    """Otsu's threshold on a `bins`-bin histogram spanning [min, max] of `values`.
 
-    array = values.detach().float().cpu().numpy().ravel()
-    if array.max() <= array.min():
-        return float(array.max())
-    return float(threshold_otsu(array, nbins=bins))
+    Computed in float32 on the tensor's device, as the released pipeline does (its port of
+    scikit-image's `threshold_otsu`): the between-class variance of every split between
+    adjacent bins, and the center of the lower class's last bin at the maximum. A constant
+    input returns its value.
+    """
+    x = values.detach().reshape(-1).to(torch.float32)
+    low, high = x.min(), x.max()
+    if bool(low == high):
+        return float(low)
+    counts = torch.histc(x, bins, min=float(low), max=float(high))
+    edges = torch.linspace(float(low), float(high), bins + 1, device=x.device)
+    centers = (edges[:-1] + edges[1:]) / 2
+    weight_low = counts.cumsum(0)
+    weight_high = counts.flip(0).cumsum(0).flip(0)
+    mean_low = (counts * centers).cumsum(0) / weight_low
+    mean_high = (counts * centers).flip(0).cumsum(0).flip(0) / weight_high
+    between = weight_low[:-1] * weight_high[1:] * (mean_low[:-1] - mean_high[1:]) ** 2
+    return float(centers[torch.argmax(between)])
 
 
-def threshold_mask(m: torch.Tensor, strategy: str = "adaptive", omega: float = 1.5) -> torch.Tensor:
-    """T(M) for a min-max normalized map M.
+def threshold_mask(
+    m: torch.Tensor, strategy: str = "adaptive", omega: float = 1.5
+) -> tuple[torch.Tensor, float | None]:
+    """T(M) for a min-max normalized map M, and Otsu's k where the strategy uses it.
 
-    adaptive: k = Otsu(M); 0 where M < k/2, 1 where M >= omega*k, M itself in between.
-    soft: M. binary: M >= 0.5. otsu: M >= k.
+    adaptive: k = Otsu(M); values below k/2 become 0, then values at or above omega*k become
+    1, the rest keep M (in this order, as the released code: with omega < 0.5 the values
+    zeroed first stay 0). soft: M. binary: M >= 0.5. otsu: M >= k.
     """
     if strategy == "soft":
-        return m
+        return m, None
     if strategy == "binary":
-        return (m >= 0.5).to(m.dtype)
+        return (m >= 0.5).to(m.dtype), None
     k = otsu(m)
     if strategy == "otsu":
-        return (m >= k).to(m.dtype)
+        return (m >= k).to(m.dtype), k
     if strategy == "adaptive":
         out = torch.where(m < k / 2, torch.zeros_like(m), m)
-        return torch.where(m >= omega * k, torch.ones_like(m), out)
+        return torch.where(out >= omega * k, torch.ones_like(m), out), k
     raise ValueError(f"unknown threshold strategy {strategy!r}")
 
 
@@ -80,56 +107,193 @@ def pad_token(
 
 
 # ---------------------------------------------------------------------------------------
-# Maps -> blending mask
+# Maps -> mask
+
+
+def _up(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    m = m.to(work_dtype(m.dtype))
+    if tuple(m.shape) == tuple(size):
+        return m
+    return F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def _minmax(m: torch.Tensor, low: Any = None, high: Any = None) -> torch.Tensor:
+    low = m.min() if low is None else low
+    high = m.max() if high is None else high
+    return (m - low) / (high - low + MINMAX_EPS)
 
 
 def aggregate(
-    maps: dict[str, list[torch.Tensor]], size: tuple[int, int]
+    maps: dict[str, list[torch.Tensor]], size: tuple[int, int], steps_so_far: int = 1
 ) -> dict[str, torch.Tensor]:
     """Per part: layer maps (heads summed) bilinearly resized to `size` and averaged, then
-    min-max normalized. With several parts the maps are normalized jointly at each layer
-    (Appendix M) and the averages jointly, so their relative strengths survive."""
+    min-max normalized (epsilon 1e-6).
+
+    `steps_so_far` divides the average before the normalization, as the released pipeline's
+    store does (it divides the step's maps by the step count); only the epsilon's weight
+    changes. With several parts (Appendix M) the maps are normalized jointly at each layer and
+    the averages jointly, so their relative strengths survive. Layers are summed one at a time:
+    no stack of full-resolution maps is held.
+    """
     parts = list(maps)
     layers = len(maps[parts[0]])
-    resized: dict[str, list[torch.Tensor]] = {p: [] for p in parts}
+    sums: dict[str, torch.Tensor] = {}
     for i in range(layers):
-        per_part = [maps[p][i].float() for p in parts]
-        up = [
-            F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-            for m in per_part
-        ]
+        up = [_up(maps[p][i], size) for p in parts]
         if len(parts) > 1:
-            low = min(float(u.min()) for u in up)
-            high = max(float(u.max()) for u in up)
-            up = [(u - low) / (high - low + 1e-8) for u in up]
+            low = torch.stack([u.min() for u in up]).min()
+            high = torch.stack([u.max() for u in up]).max()
+            up = [_minmax(u, low, high) for u in up]
         for p, u in zip(parts, up, strict=True):
-            resized[p].append(u)
-    means = {p: torch.stack(resized[p]).mean(0) for p in parts}
+            sums[p] = u if p not in sums else sums[p] + u
+    means = {p: s / layers / steps_so_far for p, s in sums.items()}
     if len(parts) == 1:
-        m = means[parts[0]]
-        return {parts[0]: (m - m.min()) / (m.max() - m.min() + 1e-8)}
-    low = min(float(m.min()) for m in means.values())
-    high = max(float(m.max()) for m in means.values())
-    return {p: (m - low) / (high - low + 1e-8) for p, m in means.items()}
+        return {parts[0]: _minmax(means[parts[0]])}
+    low = torch.stack([m.min() for m in means.values()]).min()
+    high = torch.stack([m.max() for m in means.values()]).max()
+    return {p: _minmax(m, low, high) for p, m in means.items()}
 
 
 # ---------------------------------------------------------------------------------------
-# The processor
+# Prompt-to-prompt (word swap), as the released pipeline layers it on top
+
+
+@dataclass
+class WordSwap:
+    """The word-swap attention replacement of one (source, edit) prompt pair.
+
+    mapper: (77, 77), the source token each edit token's map comes from; window: (77,) 1 for
+    the edit tokens whose map is replaced only during the first `window_steps` steps (the
+    words named as the edit), 0 for tokens replaced at every step.
+    """
+
+    mapper: torch.Tensor
+    window: torch.Tensor
+    window_steps: int
+
+    def alpha(self, step: int) -> torch.Tensor:
+        """(77,) 1 where the edit path's map is the source's at this step."""
+        if step < self.window_steps:
+            return torch.ones_like(self.window)
+        return 1 - self.window
+
+
+class NotWordAligned(ValueError):
+    """The two prompts have different word counts: a word swap is undefined."""
+
+
+def word_token_positions(tokenizer: Any, words: list[str], length: int = 77) -> list[list[int]]:
+    """Token positions (after the start token) of each whitespace-separated word; CLIP's BPE
+    never merges across whitespace, so the prompt's tokens are the words' tokens in order."""
+    positions, start = [], 1
+    for word in words:
+        count = len(tokenizer(word, add_special_tokens=False).input_ids)
+        positions.append([p for p in range(start, start + count) if p < length])
+        start += count
+    return positions
+
+
+def word_swap(
+    tokenizer: Any,
+    source: str,
+    edit: str,
+    window_words: str | None,
+    window_fraction: float,
+    steps: int,
+    length: int = 77,
+) -> WordSwap:
+    """The replacement of the released pipeline (its prompt-to-prompt word swap).
+
+    Words are compared position by position (equal word counts, else NotWordAligned). A
+    changed word's edit tokens take the source word's maps (one-to-one for equal token
+    counts, else each edit token the source tokens' maps shared equally); tokens between
+    changed words follow in step; after the last changed word each position maps onto
+    itself, as the released mapper does (so a changed token count shifts the tail).
+    `window_words`: the edit tokens of target words equal to this string get the window of
+    floor(window_fraction * (steps + 1)) steps; every other token is replaced at every step.
+    None gives the window to every changed word.
+    """
+    src_words, edit_words = source.split(" "), edit.split(" ")
+    if len(src_words) != len(edit_words):
+        raise NotWordAligned(
+            f"prompts differ in word count ({len(src_words)} vs {len(edit_words)})"
+        )
+    changed = [i for i, (a, b) in enumerate(zip(src_words, edit_words, strict=True)) if a != b]
+    src_pos = word_token_positions(tokenizer, src_words, length)
+    edit_pos = word_token_positions(tokenizer, edit_words, length)
+    mapper = np.zeros((length, length))
+    i = j = k = 0
+    while i < length and j < length:
+        if k < len(changed) and src_pos[changed[k]] and src_pos[changed[k]][0] == i:
+            a, b = src_pos[changed[k]], edit_pos[changed[k]]
+            if len(a) == len(b):
+                mapper[a, b] = 1
+            else:
+                for t in b:
+                    mapper[a, t] = 1 / len(b)
+            i, j, k = i + len(a), j + len(b), k + 1
+        elif k < len(changed):
+            mapper[i, j] = 1
+            i, j = i + 1, j + 1
+        else:
+            mapper[j, j] = 1
+            i, j = i + 1, j + 1
+    window = torch.zeros(length)
+    chosen = (
+        changed
+        if window_words is None
+        else [w for w, word in enumerate(edit_words) if word == window_words]
+    )
+    for w in chosen:
+        window[edit_pos[w]] = 1
+    return WordSwap(torch.from_numpy(mapper), window, int(window_fraction * (steps + 1)))
+
+
+# ---------------------------------------------------------------------------------------
+# The shared state of one edit's processors
 
 
 @dataclass
 class EditState:
-    """What the processors of one edit share during a denoising loop."""
+    """What the processors of one edit share during a denoising loop.
+
+    The mask of a step is computed from that step's maps either inside the UNet's last
+    attention call of the step, before that call blends (timing "official": that one layer
+    blends with the current step's mask, every other layer with the previous step's), or after
+    the UNet call ("lagged": every layer uses the previous step's mask). A layer called at step
+    i blends while 0 < c < t_e, with c = i, or i + 1 for the call that computed the mask
+    (the released pipeline's step counter has already advanced there).
+    """
 
     paths: int = 2  # rows per CFG half: source, edit (3 with the reference's localization path)
     cfg: bool = True
     token_layers: set[str] = field(default_factory=set)
     padded_tokens: dict[str, torch.Tensor] = field(default_factory=dict)  # part -> (77, d)
-    blend: torch.Tensor | None = None  # (H, W) latent-resolution mask for this step
     latent_size: tuple[int, int] = (0, 0)
-    maps: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # this step's
-    replace_cross: torch.Tensor | None = None  # (tokens,) 1 where edit probs become source's
-    record_maps: bool = True
+    mask_size: tuple[int, int] = (0, 0)
+    threshold: str = "adaptive"
+    omega: float = 1.5
+    timing: str = "official"  # official | lagged
+    t_e: int = 50
+    total_calls: int = 0  # attention calls per UNet pass (every processor, self and cross)
+    swap: WordSwap | None = None
+    self_replace_steps: int = 0  # steps [0, n) replace the edit's self-attention maps
+    self_replace_tokens: int = 0  # ... at layers with at most this many keys
+    force_mask: torch.Tensor | None = None  # test hook: blend with this mask at every call
+    keep_maps: bool = False
+    # per step
+    step: int = 0
+    calls: int = 0
+    maps: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    alpha: torch.Tensor | None = None
+    # the latest mask and what the run reports
+    mask: torch.Tensor | None = None
+    _resized: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    mask_sum: torch.Tensor | None = None
+    mask_count: int = 0
+    otsu_k: list[float | None] = field(default_factory=list)
+    blends: list[int] = field(default_factory=list)
+    step_maps: list[dict[str, torch.Tensor]] = field(default_factory=list)
 
     def rows(self, path: int) -> list[int]:
         halves = 2 if self.cfg else 1
@@ -138,12 +302,99 @@ class EditState:
     def cond_row(self, path: int) -> int:
         return (self.paths if self.cfg else 0) + path
 
+    def begin_step(self, step: int) -> None:
+        self.step, self.calls, self.maps = step, 0, {}
+        self.alpha = None if self.swap is None else self.swap.alpha(step)
+        self.blends.append(0)
+
+    def finish_step(self) -> None:
+        """The step's mask from its maps (nothing when no token layer ran)."""
+        if not self.maps:
+            return
+        normalized = aggregate(self.maps, self.mask_size, self.step + 1)
+        masks, ks = [], []
+        for m in normalized.values():
+            t, k = threshold_mask(m, self.threshold, self.omega)
+            masks.append(t)
+            ks.append(k)
+        self.mask = torch.stack(masks).amax(0)
+        self._resized = {}
+        self.otsu_k.append(ks[0] if len(ks) == 1 else None)
+        self.mask_sum = self.mask if self.mask_sum is None else self.mask_sum + self.mask
+        self.mask_count += 1
+        if self.keep_maps:
+            self.step_maps.append(normalized)
+        self.maps = {}
+
+    def layer_mask(self, tokens: int) -> torch.Tensor | None:
+        """Called once per attention call after its output: counts the call, computes the
+        step's mask at the step's last call under the official timing, and returns the mask
+        this call blends with, as a (tokens, 1) column at the layer's resolution, or None."""
+        self.calls += 1
+        counted = self.step
+        if self.calls == self.total_calls and self.timing == "official":
+            self.finish_step()
+            counted = self.step + 1
+        if self.force_mask is not None:
+            return self._at_layer(self.force_mask, tokens)
+        if self.mask is None or not 0 < counted < self.t_e:
+            return None
+        self.blends[-1] += 1
+        return self._at_layer(self.mask, tokens)
+
+    def _at_layer(self, mask: torch.Tensor, tokens: int) -> torch.Tensor:
+        h, w = self.latent_size
+        scale = int(round((h * w / tokens) ** 0.5))
+        size = (h // scale, w // scale)
+        if mask is not self.mask:
+            return _up(mask, size).reshape(-1, 1)
+        if size not in self._resized:
+            self._resized[size] = _up(mask, size).reshape(-1, 1)
+        return self._resized[size]
+
+    def replace_self(self, keys: int) -> bool:
+        return self.step < self.self_replace_steps and keys <= self.self_replace_tokens
+
+    def mean_mask(self) -> torch.Tensor | None:
+        return None if self.mask_sum is None else self.mask_sum / self.mask_count
+
+    def blend(self, out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The edit rows of an attention output become mask * edit + (1 - mask) * source."""
+        if mask is None:
+            return out
+        mask = mask.to(out.dtype)
+        out = out.clone()
+        for src, edit in zip(self.rows(SRC), self.rows(EDIT), strict=True):
+            out[edit] = mask * out[edit] + (1 - mask) * out[src]
+        return out
+
+    def swap_cross(self, probs: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
+        """Prompt-to-prompt on (batch * heads, N, 77) probabilities: the conditional edit row
+        takes the source's maps through the word-swap mapper where alpha is 1 (the released
+        controller edits only the conditional half)."""
+        assert self.swap is not None and self.alpha is not None
+        probs = probs.view(batch, heads, *probs.shape[1:]).clone()
+        src, edit = self.cond_row(SRC), self.cond_row(EDIT)
+        alpha = self.alpha.to(probs.device, probs.dtype)
+        mapped = probs[src] @ self.swap.mapper.to(probs.device, probs.dtype)
+        probs[edit] = mapped * alpha + probs[edit] * (1 - alpha)
+        return probs.view(batch * heads, *probs.shape[2:])
+
+    def swap_self(self, probs: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
+        probs = probs.view(batch, heads, *probs.shape[1:]).clone()
+        probs[self.cond_row(EDIT)] = probs[self.cond_row(SRC)]
+        return probs.view(batch * heads, *probs.shape[2:])
+
+
+# ---------------------------------------------------------------------------------------
+# The processor
+
 
 class PartEditProcessor:
     """Standard attention plus PartEdit: at the token layers the source path's conditional
     queries are scored against each padded part token's keys (the localization maps); every
-    attention output of the edit path is blended with the source's by the step's mask; the
-    edit path's cross-attention can be replaced by the source's (prompt-to-prompt)."""
+    attention output of the edit path is blended with the source's by the mask; the edit
+    path's attention maps can be replaced by the source's (prompt-to-prompt)."""
 
     def __init__(self, name: str, state: EditState):
         self.name, self.state = name, state
@@ -177,21 +428,23 @@ class PartEditProcessor:
         key = attn.head_to_batch_dim(attn.to_k(context))
         value = attn.head_to_batch_dim(attn.to_v(context))
         heads = attn.heads
-        if self.is_cross and self.name in state.token_layers and state.record_maps:
+        if self.is_cross and self.name in state.token_layers:
             row = state.cond_row(SRC)
             q_src = query[row * heads : (row + 1) * heads]
             for part, padded in state.padded_tokens.items():
                 k = attn.head_to_batch_dim(attn.to_k(padded[None].to(context.dtype)))
                 part_probs = attn.get_attention_scores(q_src, k)[..., 1].sum(0)  # heads summed
                 state.maps.setdefault(part, []).append(self._square(part_probs))
-        if self.is_cross and state.replace_cross is not None:
-            # prompt-to-prompt needs the probabilities themselves
+        swap_cross = self.is_cross and state.alpha is not None
+        swap_self = not self.is_cross and state.replace_self(key.shape[1])
+        if swap_cross or swap_self:  # the maps themselves are needed
             probs = attn.get_attention_scores(query, key, attention_mask)
-            probs = probs.view(batch, heads, *probs.shape[1:]).clone()
-            keep = state.replace_cross.to(probs.dtype)
-            for src, edit in zip(state.rows(SRC), state.rows(EDIT), strict=True):
-                probs[edit] = probs[src] * keep + probs[edit] * (1 - keep)
-            out = torch.bmm(probs.view(batch * heads, *probs.shape[2:]), value)
+            probs = (
+                state.swap_cross(probs, batch, heads)
+                if swap_cross
+                else state.swap_self(probs, batch, heads)
+            )
+            out = torch.bmm(probs, value)
         else:  # the output alone: the fused kernel (self-attention is the costly part)
             shape = (batch, heads, -1, query.shape[-1])
             fused = F.scaled_dot_product_attention(
@@ -206,11 +459,7 @@ class PartEditProcessor:
             out = fused.reshape(batch * heads, *fused.shape[2:])
         out = attn.batch_to_head_dim(out)
         out = attn.to_out[1](attn.to_out[0](out))
-        if state.blend is not None:
-            mask = self._resized_mask(out.shape[1]).to(out.dtype)
-            out = out.clone()
-            for src, edit in zip(state.rows(SRC), state.rows(EDIT), strict=True):
-                out[edit] = mask * out[edit] + (1 - mask) * out[src]
+        out = state.blend(out, state.layer_mask(out.shape[1]))
         if input_ndim == 4:
             out = out.transpose(-1, -2).reshape(b4, c4, h4, w4)
         if attn.residual_connection:
@@ -222,40 +471,9 @@ class PartEditProcessor:
         scale = int(round((h * w / flat.shape[0]) ** 0.5))
         return flat.reshape(h // scale, w // scale)
 
-    def _resized_mask(self, tokens: int) -> torch.Tensor:
-        h, w = self.state.latent_size
-        scale = int(round((h * w / tokens) ** 0.5))
-        m = self.state.blend
-        assert m is not None
-        small = F.interpolate(
-            m[None, None].float(),
-            size=(h // scale, w // scale),
-            mode="bilinear",
-            align_corners=False,
-        )
-        return small.reshape(-1, 1)
-
-
-# ---------------------------------------------------------------------------------------
-# Prompt-to-prompt cross-attention replacement (official default 0.4)
-
-
-def replacement_columns(tokenizer: Any, source: str, edit: str) -> torch.Tensor | None:
-    """1 for the token positions shared by the two prompts, 0 for the edited words' tokens;
-    None when the prompts do not tokenize to aligned sequences (a word swap must keep the
-    token count), in which case no replacement is done."""
-    a = tokenizer(source, padding="max_length", max_length=77, truncation=True).input_ids
-    b = tokenizer(edit, padding="max_length", max_length=77, truncation=True).input_ids
-    length_a = a.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in a else 77
-    length_b = b.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in b else 77
-    if length_a != length_b:
-        return None
-    return torch.tensor([1.0 if x == y else 0.0 for x, y in zip(a, b, strict=True)])
-
 
 def numpy_mask(mask: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """A latent-resolution mask -> (H, W) float array at `size` = (width, height)."""
-    up = F.interpolate(
-        mask[None, None].float(), size=(size[1], size[0]), mode="bilinear", align_corners=False
-    )
-    return up[0, 0].clamp(0, 1).cpu().numpy()
+    """A mask -> (H, W) float array at `size` = (width, height), bilinear. (The runner stores
+    it as an 8-bit PNG, truncating as the released pipeline's shown mask does.)"""
+    up = _up(mask, (size[1], size[0]))
+    return up.clamp(0, 1).cpu().numpy()

@@ -18,7 +18,7 @@ from partedit_bench.method_api import EditMethod, EditRequest, EditResult
 
 @dataclass
 class PartEditOptions:
-    """Defaults: paper Section 4.1 / official code (see README.md)."""
+    """Defaults: the released pipeline as its demo calls it (see README.md, fidelity table)."""
 
     steps: int = 50
     guidance: float = 7.5
@@ -26,14 +26,19 @@ class PartEditOptions:
     threshold: Literal["adaptive", "soft", "binary", "otsu"] = "adaptive"
     omega: float = 1.5
     padding: Literal["bg", "sot", "eot", "zero", "context"] = "bg"
+    mask_resolution: str = "auto"  # auto | latent | pixel | a size in pixels such as 1024
+    mask_timing: Literal["official", "lagged"] = "official"
+    p2p: bool = True
     cross_replace: float = 0.4
+    p2p_words: Literal["edit", "changed"] = "edit"
+    self_replace: float = 0.0
     mode: Literal["auto", "synthetic", "real"] = "auto"
     inversion: Literal["ef-ddpm", "ledits"] = "ef-ddpm"
     ledits_skip: float = 0.15
     source_guidance: float = 3.5
     tokens: str = ""
     share_pooled: bool = False
-    layers: str = "token"  # token | decoder | official-40 | comma-separated attn2 module names
+    layers: str = "auto"  # auto | token | decoder | official-40 | comma-separated attn2 names
 
 
 def parts_of(sample: Sample) -> list[str]:
@@ -127,13 +132,57 @@ def encode(backbone: Any, prompt: str) -> tuple[torch.Tensor, torch.Tensor, Any,
 @dataclass
 class PartEditRun:
     """An edit and what the tests and benchmarks look at: the regenerated or inverted source,
-    the final latents of every path, and the normalized maps of every step (before
-    thresholding)."""
+    the final latents of every path, the normalized maps of every step before thresholding
+    (with `keep_maps`), Otsu's k and the number of blending attention calls per step."""
 
     result: EditResult
     source: Any
     latents: torch.Tensor
     maps: list[dict[str, torch.Tensor]]
+    otsu: list[float | None]
+    blends: list[int]
+
+
+def mask_size(backbone: Any, choice: str) -> tuple[int, int]:
+    """Where the mask is aggregated and thresholded: `auto` = 1024 x 1024 on SDXL (the released
+    pipeline's fixed size, whatever the image size) and the backbone's pixel resolution on the
+    other families (no released code; the same mechanics at that backbone's image size);
+    `latent`, `pixel`, or a size in pixels."""
+    latent = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+    if choice == "auto":
+        size = 1024 if backbone.family == "sdxl" else backbone.resolution
+    elif choice == "latent":
+        size = latent
+    elif choice == "pixel":
+        size = backbone.resolution
+    elif choice.isdigit() and int(choice) > 0:
+        size = int(choice)
+    else:
+        raise UserError(
+            f"partedit.mask_resolution: {choice!r} is not auto, latent, pixel or a size in pixels"
+        )
+    return size, size
+
+
+def prompt_swap(
+    backbone: Any, sample: Sample, source: str, edit: str, options: PartEditOptions
+) -> tuple[core.WordSwap | None, str]:
+    """The prompt-to-prompt layer of this sample and what the record says of it."""
+    if not options.p2p:
+        return None, "off"
+    words = sample.edit if options.p2p_words == "edit" and sample.edit else None
+    try:
+        swap = core.word_swap(
+            backbone.components["tokenizer"],
+            source,
+            edit,
+            words,
+            options.cross_replace,
+            options.steps,
+        )
+    except core.NotWordAligned as exc:
+        return None, f"skipped: {exc}"
+    return swap, "on"
 
 
 @torch.no_grad()
@@ -147,6 +196,7 @@ def run_partedit(
     synthetic: bool,
     paths: int = 2,
     zero_mask: bool = False,
+    keep_maps: bool = False,
 ) -> PartEditRun:
     """One PartEdit edit.
 
@@ -154,6 +204,7 @@ def run_partedit(
         paths: 2 (this project: source and edit) or 3 (the official batch with a localization
             path, from reference.py; single part).
         zero_mask: blend with an all-zero mask from the first step (tests the blending).
+        keep_maps: keep every step's normalized maps (at the mask resolution) in the result.
     """
     from partedit_bench.attention import processors
 
@@ -169,10 +220,23 @@ def run_partedit(
         for part in parts
     }
     size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+    swap, p2p_status = prompt_swap(backbone, sample, source_prompt, edit_prompt, options)
+    attn_res = -(-backbone.resolution // 32)  # the released pipeline's attn_res, ceil(W / 32)
     state = core.EditState(
         paths=paths,
         latent_size=(size, size),
+        mask_size=mask_size(backbone, options.mask_resolution),
+        threshold=options.threshold,
+        omega=options.omega,
+        timing=options.mask_timing,
+        t_e=options.t_e,
+        total_calls=len(unet.attn_processors),
         token_layers=localization_layers(unet, options.layers, [tokens[p] for p in parts]),
+        swap=swap,
+        self_replace_steps=int(options.steps * options.self_replace),
+        self_replace_tokens=attn_res * attn_res,
+        force_mask=torch.zeros((size, size), device=backbone.device) if zero_mask else None,
+        keep_maps=keep_maps,
     )
     rows = {
         "u_src": u_src,
@@ -198,19 +262,10 @@ def run_partedit(
             )
             for n in unet.attn_processors
         }
-    columns = (
-        core.replacement_columns(backbone.components["tokenizer"], source_prompt, edit_prompt)
-        if options.cross_replace > 0
-        else None
-    )
     prediction = backbone.components["scheduler"].config.prediction_type
     real = options.mode == "real" or (options.mode == "auto" and not synthetic)
     generator = torch.Generator("cpu").manual_seed(seed if real else sample.seed)
-    step_masks: list[torch.Tensor] = []
-    step_maps: list[dict[str, torch.Tensor]] = []
     step_times: list[float] = []
-    current: torch.Tensor | None = None
-    zeros = torch.zeros(state.latent_size, device=backbone.device)
 
     def guided(out: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
         uncond, cond = out.chunk(2)
@@ -222,27 +277,13 @@ def run_partedit(
         )
 
     def begin_step(i: int) -> float:
-        # the mask of step i comes from the maps of step i-1; blending for steps 1..t_e
-        state.blend = (
-            zeros
-            if zero_mask
-            else (current if current is not None and 1 <= i <= options.t_e else None)
-        )
-        state.replace_cross = _replacement(columns, i, options)
-        state.maps = {}
+        state.begin_step(i)
         return time.perf_counter()
 
-    def end_step(start: float) -> torch.Tensor | None:
+    def end_step(start: float) -> None:
+        if state.timing == "lagged":
+            state.finish_step()
         step_times.append(time.perf_counter() - start)
-        if not state.maps:
-            return None
-        normalized = core.aggregate(state.maps, state.latent_size)
-        step_maps.append(normalized)
-        mask = torch.stack(
-            [core.threshold_mask(m, options.threshold, options.omega) for m in normalized.values()]
-        ).amax(0)
-        step_masks.append(mask)
-        return mask
 
     ledits = real and options.inversion == "ledits"
     noises: list[torch.Tensor] | None = None
@@ -257,7 +298,8 @@ def run_partedit(
         )
         scheduler.set_timesteps(options.steps, device=backbone.device)
         timesteps = scheduler.timesteps
-        # as diffusers' randn_tensor: drawn on the CPU generator in the latents' dtype
+        # as diffusers' randn_tensor: drawn on the CPU generator in the latents' dtype (the
+        # released pipeline draws all its rows at once; the first row is the same draw)
         x = torch.randn(
             (1, unet.config.in_channels, size, size), generator=generator, dtype=c_src.dtype
         )
@@ -274,7 +316,7 @@ def run_partedit(
                 latents = scheduler.step(guided(out, scales), t, latents, **step_kwargs).prev_sample
                 if paths == 3:
                     latents[2] = latents[0]  # the localization path restarts from the source
-                current = end_step(start)
+                end_step(start)
         else:
             x0 = backbone.encode_images([image])
             source_context = torch.cat([u_src, c_src])
@@ -320,23 +362,24 @@ def run_partedit(
                 if paths == 3:
                     stepped[2] = inv.xs[i + 1][0]
                 latents = stepped.to(c_src.dtype)
-                current = end_step(start)
+                end_step(start)
     edited, source = backbone.decode_latents(latents[[1, 0]])
-    predicted = core.numpy_mask(torch.stack(step_masks).mean(0), image.size) if step_masks else None
-    extras = {
+    mean_mask = state.mean_mask()
+    predicted = None if mean_mask is None else core.numpy_mask(mean_mask, image.size)
+    extras: dict[str, Any] = {
         "mode": "real" if real else "synthetic",
         "parts": parts,
         "edit_prompt": edit_prompt,
-        "p2p_replacement": "on"
-        if columns is not None
-        else ("off" if options.cross_replace <= 0 else "skipped: prompts not token-aligned"),
+        "p2p_replacement": p2p_status,
     }
+    if p2p_status.startswith("skipped"):
+        extras["notes"] = [f"prompt-to-prompt layer {p2p_status}"]
     if real:
         extras["inversion"] = options.inversion
     result = EditResult(
         image=edited, predicted_mask=predicted, step_times=step_times, extras=extras
     )
-    return PartEditRun(result, source, latents, step_maps)
+    return PartEditRun(result, source, latents, state.step_maps, state.otsu_k, state.blends)
 
 
 def ledits_inversion(
@@ -382,11 +425,14 @@ def ledits_inversion(
 
 
 def localization_layers(unet: Any, choice: str, tokens: list[Any]) -> set[str]:
-    """The cross-attention layers whose maps localize: the tokens' own training layers
-    (default), every decoder cross-attention layer, or an explicit comma-separated list (e.g.
-    the official 40-layer SDXL set, when you have it)."""
+    """The cross-attention layers whose maps localize: `auto` = the released pipeline's 40
+    layers on SDXL's UNet (70 cross-attention layers) and the tokens' own training layers on
+    any other UNet; `token`; every decoder cross-attention layer; `official-40`; or an explicit
+    comma-separated list of attn2 module names."""
     from partedit_bench.attention import cross_attention_layers
 
+    if choice == "auto":
+        choice = "official-40" if len(cross_attention_layers(unet)) == 70 else "token"
     if choice == "token":
         return set().union(*(set(t.layers) for t in tokens))
     if choice == "decoder":
@@ -431,18 +477,6 @@ def _added(backbone: Any, pooled: list[Any]) -> dict[str, torch.Tensor] | None:
         [[res, res, 0, 0, res, res]], device=backbone.device, dtype=embeds.dtype
     ).repeat(len(pooled), 1)
     return {"text_embeds": embeds, "time_ids": time_ids}
-
-
-def _replacement(
-    columns: torch.Tensor | None, step: int, options: PartEditOptions
-) -> torch.Tensor | None:
-    """Prompt-to-prompt: the shared tokens' maps come from the source at every step, the
-    edited words' too during the first `cross_replace` fraction of the steps."""
-    if columns is None:
-        return None
-    if step < options.cross_replace * options.steps:
-        return torch.ones_like(columns)
-    return columns
 
 
 def _plain() -> Any:

@@ -42,37 +42,20 @@ class ReferenceProcessor:
         key = attn.head_to_batch_dim(attn.to_k(context))
         value = attn.head_to_batch_dim(attn.to_v(context))
         probs = attn.get_attention_scores(query, key, None)
-        if encoder_hidden_states is not None and state.replace_cross is not None:
-            probs = probs.view(batch, heads, *probs.shape[1:]).clone()
-            keep = state.replace_cross.to(probs.dtype)
-            for src, edit in zip(state.rows(core.SRC), state.rows(core.EDIT), strict=True):
-                probs[edit] = probs[src] * keep + probs[edit] * (1 - keep)
-            probs = probs.view(batch * heads, *probs.shape[2:])
-        if encoder_hidden_states is not None and self.name in state.token_layers:
+        is_cross = encoder_hidden_states is not None
+        if is_cross and self.name in state.token_layers:
             row = state.cond_row(LOC)
             part_map = probs[row * heads : (row + 1) * heads, :, 1].sum(0)
             h, w = state.latent_size
             scale = int(round((h * w / part_map.shape[0]) ** 0.5))
             part = next(iter(state.padded_tokens))
             state.maps.setdefault(part, []).append(part_map.reshape(h // scale, w // scale))
+        if is_cross and state.alpha is not None:
+            probs = state.swap_cross(probs, batch, heads)
+        elif not is_cross and state.replace_self(key.shape[1]):
+            probs = state.swap_self(probs, batch, heads)
         out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(torch.bmm(probs, value))))
-        if state.blend is not None:
-            h, w = state.latent_size
-            scale = int(round((h * w / out.shape[1]) ** 0.5))
-            mask = (
-                torch.nn.functional.interpolate(
-                    state.blend[None, None].float(),
-                    size=(h // scale, w // scale),
-                    mode="bilinear",
-                    align_corners=False,
-                )
-                .reshape(-1, 1)
-                .to(out.dtype)
-            )
-            out = out.clone()
-            for src, edit in zip(state.rows(core.SRC), state.rows(core.EDIT), strict=True):
-                out[edit] = mask * out[edit] + (1 - mask) * out[src]
-        return out
+        return state.blend(out, state.layer_mask(out.shape[1]))
 
 
 def reference_setup(
