@@ -373,7 +373,7 @@ def run_partedit(
         "p2p_replacement": p2p_status,
     }
     if p2p_status.startswith("skipped"):
-        extras["notes"] = [f"prompt-to-prompt layer {p2p_status}"]
+        extras["notes"] = ["prompt-to-prompt layer skipped: prompts differ in word count"]
     if real:
         extras["inversion"] = options.inversion
     result = EditResult(
