@@ -214,7 +214,12 @@ def test_p2p_replaces_maps_during_the_replacement_steps_and_blends_locally(name)
     record: list = []
     # a high threshold so that the random-weight maps leave some latents outside the mask
     options = P2POptions(
-        steps=5, cross_replace=0.4, self_replace=0.4, blend_start=0.0, blend_threshold=0.95
+        steps=5,
+        cross_replace=0.4,
+        self_replace=0.4,
+        blend_start=0.0,
+        blend_threshold=0.95,
+        null_text=False,
     )
     latents, extras = edit_latents(backbone, request, options, probe, record)
     assert extras["mode"] == "replace" and extras["blend_positions"][0]
@@ -238,7 +243,7 @@ def test_local_blend_mask_on_hand_made_maps():
     src[9, 3] = 1.0  # one cell at (1, 1)
     tgt = torch.zeros(64, 77)
     tgt[54, 5] = 1.0  # (6, 6), word at token 5 in the target prompt
-    mask = local_blend_mask([torch.stack([src, tgt])], [[3], [5]], (8, 8), 0.3)
+    mask = local_blend_mask(torch.stack([src, tgt]), [[3], [5]], (8, 8), 0.3)
     expected = torch.zeros(8, 8, dtype=torch.bool)
     expected[0:3, 0:3] = True  # 3x3 max-pool around (1, 1)
     expected[5:8, 5:8] = True  # and around (6, 6): the union
@@ -265,3 +270,130 @@ def test_p2p_null_text_inversion_reconstructs_better_than_ddim():
         assert extras["inversion"] == ("null-text" if null_text else "ddim")
     # random tiny weights barely respond to the embedding, so the gain is small but real
     assert errors[True] < errors[False], errors
+
+
+def test_p2p_leaves_the_unconditional_rows_alone():
+    from diffusers.models.attention_processor import AttnProcessor
+
+    from methods.p2p import P2PProcessor, P2PState, replacement_for
+    from partedit_bench.attention import processors
+
+    backbone = load_backbone("tiny-sd", dtype="float64")
+    unet, tokenizer = backbone.unet, backbone.components["tokenizer"]
+    source, target = "a photo of a cat", "a photo of a dog"
+    embeds, _ = backbone.encode_prompts(["", "", source, target])
+    x = torch.randn(4, 4, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    state = P2PState(
+        cross_steps=1,
+        self_steps=1,
+        self_max_tokens=10**6,
+        replacement=replacement_for(tokenizer, source, target),
+    )
+    names = [n.removesuffix(".processor") for n in unet.attn_processors]
+    with processors(unet, {n: P2PProcessor(n, state) for n in names}):
+        controlled = unet(x, 500, encoder_hidden_states=embeds).sample
+    with processors(unet, {n: AttnProcessor() for n in names}):
+        plain = unet(x, 500, encoder_hidden_states=embeds).sample
+    torch.testing.assert_close(controlled[:3], plain[:3], rtol=0, atol=1e-12)  # uncond + source
+    assert not torch.allclose(controlled[3], plain[3])
+
+
+def test_p2p_null_text_embeddings_are_one_per_step():
+    from diffusers import DDIMScheduler
+
+    from methods.p2p import null_text_optimization
+    from partedit_bench import inversion
+
+    backbone = load_backbone("tiny-sd", dtype="float64")
+    x0 = backbone.encode_images([load_image(load_suite("partworld").samples[0].original_image)])
+    embeds, _ = backbone.encode_prompts(["", "a photo"])
+
+    def predict(x, t):
+        return backbone.unet(x, t, encoder_hidden_states=embeds[1:]).sample
+
+    _, trajectory = inversion.ddim_invert(
+        predict, x0, backbone.components["scheduler"], 3, "epsilon"
+    )
+    scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+    scheduler.set_timesteps(3)
+    out = null_text_optimization(
+        backbone,
+        trajectory,
+        scheduler.timesteps,
+        scheduler,
+        (embeds[1:], None),
+        (embeds[:1], None),
+        7.5,
+        3,
+    )
+    assert len(out) == 3
+    assert len({t.data_ptr() for t in out}) == 3  # no two steps share storage
+    assert not torch.equal(out[0], out[1]) and not torch.equal(out[1], out[2])
+    assert not torch.equal(out[0], embeds[:1])  # optimized away from the empty prompt
+
+
+def test_p2p_local_blend_reads_the_running_sum_of_the_maps():
+    from methods.p2p import P2POptions, edit_latents, local_blend_mask
+
+    backbone = load_backbone("tiny-sd", dtype="float64")
+    sample = next(s for s in load_suite("partworld").samples if s.part_token == "car-body")
+    probe: list = []
+    record: list = []
+    options = P2POptions(steps=4, blend_start=0.0, blend_threshold=0.99, null_text=False)
+    _, extras = edit_latents(backbone, request_for(sample, backbone), options, probe, record)
+    assert len(record) == 4
+    assert 0 < int(record[0][1].sum()) < 256  # a mask that is not the whole latent
+    size = 16 // 4
+    for step, (_, mask) in enumerate(record):
+        maps = [
+            torch.stack([p["src"], p["tgt"]]).sum(1)
+            for p in probe
+            if p["step"] <= step
+            and p["src"].shape[1] == size * size
+            and not p["name"].startswith("mid_block")
+        ]
+        running = torch.stack(maps).sum(0)
+        expected = local_blend_mask(running, extras["blend_positions"], (16, 16), 0.99)
+        assert torch.equal(mask.cpu(), expected)
+    # the last step's maps alone give another mask here: the sum is what is read
+    last = torch.stack(
+        [
+            torch.stack([p["src"], p["tgt"]]).sum(1)
+            for p in probe
+            if p["step"] == 3
+            and p["src"].shape[1] == size * size
+            and not p["name"].startswith("mid_block")
+        ]
+    ).sum(0)
+    alone = local_blend_mask(last, extras["blend_positions"], (16, 16), 0.99)
+    assert not torch.equal(alone, record[-1][1].cpu())
+
+
+def test_p2p_replace_or_refine_by_word_count_and_the_refine_mapping():
+    from methods.p2p import replacement_for
+    from partedit_bench.alignment import refinement_mapper
+
+    tokenizer = load_backbone("tiny-sd").components["tokenizer"]
+    # same word count, different token count: still a word swap (Replace)
+    swap = replacement_for(tokenizer, "a cat on grass", "a zebrafish on grass")
+    assert swap.mode == "replace" and swap.mapper[2, 2] == swap.mapper[2, 3] == 0.5
+    refine = replacement_for(tokenizer, "a cat on grass", "a big cat on grass")
+    assert refine.mode == "refine"
+    mapper, alphas = refinement_mapper(tokenizer, "a cat on grass", "a big cat on grass")
+    # [SOT a big cat on grass EOT]: "big" has no source token; padding maps onto itself
+    assert mapper[:7].tolist() == [0, 1, -1, 2, 3, 4, 5]
+    assert alphas[:7].tolist() == [1, 1, 0, 1, 1, 1, 1]
+    assert mapper[7:].tolist() == list(range(7, 77)) and bool((alphas[7:] == 1).all())
+
+
+def test_p2p_cross_replacement_steps_follow_the_reference_alpha():
+    from methods.p2p import P2POptions, edit_latents
+
+    backbone = load_backbone("tiny-sd", dtype="float64")
+    sample = next(s for s in load_suite("partworld").samples if s.part_token == "car-body")
+    for steps, replaced in ((4, 2), (6, 2), (8, 3)):  # int(0.4 (T + 1))
+        probe: list = []
+        options = P2POptions(steps=steps, local_blend=False, null_text=False, self_replace=0.0)
+        edit_latents(backbone, request_for(sample, backbone), options, probe)
+        same = {p["step"] for p in probe if torch.equal(p["src"], p["tgt"])}
+        assert same == set(range(replaced)), (steps, same)

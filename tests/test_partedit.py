@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from methods.partedit import core
 from methods.partedit.method import PartEditOptions, parts_of, plain_prompt, run_partedit
 from partedit_bench import inversion
+from partedit_bench.alignment import NotWordAligned
 from partedit_bench.attention import decoder_cross_attention_layers
 from partedit_bench.backbones import load_backbone
 from partedit_bench.cli import main
@@ -463,7 +464,7 @@ def test_multi_word_edit_replaces_the_other_changed_words_at_every_step():
     assert late[article] == 1 and late[color] == 0 and late[1] == 1 and late[60] == 1
     every = core.word_swap(tokenizer, source, edit, None, 0.4, 5)  # p2p_words=changed
     assert every.alpha(4)[article] == 0 and every.alpha(4)[color] == 0
-    with pytest.raises(core.NotWordAligned, match="word count"):
+    with pytest.raises(NotWordAligned, match="word count"):
         core.word_swap(tokenizer, "a photo of a cat", "a photo of a red cat", None, 0.4, 5)
 
 

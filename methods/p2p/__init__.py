@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from partedit_bench import inversion
+from partedit_bench.alignment import (
+    NotWordAligned,
+    positions_of_words,
+    refinement_mapper,
+    word_swap_mapper,
+)
 from partedit_bench.method_api import EditMethod, EditRequest, EditResult
 
-SRC_ROWS, TGT_ROWS = (0, 2), (1, 3)  # batch: [uncond src, uncond tgt, cond src, cond tgt]
+# batch rows: [uncond src, uncond tgt, cond src, cond tgt]; the reference controllers edit
+# only the conditional half
+ROW_LABELS = {"uncond_src": 0, "uncond_tgt": 1, "src": 2, "tgt": 3}
+COND_SRC, COND_TGT = 2, 3
 
 
 @dataclass
@@ -21,41 +29,44 @@ class P2POptions:
     guidance: float = 7.5
     cross_replace: float = 0.4
     self_replace: float = 0.4
-    self_max_tokens: int = 256  # self-attention maps replaced in layers of <= 16 x 16 tokens
+    self_max_tokens: int = 0  # 0: the reference's layer limit (README)
     local_blend: bool = True
     blend_threshold: float = 0.3
-    blend_start: float = 0.2  # the real-image (null-text) version starts blending at 20%
-    null_text: bool = False  # null-text inversion (Mokady et al., CVPR 2023) instead of DDIM
+    blend_start: float = 0.2  # the null-text (real-image) version starts blending at 20%
+    null_text: bool = True  # null-text inversion (Mokady et al., CVPR 2023), the reference's
     null_text_inner_steps: int = 10
 
 
-def token_mapper(tokenizer: Any, source: str, target: str) -> torch.Tensor:
-    """For each target token position the source position whose map it takes (-1: keeps its
-    own). Equal token counts: a word swap (Replace), position to position; otherwise the
-    aligned equal runs (Refine)."""
-    a = tokenizer(source, padding="max_length", max_length=77, truncation=True).input_ids
-    b = tokenizer(target, padding="max_length", max_length=77, truncation=True).input_ids
-    eos = tokenizer.eos_token_id
-    la, lb = a.index(eos), b.index(eos)
-    if la == lb:
-        return torch.arange(77)
-    mapper = torch.full((77,), -1, dtype=torch.long)
-    for block in difflib.SequenceMatcher(a=a[:la], b=b[:lb], autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            mapper[block.b + k] = block.a + k
-    mapper[lb:] = torch.arange(la, la + 77 - lb).clamp(max=76)  # end-of-text and padding
-    return mapper
+@dataclass
+class Replacement:
+    """How the target row's cross-attention maps come from the source row's.
+
+    replace: target maps = source maps @ mapper (a (77, 77) word-swap mapper).
+    refine: target token j takes the source's token mapper[j] where alphas[j] is 1 and keeps
+    its own map elsewhere.
+    """
+
+    mode: str
+    mapper: torch.Tensor
+    alphas: torch.Tensor | None = None
+
+    def apply(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        if self.mode == "replace":
+            return src @ self.mapper.to(src.device, src.dtype)
+        assert self.alphas is not None
+        alphas = self.alphas.to(src.device, src.dtype)
+        return src[..., self.mapper.to(src.device)] * alphas + tgt * (1 - alphas)
 
 
-def word_positions(tokenizer: Any, prompt: str, words: list[str]) -> list[int]:
-    ids = tokenizer(prompt, padding="max_length", max_length=77, truncation=True).input_ids
-    out = []
-    for word in words:
-        piece = tokenizer(word, add_special_tokens=False).input_ids
-        for start in range(1, 77 - len(piece) + 1):
-            if ids[start : start + len(piece)] == piece:
-                out.extend(range(start, start + len(piece)))
-    return sorted(set(out))
+def replacement_for(tokenizer: Any, source: str, target: str) -> Replacement:
+    """Replace (a word swap) when the prompts have the same word count, else Refine, as the
+    reference notebooks choose between AttentionReplace and AttentionRefine."""
+    try:
+        mapper, _, _ = word_swap_mapper(tokenizer, source, target)
+        return Replacement("replace", mapper)
+    except NotWordAligned:
+        mapper, alphas = refinement_mapper(tokenizer, source, target)
+        return Replacement("refine", mapper, alphas)
 
 
 @dataclass
@@ -64,16 +75,20 @@ class P2PState:
     cross_steps: int = 0
     self_steps: int = 0
     self_max_tokens: int = 256
-    mapper: torch.Tensor | None = None
-    blend_tokens: int = 0  # the map size Local Blend reads (latent / 4, 16 x 16 on SD 512 px)
-    blend_maps: list[torch.Tensor] = field(default_factory=list)
+    replacement: Replacement | None = None
+    blend_tokens: int = 0  # Local Blend reads the layers of this many tokens (latent / 4) ...
+    blend_mid: bool = False  # ... the mid block's too (SDXL port) or not (SD notebooks)
+    blend_step: torch.Tensor | None = None  # this step's sum of their maps (2, N, 77)
+    blend_sum: torch.Tensor | None = None  # the running sum over all steps so far
     probe: list[dict[str, Any]] | None = None
 
 
 class P2PProcessor:
-    """Explicit attention; replaces the target rows' cross-attention maps (through the token
-    mapper) during the first cross steps and their self-attention maps in small layers during
-    the first self steps; stores the conditional cross maps Local Blend reads."""
+    """Explicit attention; in the conditional half of the batch replaces the target row's
+    cross-attention maps (through the Replace or Refine mapping) during the first cross steps
+    and its self-attention maps in small layers during the first self steps, as the reference
+    controllers do; sums the conditional cross maps Local Blend reads (after replacement, as
+    the reference's store sees them)."""
 
     def __init__(self, name: str, state: P2PState):
         self.name, self.state = name, state
@@ -96,30 +111,32 @@ class P2PProcessor:
         probs = attn.get_attention_scores(query, key, None)
         probs = probs.view(batch, heads, *probs.shape[1:])
         tokens = probs.shape[2]
-        replace_cross = cross and state.step < state.cross_steps and state.mapper is not None
+        replace_cross = cross and state.step < state.cross_steps and state.replacement is not None
         replace_self = (
             not cross and state.step < state.self_steps and tokens <= state.self_max_tokens
         )
+        src, tgt = COND_SRC, COND_TGT
         if replace_cross or replace_self:
             probs = probs.clone()
-            for src, tgt in zip(SRC_ROWS, TGT_ROWS, strict=True):
-                if replace_self:
-                    probs[tgt] = probs[src]
-                else:
-                    assert state.mapper is not None
-                    keep = state.mapper >= 0
-                    probs[tgt][..., keep] = probs[src][..., state.mapper[keep]]
+            if replace_self:
+                probs[tgt] = probs[src]
+            else:
+                assert state.replacement is not None
+                probs[tgt] = state.replacement.apply(probs[src], probs[tgt])
         if cross and state.probe is not None:
             state.probe.append(
                 {
                     "step": state.step,
                     "name": self.name,
-                    "src": probs[2].clone(),
-                    "tgt": probs[3].clone(),
+                    **{label: probs[row].clone() for label, row in ROW_LABELS.items()},
                 }
             )
-        if cross and tokens == state.blend_tokens:
-            state.blend_maps.append(probs[[2, 3]].mean(1))  # (2, N, 77): cond src, cond tgt
+        in_blend = tokens == state.blend_tokens and (
+            state.blend_mid or not self.name.startswith("mid_block")
+        )
+        if cross and in_blend:
+            maps = probs[[src, tgt]].sum(1)  # heads summed: (2, N, 77)
+            state.blend_step = maps if state.blend_step is None else state.blend_step + maps
         out = torch.bmm(probs.reshape(batch * heads, *probs.shape[2:]), value)
         out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(out)))
         if attn.residual_connection:
@@ -128,22 +145,22 @@ class P2PProcessor:
 
 
 def local_blend_mask(
-    maps: list[torch.Tensor], positions: list[list[int]], size: tuple[int, int], threshold: float
+    maps: torch.Tensor, positions: list[list[int]], size: tuple[int, int], threshold: float
 ) -> torch.Tensor:
-    """Local Blend: the blend words' maps (source and target), averaged over the stored layers,
-    3x3 max-pooled, upsampled, normalized by their max, thresholded, united."""
-    stacked = torch.stack(maps).mean(0)  # (2, N, 77)
-    side = int(round(stacked.shape[1] ** 0.5))
+    """Local Blend from the summed maps (2, N, 77) of the source and target rows: the blend
+    words' columns summed, 3x3 max-pooled, upsampled (nearest), normalized by their max,
+    thresholded, united over the two rows."""
+    side = int(round(maps.shape[1] ** 0.5))
     masks = []
     for row, pos in enumerate(positions):
         if not pos:
             continue
-        m = stacked[row][:, pos].sum(-1).reshape(1, 1, side, side).float()
+        m = maps[row][:, pos].sum(-1).reshape(1, 1, side, side)
         m = F.max_pool2d(m, 3, stride=1, padding=1)
         m = F.interpolate(m, size=size, mode="nearest")[0, 0]
-        masks.append(m / m.max().clamp(min=1e-8) > threshold)
+        masks.append(m / m.max() > threshold)
     if not masks:
-        return torch.ones(size, dtype=torch.bool)
+        return torch.ones(size, dtype=torch.bool, device=maps.device)
     return torch.stack(masks).any(0)
 
 
@@ -169,7 +186,9 @@ def null_text_optimization(
             cond_out = unet(
                 latent, t, encoder_hidden_states=cond[0], added_cond_kwargs=cond[1]
             ).sample
-        embedding = embedding.detach().requires_grad_(True)
+        # a fresh tensor per step: Adam updates it in place, and the embeddings kept for the
+        # earlier steps must not change with it
+        embedding = embedding.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([embedding], lr=1e-2 * (1 - i / 100))
         target = trajectory[i + 1].to(latent.dtype)
         for _ in range(inner_steps):
@@ -185,7 +204,7 @@ def null_text_optimization(
                 optimizer.step()
             if loss.item() < 1e-5 + i * 2e-5:
                 break
-        embedding = embedding.detach()
+        embedding = embedding.detach().clone()
         out.append(embedding)
         with torch.no_grad():
             uncond_out = unet(
@@ -195,6 +214,17 @@ def null_text_optimization(
                 uncond_out + guidance * (cond_out - uncond_out), t, latent
             ).prev_sample
     return out
+
+
+def self_limit(family: str, latent: tuple[int, int], options: P2POptions) -> int:
+    """Self-attention maps are replaced in layers with at most this many tokens: on SD the
+    real-image (null-text) notebook's 32 x 32 at 512 px, i.e. (latent / 2)^2 (the generation
+    notebook uses 16 x 16); on SDXL its port's (W / 32)^2 = (latent / 4)^2."""
+    if options.self_max_tokens > 0:
+        return options.self_max_tokens
+    h, w = latent
+    divisor = 4 if family == "sdxl" else 2
+    return (h // divisor) * (w // divisor)
 
 
 class PromptToPrompt(EditMethod):
@@ -255,17 +285,23 @@ def edit_latents(
     scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
     scheduler.set_timesteps(options.steps, device=backbone.device)
     h, w = x0.shape[-2:]
+    replacement = replacement_for(tokenizer, source, target)
     state = P2PState(
-        cross_steps=int(options.cross_replace * options.steps),
+        # the reference's alpha has T + 1 rows: the first int(f (T + 1)) steps are replaced
+        cross_steps=int(options.cross_replace * (options.steps + 1)),
         self_steps=int(options.self_replace * options.steps),
-        self_max_tokens=options.self_max_tokens,
-        mapper=token_mapper(tokenizer, source, target),
+        self_max_tokens=self_limit(backbone.family, (h, w), options),
+        replacement=replacement,
+        # the layers at a quarter of the latent size (16 x 16 on SD at 512 px): on SD those of
+        # the down and up blocks (the notebooks' down_cross[2:4] + up_cross[:3]), on SDXL every
+        # one (its port takes every map of that size, the mid block's included)
         blend_tokens=(h // 4) * (w // 4),
+        blend_mid=backbone.family == "sdxl",
         probe=probe,
     )
     positions = [
-        word_positions(tokenizer, source, sample.blend_words),
-        word_positions(tokenizer, target, sample.blend_words),
+        positions_of_words(tokenizer, source, sample.blend_words),
+        positions_of_words(tokenizer, target, sample.blend_words),
     ]
     context, context_added = rows([0, 0, 1, 2])
     null_embeddings = None
@@ -288,8 +324,9 @@ def edit_latents(
         for n in unet.attn_processors
     }
     with processors(unet, installed):
+        blend_from = int(options.blend_start * options.steps)
         for i, t in enumerate(scheduler.timesteps):
-            state.step, state.blend_maps = i, []
+            state.step, state.blend_step = i, None
             if null_embeddings is not None:
                 context = context.clone()
                 context[0:2] = null_embeddings[i]
@@ -301,20 +338,21 @@ def edit_latents(
             ).sample
             u, c = out.chunk(2)
             latents = scheduler.step(u + options.guidance * (c - u), t, latents).prev_sample
-            if (
-                options.local_blend
-                and state.blend_maps
-                and i >= options.blend_start * options.steps
-            ):
+            if state.blend_step is not None:  # the store sums every step's maps
+                state.blend_sum = (
+                    state.blend_step
+                    if state.blend_sum is None
+                    else state.blend_sum + state.blend_step
+                )
+            if options.local_blend and state.blend_sum is not None and i >= blend_from:
                 mask = local_blend_mask(
-                    state.blend_maps, positions, (h, w), options.blend_threshold
+                    state.blend_sum, positions, (h, w), options.blend_threshold
                 ).to(latents.device)
                 latents[1] = latents[0] + mask * (latents[1] - latents[0])
                 if record is not None:
                     record.append((latents.clone(), mask))
-    mode = "replace" if bool((state.mapper == torch.arange(77)).all()) else "refine"
     return latents, {
-        "mode": mode,
+        "mode": replacement.mode,
         "source_prompt": source,
         "target_prompt": target,
         "blend_positions": positions,

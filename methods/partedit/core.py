@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from partedit_bench.alignment import word_swap_mapper
+
 SRC, EDIT = 0, 1
 
 #: Epsilon of the min-max normalization of the step's averaged map (released pipeline).
@@ -178,21 +180,6 @@ class WordSwap:
         return 1 - self.window
 
 
-class NotWordAligned(ValueError):
-    """The two prompts have different word counts: a word swap is undefined."""
-
-
-def word_token_positions(tokenizer: Any, words: list[str], length: int = 77) -> list[list[int]]:
-    """Token positions (after the start token) of each whitespace-separated word; CLIP's BPE
-    never merges across whitespace, so the prompt's tokens are the words' tokens in order."""
-    positions, start = [], 1
-    for word in words:
-        count = len(tokenizer(word, add_special_tokens=False).input_ids)
-        positions.append([p for p in range(start, start + count) if p < length])
-        start += count
-    return positions
-
-
 def word_swap(
     tokenizer: Any,
     source: str,
@@ -200,53 +187,26 @@ def word_swap(
     window_words: str | None,
     window_fraction: float,
     steps: int,
-    length: int = 77,
 ) -> WordSwap:
-    """The replacement of the released pipeline (its prompt-to-prompt word swap).
+    """The released pipeline's prompt-to-prompt word swap (`alignment.word_swap_mapper`).
 
-    Words are compared position by position (equal word counts, else NotWordAligned). A
-    changed word's edit tokens take the source word's maps (one-to-one for equal token
-    counts, else each edit token the source tokens' maps shared equally); tokens between
-    changed words follow in step; after the last changed word each position maps onto
-    itself, as the released mapper does (so a changed token count shifts the tail).
     `window_words`: the edit tokens of target words equal to this string get the window of
     floor(window_fraction * (steps + 1)) steps; every other token is replaced at every step.
     None gives the window to every changed word.
+
+    Raises:
+        NotWordAligned: the prompts differ in word count.
     """
-    src_words, edit_words = source.split(" "), edit.split(" ")
-    if len(src_words) != len(edit_words):
-        raise NotWordAligned(
-            f"prompts differ in word count ({len(src_words)} vs {len(edit_words)})"
-        )
-    changed = [i for i, (a, b) in enumerate(zip(src_words, edit_words, strict=True)) if a != b]
-    src_pos = word_token_positions(tokenizer, src_words, length)
-    edit_pos = word_token_positions(tokenizer, edit_words, length)
-    mapper = np.zeros((length, length))
-    i = j = k = 0
-    while i < length and j < length:
-        if k < len(changed) and src_pos[changed[k]] and src_pos[changed[k]][0] == i:
-            a, b = src_pos[changed[k]], edit_pos[changed[k]]
-            if len(a) == len(b):
-                mapper[a, b] = 1
-            else:
-                for t in b:
-                    mapper[a, t] = 1 / len(b)
-            i, j, k = i + len(a), j + len(b), k + 1
-        elif k < len(changed):
-            mapper[i, j] = 1
-            i, j = i + 1, j + 1
-        else:
-            mapper[j, j] = 1
-            i, j = i + 1, j + 1
-    window = torch.zeros(length)
+    mapper, changed, edit_pos = word_swap_mapper(tokenizer, source, edit)
+    window = torch.zeros(mapper.shape[0])
     chosen = (
         changed
         if window_words is None
-        else [w for w, word in enumerate(edit_words) if word == window_words]
+        else [w for w, word in enumerate(edit.split(" ")) if word == window_words]
     )
     for w in chosen:
         window[edit_pos[w]] = 1
-    return WordSwap(torch.from_numpy(mapper), window, int(window_fraction * (steps + 1)))
+    return WordSwap(mapper, window, int(window_fraction * (steps + 1)))
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 
 from methods.partedit import core
 from partedit_bench import inversion
+from partedit_bench.alignment import NotWordAligned
 from partedit_bench.data.schema import CANONICAL_PARTS, Sample
 from partedit_bench.errors import UserError
 from partedit_bench.method_api import EditMethod, EditRequest, EditResult
@@ -180,7 +181,7 @@ def prompt_swap(
             options.cross_replace,
             options.steps,
         )
-    except core.NotWordAligned as exc:
+    except NotWordAligned as exc:
         return None, f"skipped: {exc}"
     return swap, "on"
 
