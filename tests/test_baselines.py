@@ -397,3 +397,29 @@ def test_p2p_cross_replacement_steps_follow_the_reference_alpha():
         edit_latents(backbone, request_for(sample, backbone), options, probe)
         same = {p["step"] for p in probe if torch.equal(p["src"], p["tgt"])}
         assert same == set(range(replaced)), (steps, same)
+
+
+def test_blended_latent_mask_equals_pil_nearest():
+    import numpy as np
+    from PIL import Image
+
+    from methods.blended_latent import latent_mask
+
+    x = torch.zeros(1, 4, 16, 16)
+    for sample in load_suite("partworld").samples:
+        mask = load_mask(sample.gt_mask, (64, 64))
+        pil = Image.fromarray(mask.astype(np.uint8) * 255).resize((16, 16), Image.NEAREST)
+        expected = torch.from_numpy(np.asarray(pil) / 255 >= 0.5).float()
+        assert torch.equal(latent_mask(mask, (16, 16), x)[0, 0], expected), sample.id
+
+
+def test_blended_latent_reference_samplers():
+    from methods.blended_latent import reference_scheduler
+
+    sd = reference_scheduler(load_backbone("tiny-sd"))
+    sd.set_timesteps(50)
+    assert int(sd.timesteps[0]) == 980 and int(sd.timesteps[-1]) == 0
+    assert not sd.config.clip_sample
+    assert (
+        type(reference_scheduler(load_backbone("tiny-sdxl"))).__name__ == "EulerDiscreteScheduler"
+    )

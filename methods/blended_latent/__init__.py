@@ -35,16 +35,41 @@ class BlendedLatent(EditMethod):
         return edited
 
 
+def latent_mask(mask: Any, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """The GT mask at the latent size as the reference reads it: PIL NEAREST (the pixel at the
+    centre of each cell, what `nearest-exact` computes), then 0 below 0.5 and 1 from 0.5."""
+    m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
+    m = F.interpolate(m, size=size, mode="nearest-exact")
+    return (m >= 0.5).to(like.device, like.dtype)
+
+
+def reference_scheduler(backbone: Any) -> Any:
+    """The sampler of the reference scripts: on SD the DDIM scheduler text_editing_SD2.py
+    builds (SD's betas, no steps_offset: 980 ... 0 at 50 steps, no sample clipping, final alpha
+    from the first step's), on SDXL the pipeline's own scheduler (Euler for SDXL base)."""
+    from diffusers import DDIMScheduler
+
+    config = backbone.components["scheduler"].config
+    if backbone.family == "sdxl":
+        return type(backbone.components["scheduler"]).from_config(config)
+    return DDIMScheduler.from_config(
+        config, steps_offset=0, clip_sample=False, set_alpha_to_one=False
+    )
+
+
 @torch.no_grad()
 def blend(
     backbone: Any,
     request: EditRequest,
     options: BlendedLatentOptions,
     record: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    noises: list[torch.Tensor] | None = None,
 ) -> tuple[EditResult, Any]:
-    """Runs Blended Latent Diffusion; `record` receives (latents, noised source) per step."""
-    from diffusers import DDIMScheduler
+    """Runs Blended Latent Diffusion; `record` receives (latents, noised source) per step.
 
+    Noise: drawn from the job's seed in order (the start, then one map per step) unless
+    `noises` gives them (the parity check injects the reference's draws).
+    """
     unet = backbone.unet
     guidance = (
         options.guidance
@@ -72,28 +97,33 @@ def blend(
     context = torch.cat([uncond, cond])
     x0 = backbone.encode_images([request.image])
     assert request.mask is not None
-    mask = torch.from_numpy(np.asarray(request.mask, dtype=np.float32))[None, None]
-    latent_mask = (F.interpolate(mask, size=x0.shape[-2:], mode="nearest") > 0.5).to(x0)
-    scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+    mask = latent_mask(request.mask, tuple(x0.shape[-2:]), x0)
+    scheduler = reference_scheduler(backbone)
     scheduler.set_timesteps(options.steps, device=backbone.device)
-    timesteps = scheduler.timesteps[int(len(scheduler.timesteps) * options.blend_start) :]
+    first = int(len(scheduler.timesteps) * options.blend_start)
+    timesteps = scheduler.timesteps[first:]
     generator = torch.Generator("cpu").manual_seed(request.seed)
+    queue = list(noises) if noises is not None else None
 
     def noise() -> torch.Tensor:
+        if queue is not None:
+            return queue.pop(0).to(x0.device, x0.dtype)
         return torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
 
-    latents = scheduler.add_noise(x0, noise(), timesteps[:1])
+    if backbone.family == "sdxl":  # the source noised to the first kept step
+        latents = scheduler.add_noise(x0, noise(), timesteps[:1])
+    else:  # text_editing_SD2.py starts from pure noise at that step
+        latents = noise() * scheduler.init_noise_sigma
     for t in timesteps:
-        out = unet(
-            torch.cat([latents] * 2), t, encoder_hidden_states=context, added_cond_kwargs=added
-        ).sample
+        inp = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+        out = unet(inp, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
         u, c = out.chunk(2)
         latents = scheduler.step(u + guidance * (c - u), t, latents).prev_sample
         noised_source = scheduler.add_noise(x0, noise(), t.reshape(1))  # as the reference: t
-        latents = latents * latent_mask + noised_source * (1 - latent_mask)
+        latents = latents * mask + noised_source * (1 - mask)
         if record is not None:
             record.append((latents.clone(), noised_source))
     image = backbone.decode_latents(latents)[0]
     return EditResult(
         image=image, extras={"target_prompt": target_prompt(request.sample), "guidance": guidance}
-    ), latent_mask
+    ), mask
