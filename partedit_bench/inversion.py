@@ -61,14 +61,22 @@ def invert(
     steps: int,
     generator: torch.Generator,
     prediction_type: str,
+    zero_last_noise: bool = False,
 ) -> Inversion:
     """Edit-friendly DDPM inversion (Huberman-Spiegelglas et al., 2024): x_t drawn
     independently for every t from x0, then z_t = (x_{t-1} - mu_t(x_t)) / sigma_t so that DDPM
     sampling with these z reproduces the trajectory exactly. The clean end is x0 itself, at the
     first training timestep's noise level (so its sigma is non-zero).
 
+    Noise draws: one map per timestep from `generator`, the noisiest first (the reference
+    draws the least noisy first from torch's global generator).
+
     Args:
         predict: (x_t (1,C,H,W), t) -> guided model output of the source prompt.
+        zero_last_noise: zero the last step's noise map, as the reference does
+            (`inversion_forward_process` sets zs[0] = 0): sampling then ends at that step's
+            mean, off x0 by sigma_1 * z_1; xs[-1] is set to that end point so that a path
+            that follows xs stays what the sampler produces.
     """
     timesteps, alphas_cumprod = edit_friendly_timesteps(scheduler, steps)
     work = torch.promote_types(x0.dtype, torch.float32)
@@ -86,6 +94,8 @@ def invert(
         eps, x0_hat = to_eps_x0(out, xs[i], alphas[i], prediction_type)
         mean, sigma = ddpm_mean_sigma(eps, x0_hat, alphas[i], alphas[i + 1])
         z = (xs[i + 1] - mean) / sigma
+        if zero_last_noise and i == len(timesteps) - 1:
+            z = torch.zeros_like(z)
         zs.append(z)
         xs[i + 1] = mean + sigma * z  # the exact value the sampler will produce
     return Inversion(timesteps, alphas, xs, zs)

@@ -45,16 +45,52 @@ def test_blended_latent_keeps_the_noised_source_outside_the_mask(name):
     assert result.image.size == (64, 64)
 
 
+def _guided(backbone, prompt, x, t, scale):
+    embeds, added = backbone.encode_prompts(["", prompt])
+    out = backbone.unet(
+        torch.cat([x, x]), t, encoder_hidden_states=embeds, added_cond_kwargs=added
+    ).sample
+    return out[0:1] + scale * (out[1:2] - out[0:1])
+
+
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sd-v", "tiny-sdxl"])
 def test_ef_ddpm_reconstructs_with_the_source_prompt(name):
     backbone = load_backbone(name, dtype="float64")
     sample = load_suite("partworld").samples[1]
     image = load_image(sample.original_image)
-    options = EFDDPMOptions(steps=6, skip=0, cfg_src=3.5, cfg_tar=3.5)
+    options = EFDDPMOptions(steps=6, skip=0, cfg_src=3.5, cfg_tar=3.5, zero_last_noise=False)
     latents, _ = edit_latents(
         backbone, image, sample.prompt_original, sample.prompt_original, 0, options
     )
-    torch.testing.assert_close(latents, backbone.encode_images([image]), rtol=0, atol=1e-8)
+    x0 = backbone.encode_images([image])
+    torch.testing.assert_close(latents, x0, rtol=0, atol=1e-8)
+    # the reference's default zeroes the last noise map: off x0 by sigma_1 * z_1 exactly
+    zeroed, _ = edit_latents(
+        backbone,
+        image,
+        sample.prompt_original,
+        sample.prompt_original,
+        0,
+        EFDDPMOptions(steps=6, skip=0, cfg_src=3.5, cfg_tar=3.5),
+    )
+    from partedit_bench import inversion
+
+    timesteps, alphas_cumprod = inversion.edit_friendly_timesteps(
+        backbone.components["scheduler"], 6
+    )
+    a1, a0 = alphas_cumprod[timesteps[-1]].double(), alphas_cumprod[0].double()
+    _, sigma_1 = inversion.ddpm_mean_sigma(x0, x0, a1, a0)
+    exact = inversion.invert(
+        lambda x, t: _guided(backbone, sample.prompt_original, x, t, 3.5),
+        x0,
+        backbone.components["scheduler"],
+        6,
+        torch.Generator("cpu").manual_seed(0),
+        backbone.components["scheduler"].config.prediction_type,
+    )
+    gap = (zeroed - x0).abs().max()
+    torch.testing.assert_close(gap, (sigma_1 * exact.zs[-1]).abs().max(), rtol=1e-6, atol=1e-10)
+    assert gap > 1e-4
     edited, _ = edit_latents(
         backbone,
         image,

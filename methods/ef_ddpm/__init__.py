@@ -19,6 +19,7 @@ class EFDDPMOptions:
     cfg_src: float = 3.5
     cfg_tar: float = 15.0
     eta: float = 1.0
+    zero_last_noise: bool = True  # the reference zeroes the last noise map (zs[0] = 0)
 
 
 class EFDDPM(EditMethod):
@@ -75,6 +76,7 @@ def edit_latents(
         options.steps,
         torch.Generator("cpu").manual_seed(seed),
         prediction,
+        zero_last_noise=options.zero_last_noise,
     )
     x = inv.xs[options.skip]
     for i in range(options.skip, len(inv.timesteps)):

@@ -37,6 +37,7 @@ class PartEditOptions:
     inversion: Literal["ef-ddpm", "ledits"] = "ef-ddpm"
     ledits_skip: float = 0.15
     source_guidance: float = 3.5
+    zero_last_noise: bool = True  # EF-DDPM reference: the last noise map is zero
     tokens: str = ""
     share_pooled: bool = False
     layers: str = "auto"  # auto | token | decoder | official-40 | comma-separated attn2 names
@@ -340,6 +341,7 @@ def run_partedit(
                     options.steps,
                     generator,
                     prediction,
+                    zero_last_noise=options.zero_last_noise,
                 )
             latents = inv.xs[0].to(c_src.dtype).repeat(paths, 1, 1, 1)
             scales = (options.source_guidance, options.guidance, options.source_guidance)[:paths]
