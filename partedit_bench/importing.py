@@ -12,7 +12,7 @@ from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, create_exclusive, json_bytes, png_bytes
-from partedit_bench.runner import RECORD_VERSION, now, package_versions, read_json
+from partedit_bench.runner import RECORD_VERSION, bytes_digest, now, package_versions, read_json
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -104,6 +104,7 @@ def import_edits(
             "status": "ok",
             "error": None,
             "image": stem.with_suffix(".png").name,
+            "files": {stem.with_suffix(".png").name: bytes_digest(data)},
             "predicted_mask": None,
             "started": now(),
             "finished": now(),

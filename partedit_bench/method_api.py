@@ -9,11 +9,13 @@ the methods it asks for. A method outside this repository can be named directly 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import re
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -111,6 +113,10 @@ class EditMethod:
     uses_gt_mask: ClassVar[bool] = False
     #: Whether the method runs the diffusion backbone at all.
     uses_backbone: ClassVar[bool] = True
+    #: The version of the method's code: bump it when a change alters outputs, so that runs
+    #: made with the older code recompute instead of reusing their records (it is in the job
+    #: hash).
+    version: ClassVar[str] = "1"
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, options: Any):
@@ -126,6 +132,22 @@ class EditMethod:
 
     def edit(self, request: EditRequest) -> EditResult:
         raise NotImplementedError
+
+    def inputs_fingerprint(self, sample: Sample) -> dict[str, Any]:
+        """Fingerprints of everything besides the options, sample, seed and backbone that
+        changes this method's output for `sample` (its part token files, special
+        checkpoints); part of the job's hash, so that a replaced input recomputes exactly the
+        jobs it affects. Called after `preflight`."""
+        return {}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (first 16 hex digits)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def target_prompt(sample: Sample) -> str:

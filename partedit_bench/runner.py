@@ -11,6 +11,7 @@ Layout of a run folder (DESIGN.md, "Results on disk"):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
 import resource
@@ -104,6 +105,29 @@ def run_hash_of(cfg: RunConfig, suite: Suite, backbone_name: str) -> tuple[str, 
         "record_version": RECORD_VERSION,
     }
     return stable_hash(identity), identity
+
+
+def bytes_digest(data: bytes) -> dict[str, Any]:
+    """What a record keeps of a file it wrote: its size and sha256."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def outputs_intact(folder: Path, record: dict[str, Any]) -> bool:
+    """Whether every file an ok record points at is there with the size and hash the record
+    wrote down (a truncated or replaced PNG is recomputed, never trusted)."""
+    files = record.get("files")
+    if not isinstance(files, dict) or not record.get("image") or record["image"] not in files:
+        return False
+    for name, expected in files.items():
+        path = folder / str(name)
+        try:
+            if path.stat().st_size != expected.get("bytes"):
+                return False
+            if hashlib.sha256(path.read_bytes()).hexdigest() != expected.get("sha256"):
+                return False
+        except (OSError, AttributeError):
+            return False
+    return True
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -266,15 +290,20 @@ class Runner:
         ]
         return every[self.shard.index :: self.shard.count]
 
-    def job_hash(self, job: Job, sample_digest: str) -> str:
+    def job_hash(self, job: Job, sample_digest: str, inputs: dict[str, Any] | None) -> str:
+        """Names every input that changes a job's output: the run, the method, its code
+        version and options, the sample's fields and files, the seed, the backbone's weights
+        and the method's own inputs (part tokens, special checkpoints)."""
         return stable_hash(
             {
                 "run": self.run_hash,
                 "method": job.variant.spec.method,
+                "method_version": job.variant.cls.version,
                 "options": job.variant.options_dict(),
                 "sample": sample_digest,
                 "seed": job.seed,
                 "backbone": self.backbone.fingerprint if job.variant.cls.uses_backbone else None,
+                "inputs": inputs or {},
             }
         )
 
@@ -324,7 +353,9 @@ class Runner:
             for job in jobs:
                 if job.sample.id not in digests:
                     digests[job.sample.id] = job.sample.digest()
-                job_hash = self.job_hash(job, digests[job.sample.id])
+                runner_of = methods.get(job.variant.name)
+                inputs = None if runner_of is None else runner_of.inputs_fingerprint(job.sample)
+                job_hash = self.job_hash(job, digests[job.sample.id], inputs)
                 stem = job.stem(self.root)
                 self.record_paths.append(stem.with_suffix(".json"))
                 record = read_json(stem.with_suffix(".json"))
@@ -333,7 +364,7 @@ class Runner:
                     and record
                     and record.get("job_hash") == job_hash
                     and record.get("status") in ("ok", "skipped")
-                    and (record["status"] != "ok" or stem.with_suffix(".png").is_file())
+                    and (record["status"] != "ok" or outputs_intact(stem.parent, record))
                 ):
                     counts["cached"] += 1
                     progress.advance(task)
@@ -404,8 +435,10 @@ class Runner:
             record["native_size"] = list(edited.size)
             if edited.size != image.size:
                 edited = edited.resize(image.size, Image.Resampling.LANCZOS)
-            atomic_write_bytes(stem.with_suffix(".png"), png_bytes(edited))
+            data = png_bytes(edited)
+            atomic_write_bytes(stem.with_suffix(".png"), data)
             record["image"] = stem.with_suffix(".png").name
+            record["files"] = {record["image"]: bytes_digest(data)}
             if result.predicted_mask is not None:
                 mask_img = Image.fromarray(
                     np.clip(np.asarray(result.predicted_mask) * 255, 0, 255).astype(np.uint8)
@@ -413,8 +446,10 @@ class Runner:
                 if mask_img.size != image.size:
                     mask_img = mask_img.resize(image.size, Image.Resampling.BILINEAR)
                 mask_path = stem.parent / f"{stem.name}_mask.png"
-                atomic_write_bytes(mask_path, png_bytes(mask_img))
+                data = png_bytes(mask_img)
+                atomic_write_bytes(mask_path, data)
                 record["predicted_mask"] = mask_path.name
+                record["files"][mask_path.name] = bytes_digest(data)
             record.update(
                 status="ok", error=None, step_times=result.step_times, extras=result.extras
             )

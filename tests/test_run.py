@@ -117,3 +117,68 @@ def test_variants_are_separate_rows_with_their_options(tmp_path):
     assert by_variant["SlowIdentity[threshold=soft]"]["options"]["threshold"] == "soft"
     assert by_variant["SlowIdentity"]["options"]["threshold"] == "adaptive"
     assert (out / "SlowIdentity[threshold=soft]" / "synth").is_dir()
+
+
+def _summary(out):
+    return json.loads((out / "shards" / "0-of-1.json").read_text())
+
+
+def test_a_truncated_edit_png_is_recomputed_not_trusted(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--methods", "identity", "--limit", "2", "--output", str(out)]
+    assert main(args) == 0
+    first = records(out)
+    rel, rec = sorted(first.items())[0]
+    png = out / Path(rel).parent / rec["image"]
+    assert rec["files"][rec["image"]]["bytes"] == png.stat().st_size
+    good = png.read_bytes()
+    png.write_bytes(good[: len(good) // 2])  # truncated behind an intact record
+    assert main(args) == 0
+    assert _summary(out)["ok"] == 1 and _summary(out)["cached"] == 1
+    assert png.read_bytes() == good
+    # the same size with other bytes is caught by the hash
+    flipped = bytearray(good)
+    flipped[len(flipped) // 2] ^= 0xFF
+    png.write_bytes(bytes(flipped))
+    assert main(args) == 0
+    assert _summary(out)["ok"] == 1 and png.read_bytes() == good
+
+
+def test_a_replaced_part_token_recomputes_the_jobs_that_use_it(tmp_path):
+    import shutil
+
+    import torch
+
+    from partedit_bench.tokens import load_token
+
+    tokens = tmp_path / "tokens"
+    shutil.copytree(Path("benchmark_data/tokens/tiny-sd"), tokens)
+    out = tmp_path / "run"
+    args = [
+        "run", "--methods", "partedit", "--backbone", "tiny-sd", "--limit", "2",
+        "--set", "partedit.steps=2", "--set", f"partedit.tokens={tokens}", "--output", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    before = records(out)
+    assert main(args) == 0 and _summary(out)["cached"] == 2
+    part = load_suite("partworld").samples[0].part_token
+    token = load_token(tokens / f"{part}.safetensors")
+    token.embedding = torch.randn_like(token.embedding)  # another token, same part
+    token.save(tokens / f"{part}.safetensors")
+    assert main(args) == 0
+    uses = sum(1 for s in load_suite("partworld").samples[:2] if s.part_token == part)
+    assert _summary(out)["ok"] == uses and _summary(out)["cached"] == 2 - uses
+    after = records(out)
+    changed = [r for r in after if after[r]["job_hash"] != before[r]["job_hash"]]
+    assert len(changed) == uses
+
+
+def test_a_new_method_version_recomputes_its_jobs(tmp_path, monkeypatch):
+    from methods.identity.method import Identity
+
+    out = tmp_path / "run"
+    args = ["run", "--methods", "identity", "--limit", "2", "--output", str(out)]
+    assert main(args) == 0
+    monkeypatch.setattr(Identity, "version", "999")
+    assert main(args) == 0
+    assert _summary(out)["ok"] == 2 and _summary(out)["cached"] == 0

@@ -23,6 +23,7 @@ class BlendedLatent(EditMethod):
     """Denoises with the target prompt inside the GT mask, re-noised source outside."""
 
     name = "blended_latent"
+    version = "2"  # #14: the reference scripts' mask, start and samplers
     needs = frozenset({"target_prompt", "mask"})
     uses_gt_mask = True
     Options = BlendedLatentOptions

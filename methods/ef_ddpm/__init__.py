@@ -26,6 +26,7 @@ class EFDDPM(EditMethod):
     """Inverts the image with the source prompt, regenerates with the target prompt."""
 
     name = "ef_ddpm"
+    version = "2"  # #14: the last noise map zeroed by default
     needs = frozenset({"source_prompt", "target_prompt"})
     Options = EFDDPMOptions
 

@@ -53,6 +53,9 @@ class InstructPix2Pix(EditMethod):
                 f"{len(without)} samples have no instruction ({', '.join(without[:3])})"
             )
 
+    def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
+        return {"checkpoint": self.special.name, "weights": self.special.fingerprint}
+
     def edit(self, request: EditRequest) -> EditResult:
         instructions = request.sample.instructp2p_edit
         instruction = instructions[min(self.options.instruction, len(instructions) - 1)]

@@ -232,6 +232,7 @@ class PromptToPrompt(EditMethod):
     Blend on the sample's blend words; real images through DDIM inversion."""
 
     name = "p2p"
+    version = "2"  # #14: the reference notebooks' controllers and null-text inversion
     needs = frozenset({"source_prompt", "target_prompt"})
     Options = P2POptions
 

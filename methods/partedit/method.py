@@ -64,6 +64,7 @@ class PartEdit(EditMethod):
     """PartEdit: part tokens localize the edit; attention features are blended per step."""
 
     name = "partedit"
+    version = "2"  # #13: the released pipeline's mask, timing and word swap
     needs = frozenset({"source_prompt", "target_prompt", "part_token"})
     Options = PartEditOptions
 
@@ -89,6 +90,16 @@ class PartEdit(EditMethod):
                 f"train them with `partedit-bench train-token --backbone "
                 f"{backbone.name} --part {','.join(missing)}`"
             )
+
+    def inputs_fingerprint(self, sample: Sample) -> dict[str, Any]:
+        """The part token files the sample uses (a replaced token recomputes its jobs)."""
+        from partedit_bench.method_api import file_digest
+
+        digests = self.__dict__.setdefault("_token_digests", {})
+        for part in parts_of(sample):
+            if part not in digests:
+                digests[part] = file_digest(self._token_path(part))
+        return {part: digests[part] for part in sorted(parts_of(sample))}
 
     def _token_path(self, part: str) -> Any:
         from pathlib import Path

@@ -46,6 +46,9 @@ class SDXLInpaint(EditMethod):
             raise MethodUnavailable(f"{self.special.name} has a {channels}-channel UNet, not 9")
         self.pipe = self.special.pipeline(StableDiffusionXLInpaintPipeline)
 
+    def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
+        return {"checkpoint": self.special.name, "weights": self.special.fingerprint}
+
     def edit(self, request: EditRequest) -> EditResult:
         size = (self.special.resolution, self.special.resolution)
         assert request.mask is not None
