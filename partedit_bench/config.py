@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from partedit_bench.errors import UserError
+from partedit_bench.errors import UserError, did_you_mean, safe_name
 from partedit_bench.method_api import (
     METHOD_REGISTRY,
     EditMethod,
@@ -181,6 +181,14 @@ def read_method_config(path: Path) -> tuple[dict[str, dict[str, Any]], list[Vari
     options = data.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise UserError(f"malformed method config {path}: 'options' maps method -> {{key: value}}")
+    from partedit_bench.method_api import METHOD_REGISTRY
+
+    for method in options:
+        if method not in METHOD_REGISTRY and ":" not in str(method):
+            raise UserError(
+                f"{path}: options for unknown method '{method}'"
+                f"{did_you_mean(str(method), METHOD_REGISTRY)}"
+            )
     specs = []
     for item in data.get("variants") or []:
         if isinstance(item, str):
@@ -188,7 +196,13 @@ def read_method_config(path: Path) -> tuple[dict[str, dict[str, Any]], list[Vari
         elif isinstance(item, dict) and "method" in item:
             opts = item.get("options") or {}
             specs.append(
-                VariantSpec(str(item["method"]), tuple(sorted(opts.items())), item.get("label"))
+                VariantSpec(
+                    str(item["method"]),
+                    tuple(sorted(opts.items())),
+                    None
+                    if item.get("label") is None
+                    else safe_name(item["label"], f"{path}: variant label"),
+                )
             )
         else:
             raise UserError(f"malformed method config {path}: bad variant {item!r}")

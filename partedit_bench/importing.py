@@ -10,7 +10,7 @@ from PIL import Image
 from partedit_bench.config import stable_hash
 from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
-from partedit_bench.errors import UserError
+from partedit_bench.errors import UserError, safe_name
 from partedit_bench.io import atomic_write_bytes, create_exclusive, json_bytes, png_bytes
 from partedit_bench.runner import RECORD_VERSION, bytes_digest, now, package_versions, read_json
 
@@ -29,6 +29,7 @@ def import_edits(
     `<sample-id>.<ext>`) or in the suite field `from_field`; returns (run folder, count)."""
     if (folder is None) == (from_field is None):
         raise UserError("import-edits needs either a folder of images or --from-field")
+    safe_name(name, "import-edits --name")
     suite = load_suite(suite_name)
     root = Path(output) if output else Path("results") / f"{suite.name}__imported"
     info = read_json(root / "run.json")

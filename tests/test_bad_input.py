@@ -197,3 +197,35 @@ def test_bad_arguments_are_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "error" in err
+
+
+def test_names_that_become_paths_cannot_leave_their_folder(tmp_path, capsys):
+    # a sample id
+    suite = tmp_path / "ids" / "suite.yaml"
+    write_suite(suite.parent, rgb())
+    suite.write_text(suite.read_text().replace("{id: a,", "{id: ../../escaped,"))
+    out = tmp_path / "out"
+    fail(capsys, ["--suite", str(suite)], "sample id '../../escaped' cannot be a file name", out)
+    assert not out.exists() and not (tmp_path / "escaped__s0.png").exists()
+    # a variant label of a method config
+    config = tmp_path / "methods.yaml"
+    config.write_text("variants:\n  - {method: identity, label: ..}\n")
+    fail(capsys, ["--method-config", str(config), "--limit", "1"], "variant label '..'", out)
+    assert not out.exists()
+    # options for a method that does not exist are an error, not ignored
+    config.write_text("options:\n  partedt: {omega: 1.0}\n")
+    err = fail(capsys, ["--method-config", str(config), "--limit", "1"], "unknown method", out)
+    assert "partedit" in err  # suggested
+    # the name of imported edits
+    edits = tmp_path / "edits"
+    edits.mkdir()
+    rgb((64, 64)).save(edits / f"{load_suite('partworld').samples[0].id}.png")
+    code = main(
+        [
+            "import-edits", str(edits), "--suite", "partworld", "--name", "../../X",
+            "--output", str(out),
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "cannot be a file name" in err, err
+    assert not out.exists() and not (tmp_path / "X").exists()

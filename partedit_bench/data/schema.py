@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from partedit_bench.errors import UserError
+from partedit_bench.errors import UserError, safe_name
 
 #: The paper's seven parts; every imported part name is mapped onto one of these.
 CANONICAL_PARTS = (
@@ -67,7 +67,7 @@ class Sample:
         missing = [k for k in ("id", "split", "class_name", "part", "part_token") if k not in known]
         if missing:
             raise UserError(f"{where}: sample is missing field(s) {', '.join(missing)}")
-        known["id"] = str(known["id"])
+        known["id"] = safe_name(known["id"], f"{where}: sample id")
         if known["split"] not in SPLITS:
             raise UserError(f"{where}: split must be one of {SPLITS}, got {known['split']!r}")
         if known["part_token"] not in CANONICAL_PARTS:
