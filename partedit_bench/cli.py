@@ -526,6 +526,7 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
 
 
 def command_train_token(args: argparse.Namespace, console: Any) -> int:
+    import math
     from pathlib import Path
 
     from rich.console import Console
@@ -539,6 +540,13 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.runner import Shard, pick_device
     from partedit_bench.tokens import TIMESTEP_SCHEDULES, TrainConfig, token_path, train_token
 
+    for name, low in (("steps", 1), ("images", 1), ("layers", 1), ("heldout", 0)):
+        if getattr(args, name) < low:
+            raise UserError(
+                f"train-token --{name} must be at least {low}, got {getattr(args, name)}"
+            )
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"train-token --lr must be a positive number, got {args.lr}")
     schedules = _split(args.timesteps) or ["strength-0.25"]
     for schedule in schedules:
         if schedule not in TIMESTEP_SCHEDULES:
@@ -586,12 +594,17 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
                 if i == 0:
                     path = result.token.save(token_path(backbone.name, part, root))
                     console.print(f"saved {path}")
+                if not result.heldout:
+                    console.print(
+                        f"[yellow]{part}: no image held out ({len(samples)} images, "
+                        f"--images {args.images}); its mIoU is on the training images[/]"
+                    )
                 rows.append(
                     [
                         backbone_name,
                         part,
                         schedule,
-                        f"{result.miou:.3f}",
+                        f"{result.miou:.3f}" + ("" if result.heldout else " (training)"),
                         f"{result.miou_all_part:.3f}",
                         f"{result.miou_random:.3f}",
                         f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}",

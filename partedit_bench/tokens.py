@@ -321,6 +321,7 @@ class TrainResult:
     miou_all_part: float
     miou_random: float
     seconds: float
+    heldout: bool = True  # False: nothing was held out and the mIoU is on the training images
 
 
 def train_token(
@@ -386,8 +387,9 @@ def train_token(
         "mode": config.mode,
         "seed": config.seed,
         "train_images": [s.id for s in train],
-        "heldout_images": [s.id for s in held],
-        "heldout_miou": float(np.nanmean(trained)),
+        "heldout_images": [s.id for s in held] if len(samples) > config.images else [],
+        "heldout_miou": float(np.nanmean(trained)) if len(samples) > config.images else None,
+        "train_miou": None if len(samples) > config.images else float(np.nanmean(trained)),
         "reference_miou": {
             "all_part_mask": float(np.mean(all_part)),
             "random_token": float(np.nanmean(random_)),
@@ -399,10 +401,11 @@ def train_token(
     return TrainResult(
         PartToken(embedding.detach().cpu(), meta),
         losses,
-        meta["heldout_miou"],
+        float(np.nanmean(trained)),
         float(np.mean(all_part)),
         float(np.nanmean(random_)),
         seconds,
+        heldout=len(samples) > config.images,
     )
 
 

@@ -249,3 +249,43 @@ def test_train_token_command_writes_tokens_where_runs_look(tmp_path, monkeypatch
     table = (tmp_path / "t.md").read_text()
     assert "| tiny-sd | chair-seat | strength-0.25 |" in table
     assert np.isfinite(float(table.splitlines()[2].split("|")[4]))
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--steps", "0", "--steps must be at least 1"),
+        ("--images", "0", "--images must be at least 1"),
+        ("--layers", "0", "--layers must be at least 1"),
+        ("--lr", "nan", "--lr must be a positive number"),
+        ("--heldout", "-1", "--heldout must be at least 0"),
+    ],
+)
+def test_train_token_refuses_bad_settings_before_writing(
+    tmp_path, monkeypatch, capsys, flag, value, expected
+):
+    monkeypatch.setenv("PARTEDIT_BENCH_DATA", str(tmp_path / "data"))
+    code = main(["train-token", "--backbone", "tiny-sd", "--part", "chair-seat", flag, value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "data" / "tokens").exists()
+
+
+def test_train_token_says_when_nothing_is_held_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PARTEDIT_BENCH_DATA", str(tmp_path / "data"))
+    import shutil
+
+    from partedit_bench.data.suites import REPO_ROOT
+
+    shutil.copytree(
+        REPO_ROOT / "benchmark_data" / "partworld-train", tmp_path / "data" / "partworld-train"
+    )
+    images = sum(1 for s in load_suite("partworld-train").samples if s.part_token == "chair-seat")
+    args = ["train-token", "--backbone", "tiny-sd", "--part", "chair-seat", "--steps", "2"]
+    assert main([*args, "--images", str(images), "--table", str(tmp_path / "t.md")]) == 0
+    captured = capsys.readouterr()
+    assert "no image held out" in (captured.out + captured.err).replace("\n", " ")
+    assert "(training)" in (tmp_path / "t.md").read_text()
+    token = load_token(tmp_path / "data" / "tokens" / "tiny-sd" / "chair-seat.safetensors")
+    assert token.meta["heldout_miou"] is None and token.meta["heldout_images"] == []
+    assert 0 <= token.meta["train_miou"] <= 1
