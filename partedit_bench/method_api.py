@@ -141,6 +141,16 @@ class EditMethod:
         return {}
 
 
+def check_range(method: str, key: str, value: float, low: float, high: float | None = None) -> None:
+    """One UserError line when option `method.key` is outside [low, high] (or not a number)."""
+    ok = isinstance(value, (int, float)) and value == value and value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        bound = f"at least {low}" if high is None else f"in [{low}, {high}]"
+        raise UserError(f"option {method}.{key}={value!r} must be {bound}")
+
+
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes (first 16 hex digits)."""
     h = hashlib.sha256()

@@ -227,6 +227,7 @@ def text_rows(
     """Per block: rows of [variant, "mean ± ci" per metric, n, failed] for text tables."""
     sub = long[long.part == part]
     cells = {(r.block, r.variant, r.metric): r for r in sub.itertuples(index=False)}
+    failed = {(r.block, r.variant): r.failed for r in sub.itertuples(index=False)}
     blocks: dict[str, list[list[str]]] = {}
     for block, variant in dict.fromkeys(zip(sub.block, sub.variant, strict=True)):
         found = [cells[(block, variant, m)] for m in metrics]
@@ -234,8 +235,8 @@ def text_rows(
             [
                 variant,
                 *(_fmt(c.mean, c.ci_low, c.ci_high) for c in found),
-                str(max(c.n for c in found)),
-                str(found[0].failed),
+                str(max((c.n for c in found), default=0)),
+                str(failed[(block, variant)]),
             ]
         )
     return blocks

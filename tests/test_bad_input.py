@@ -229,3 +229,34 @@ def test_names_that_become_paths_cannot_leave_their_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "cannot be a file name" in err, err
     assert not out.exists() and not (tmp_path / "X").exists()
+
+
+def test_a_run_in_which_every_job_fails_reports_the_failures(tmp_path, capsys):
+    first = load_suite("partworld").samples[0].id
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run", "--methods", f"tests.helpers:SlowIdentity[fail_on={first}]", "--limit", "1",
+            "--output", str(out),
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    text = (captured.out + captured.err).replace("\n", " ")
+    assert "deliberate failure" in text and "│ 0 │" in text.replace("  ", " ")
+    assert main(["report", str(out)]) == 0  # the report of it too
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("ef_ddpm.steps=30", "option ef_ddpm.skip=36 must be in [0, 29]"),
+        ("partedit.steps=0", "option partedit.steps=0 must be at least 1"),
+        ("p2p.cross_replace=1.5", "option p2p.cross_replace=1.5 must be in [0, 1]"),
+        ("blended_latent.blend_start=1.0", "blend_start=1.0 must be in [0, 0.99]"),
+    ],
+)
+def test_option_values_are_range_checked(tmp_path, capsys, setting, expected):
+    method = setting.split(".")[0]
+    fail(capsys, ["--methods", method, "--set", setting], expected, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult, target_prompt
+from partedit_bench.method_api import (
+    EditMethod,
+    EditRequest,
+    EditResult,
+    check_range,
+    target_prompt,
+)
 
 
 @dataclass
@@ -17,6 +23,10 @@ class BlendedLatentOptions:
     steps: int = 50
     guidance: float | None = None  # 7.5 on SD (text_editing_SD2.py), 5.0 on SDXL
     blend_start: float = 0.25  # blending_start_percentage
+
+    def __post_init__(self) -> None:
+        check_range("blended_latent", "steps", self.steps, 1)
+        check_range("blended_latent", "blend_start", self.blend_start, 0, 0.99)
 
 
 class BlendedLatent(EditMethod):

@@ -9,7 +9,13 @@ from typing import Any
 import torch
 
 from partedit_bench import inversion
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult, target_prompt
+from partedit_bench.method_api import (
+    EditMethod,
+    EditRequest,
+    EditResult,
+    check_range,
+    target_prompt,
+)
 
 
 @dataclass
@@ -20,6 +26,10 @@ class EFDDPMOptions:
     cfg_tar: float = 15.0
     eta: float = 1.0
     zero_last_noise: bool = True  # the reference zeroes the last noise map (zs[0] = 0)
+
+    def __post_init__(self) -> None:
+        check_range("ef_ddpm", "steps", self.steps, 1)
+        check_range("ef_ddpm", "skip", self.skip, 0, self.steps - 1)
 
 
 class EFDDPM(EditMethod):

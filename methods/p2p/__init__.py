@@ -15,7 +15,7 @@ from partedit_bench.alignment import (
     refinement_mapper,
     word_swap_mapper,
 )
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+from partedit_bench.method_api import EditMethod, EditRequest, EditResult, check_range
 
 # batch rows: [uncond src, uncond tgt, cond src, cond tgt]; the reference controllers edit
 # only the conditional half
@@ -35,6 +35,12 @@ class P2POptions:
     blend_start: float = 0.2  # the null-text (real-image) version starts blending at 20%
     null_text: bool = True  # null-text inversion (Mokady et al., CVPR 2023), the reference's
     null_text_inner_steps: int = 10
+
+    def __post_init__(self) -> None:
+        check_range("p2p", "steps", self.steps, 1)
+        for key in ("cross_replace", "self_replace", "blend_start"):
+            check_range("p2p", key, getattr(self, key), 0, 1)
+        check_range("p2p", "null_text_inner_steps", self.null_text_inner_steps, 1)
 
 
 @dataclass

@@ -42,6 +42,15 @@ class PartEditOptions:
     share_pooled: bool = False
     layers: str = "auto"  # auto | token | decoder | official-40 | comma-separated attn2 names
 
+    def __post_init__(self) -> None:
+        from partedit_bench.method_api import check_range
+
+        check_range("partedit", "steps", self.steps, 1)
+        check_range("partedit", "t_e", self.t_e, 0)
+        check_range("partedit", "omega", self.omega, 0)
+        for key in ("cross_replace", "self_replace", "ledits_skip"):
+            check_range("partedit", key, getattr(self, key), 0, 1)
+
 
 def parts_of(sample: Sample) -> list[str]:
     """The part tokens an edit prompt names (several for a multi-part edit)."""
