@@ -263,6 +263,9 @@ def command_run(args: argparse.Namespace, console: Any) -> int:
     cfg = RunConfig(**values)
     runner = Runner(cfg, console)
     code = runner.run()
+    if not runner.record_paths:  # e.g. --shard 999/1000 of a smaller run: nothing to do here
+        console.print(f"shard {runner.shard.label} has no jobs in {runner.root}")
+        return 0
     print_run_summary(runner)
     from partedit_bench.metrics.evaluate import evaluate_run
     from partedit_bench.report import build_report, print_report

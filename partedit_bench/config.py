@@ -93,6 +93,9 @@ class RunConfig:
             ) from exc
         if not seeds:
             raise UserError("--seeds is empty")
+        for seed in seeds:
+            if not 0 <= seed < 2**63:
+                raise UserError(f"--seeds: {seed} is outside 0 .. 2**63 - 1 (a generator seed)")
         return seeds
 
     def limit_value(self) -> int | None:

@@ -73,13 +73,30 @@ def shard_from(arg: str | None, env: dict[str, str] | os._Environ = os.environ) 
 
 
 def pick_device(device: str, shard: Shard) -> str:
-    if device != "auto":
-        return device
+    """`auto`: the shard's GPU when there is one, else the CPU; an explicit device is checked
+    (one line when it is not a device or not available here)."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"cuda:{shard.local_rank or 0}"
-    return "cpu"
+    if device == "auto":
+        if torch.cuda.is_available():
+            return f"cuda:{shard.local_rank or 0}"
+        return "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"--device '{device}' is not a device (cpu, cuda, cuda:N, mps)") from exc
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA device is available on this machine")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UserError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available on this machine")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device '{device}': only cpu, cuda and mps are supported")
+    return device
 
 
 @dataclass
@@ -197,6 +214,8 @@ class Runner:
     # 1. everything that can fail on bad input is checked before anything is written
     def prepare(self) -> None:
         cfg = self.cfg
+        if cfg.output and Path(cfg.output).exists() and not Path(cfg.output).is_dir():
+            raise UserError(f"--output {cfg.output} is a file, not a run folder")
         self.seeds = cfg.seed_list()
         self.shard = shard_from(cfg.shard)
         self.method_config = cfg.method_config_path()

@@ -260,3 +260,33 @@ def test_option_values_are_range_checked(tmp_path, capsys, setting, expected):
     method = setting.split(".")[0]
     fail(capsys, ["--methods", method, "--set", setting], expected, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--device", "bogus"], "--device 'bogus' is not a device"),
+        (["--device", "cuda:7"], "--device cuda:7"),
+        (["--seeds", str(2**70)], "is outside 0 .. 2**63 - 1"),
+    ],
+)
+def test_bad_devices_and_seeds_are_one_line(tmp_path, capsys, args, expected):
+    import torch
+
+    if "cuda:7" in args and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a CUDA device 7")
+    fail(capsys, [*args, "--limit", "1"], expected, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
+    target = tmp_path / "results.txt"
+    target.write_text("keep me")
+    fail(capsys, ["--limit", "1"], "is a file, not a run folder", target)
+    assert target.read_text() == "keep me"
+
+
+def test_a_shard_without_jobs_exits_zero(tmp_path, capsys):
+    code = main([*IDENTITY_RUN, "--limit", "2", "--shard", "999/1000", "--output", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 0 and "has no jobs" in (captured.out + captured.err).replace("\n", " ")
