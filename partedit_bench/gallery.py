@@ -4,7 +4,6 @@ any metric. Self-contained (images copied or referenced relative to the report f
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pandas as pd
 from PIL import Image
 
 from partedit_bench.data.schema import load_image, load_mask
-from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.io import atomic_write_bytes, png_bytes, script_json
 from partedit_bench.metrics import METRICS
 from partedit_bench.metrics.evaluate import load_run, suite_samples
 from partedit_bench.runner import iter_records, read_json
@@ -77,6 +76,6 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
         "rows": list(rows.values()),
         "metrics": {m: METRICS[m].higher_is_better for m in metric_names},
     }
-    page = PAGE.read_text().replace("/*GALLERY*/null", json.dumps(data).replace("</", "<\\/"))
+    page = PAGE.read_text().replace("/*GALLERY*/null", script_json(data))
     atomic_write_bytes(out / "gallery.html", page.encode())
     return out / "gallery.html"

@@ -62,3 +62,11 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def script_json(data: object) -> str:
+    """JSON safe to embed in an HTML <script>: '<' written as \\u003c, so that neither
+    '</script>' nor '<!--' in a prompt can end or comment out the script."""
+    import json
+
+    return json.dumps(data).replace("<", "\\u003c")

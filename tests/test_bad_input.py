@@ -290,3 +290,13 @@ def test_a_shard_without_jobs_exits_zero(tmp_path, capsys):
     code = main([*IDENTITY_RUN, "--limit", "2", "--shard", "999/1000", "--output", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 0 and "has no jobs" in (captured.out + captured.err).replace("\n", " ")
+
+
+def test_markup_in_a_prompt_cannot_break_the_gallery(tmp_path):
+    hostile = "a man <!--<script>alert(1)</script> with a <humanoid-head>"
+    suite = write_suite(tmp_path / "s", rgb(), extra=f', prompt_changed: "{hostile}"')
+    out = tmp_path / "out"
+    assert main([*IDENTITY_RUN, "--suite", str(suite), "--output", str(out)]) == 0
+    page = (out / "report" / "gallery.html").read_text()
+    assert "<!--<script" not in page and "</script> with" not in page
+    assert "\\u003c!--\\u003cscript>" in page  # the prompt is there, escaped

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from partedit_bench.errors import UserError
+from partedit_bench.io import script_json
 from partedit_bench.metrics.evaluate import load_run, suite_samples
 from partedit_bench.runner import iter_records, read_json
 from partedit_bench.userstudy import INSTRUCTION
@@ -119,7 +120,7 @@ def export_study(
         questions.append(catch)
     rng.shuffle(questions)
     study = {"seed": seed, "instruction": INSTRUCTION, "questions": questions}
-    payload = json.dumps(study).replace("</", "<\\/")
+    payload = script_json(study)
     page = PAGE.read_text().replace("/*STUDY*/null", payload)
     (output / "index.html").write_text(page)
     (output / "study_key.json").write_text(json.dumps(study, indent=2))
