@@ -57,6 +57,13 @@ def import_edits(
         }
     elif info["suite"]["name"] != suite.name:
         raise UserError(f"{root} holds suite '{info['suite']['name']}', not '{suite.name}'")
+    for path in sorted((root / name).glob("*/*.json")) if (root / name).is_dir() else []:
+        record = read_json(path)
+        if record and not str(record.get("method", "")).startswith("imported:"):
+            raise UserError(
+                f"{root / name} holds the records of method '{record.get('method')}'; "
+                "import under another --name"
+            )
     found: dict[str, Path] = {}
     for sample in suite.samples:
         if from_field:

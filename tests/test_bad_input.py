@@ -300,3 +300,20 @@ def test_markup_in_a_prompt_cannot_break_the_gallery(tmp_path):
     page = (out / "report" / "gallery.html").read_text()
     assert "<!--<script" not in page and "</script> with" not in page
     assert "\\u003c!--\\u003cscript>" in page  # the prompt is there, escaped
+
+
+def test_import_edits_does_not_replace_a_methods_records(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*IDENTITY_RUN, "--limit", "2", "--output", str(out)]) == 0
+    before = {p: p.read_bytes() for p in (out / "identity").rglob("*") if p.is_file()}
+    edits = tmp_path / "edits"
+    edits.mkdir()
+    rgb((64, 64)).save(edits / f"{load_suite('partworld').samples[0].id}.png")
+    capsys.readouterr()
+    code = main(
+        ["import-edits", str(edits), "--suite", "partworld", "--name", "identity",
+         "--output", str(out)]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "holds the records of method" in err
+    assert {p: p.read_bytes() for p in (out / "identity").rglob("*") if p.is_file()} == before
