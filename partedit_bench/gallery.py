@@ -29,13 +29,16 @@ def overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
 
 def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
     """Writes the gallery of run folder `root` into `out` (the report folder)."""
-    samples = suite_samples(load_run(root))
+    info = load_run(root)
+    samples = suite_samples(info)
     assets = out / "gallery"
     rows: dict[str, dict[str, Any]] = {}
     variants: list[str] = []
     for path in iter_records(root):
         record = read_json(path)
         if not record or record.get("status") != "ok" or record.get("seed") != 0:
+            continue
+        if record.get("run_hash") != info["run_hash"]:  # left by a replaced configuration
             continue
         sample = samples.get(record["sample_id"])
         if sample is None:

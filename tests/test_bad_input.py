@@ -317,3 +317,19 @@ def test_import_edits_does_not_replace_a_methods_records(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "holds the records of method" in err
     assert {p: p.read_bytes() for p in (out / "identity").rglob("*") if p.is_file()} == before
+
+
+def test_overwrite_leaves_no_replaced_records_in_the_gallery_or_study(tmp_path):
+    from partedit_bench.userstudy.export import export_study
+
+    out = tmp_path / "run"
+    slow = "tests.helpers:SlowIdentity"
+    base = ["run", "--backbone", "tiny-sd", "--limit", "2", "--output", str(out)]
+    assert main([*base, "--methods", f"identity,{slow}"]) == 0
+    page = (out / "report" / "gallery.html").read_text()
+    assert '"SlowIdentity"' in page  # the variant is named after the class
+    assert main([*base, "--methods", "identity", "--dtype", "float64", "--overwrite"]) == 0
+    page = (out / "report" / "gallery.html").read_text()
+    assert '"SlowIdentity"' not in page and '"identity"' in page
+    with pytest.raises(Exception, match="SlowIdentity"):  # no longer a variant of this run
+        export_study(out, [("identity", "SlowIdentity")], tmp_path / "study")

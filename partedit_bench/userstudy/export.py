@@ -46,11 +46,16 @@ def export_study(
 ) -> dict[str, Any]:
     """Writes `index.html` (+ images) and `mturk_batch.csv` + `mturk_layout.html`; returns
     the study's key (questions with their sides)."""
-    load_run(run_dir)
+    info = load_run(run_dir)
     edits: dict[tuple[str, str], Path] = {}
     for path in iter_records(run_dir):
         record = read_json(path)
-        if record and record.get("status") == "ok" and record.get("seed") == 0:
+        if (
+            record
+            and record.get("status") == "ok"
+            and record.get("seed") == 0
+            and record.get("run_hash") == info["run_hash"]  # not a replaced configuration's
+        ):
             edits[(record["variant"], record["sample_id"])] = path.parent / record["image"]
     variants = {v for v, _ in edits}
     for a, b in pairs:
