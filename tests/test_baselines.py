@@ -459,3 +459,31 @@ def test_blended_latent_reference_samplers():
     assert (
         type(reference_scheduler(load_backbone("tiny-sdxl"))).__name__ == "EulerDiscreteScheduler"
     )
+
+
+def test_p2p_synthetic_mode_regenerates_the_suite_image_from_its_seed():
+    import dataclasses
+
+    from methods.p2p import P2POptions, edit_latents
+
+    backbone = load_backbone("tiny-sd", dtype="float64")
+    sample = load_suite("partworld").samples[3]
+    request = dataclasses.replace(request_for(sample, backbone), synthetic=True)
+    options = P2POptions(steps=3, cross_replace=0.0, self_replace=0.0, local_blend=False)
+    latents, extras = edit_latents(backbone, request, options)
+    assert extras["inversion"] == "none" and extras["source_prompt"] == sample.prompt_original
+
+    def generate(prompt):
+        return backbone.pipeline()(
+            prompt,
+            num_inference_steps=3,
+            guidance_scale=7.5,
+            generator=torch.Generator("cpu").manual_seed(sample.seed),
+            height=64,
+            width=64,
+            output_type="latent",
+        ).images
+
+    # with nothing replaced and no Local Blend, each row is plain generation from the x_T
+    torch.testing.assert_close(latents[0:1], generate(sample.prompt_original), rtol=0, atol=1e-9)
+    torch.testing.assert_close(latents[1:2], generate(extras["target_prompt"]), rtol=0, atol=1e-9)

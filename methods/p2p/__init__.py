@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,13 @@ from partedit_bench.alignment import (
     refinement_mapper,
     word_swap_mapper,
 )
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult, check_range
+from partedit_bench.method_api import (
+    EditMethod,
+    EditRequest,
+    EditResult,
+    check_range,
+    target_prompt,
+)
 
 # batch rows: [uncond src, uncond tgt, cond src, cond tgt]; the reference controllers edit
 # only the conditional half
@@ -222,20 +229,24 @@ def null_text_optimization(
     return out
 
 
-def self_limit(family: str, latent: tuple[int, int], options: P2POptions) -> int:
+def self_limit(
+    family: str, latent: tuple[int, int], options: P2POptions, synthetic: bool = False
+) -> int:
     """Self-attention maps are replaced in layers with at most this many tokens: on SD the
-    real-image (null-text) notebook's 32 x 32 at 512 px, i.e. (latent / 2)^2 (the generation
-    notebook uses 16 x 16); on SDXL its port's (W / 32)^2 = (latent / 4)^2."""
+    real-image (null-text) notebook's 32 x 32 at 512 px, i.e. (latent / 2)^2, and the generation
+    notebook's 16 x 16, (latent / 4)^2, in synthetic mode; on SDXL its port's (W / 32)^2 =
+    (latent / 4)^2."""
     if options.self_max_tokens > 0:
         return options.self_max_tokens
     h, w = latent
-    divisor = 4 if family == "sdxl" else 2
+    divisor = 4 if family == "sdxl" or synthetic else 2
     return (h // divisor) * (w // divisor)
 
 
 class PromptToPrompt(EditMethod):
     """Word-aligned edits (`p2p_prompt` -> `p2p_template`) with attention replacement and Local
-    Blend on the sample's blend words; real images through DDIM inversion."""
+    Blend on the sample's blend words; real images through null-text inversion, the backbone's
+    own generations regenerated from their seed (synthetic mode)."""
 
     name = "p2p"
     version = "2"  # #14: the reference notebooks' controllers and null-text inversion
@@ -264,8 +275,17 @@ def edit_latents(
     from partedit_bench.attention import processors
 
     sample, unet = request.sample, backbone.unet
-    source = sample.p2p_prompt or sample.prompt_original
-    target = sample.p2p_template or sample.prompt_changed
+    synthetic = request.synthetic
+    if synthetic:  # the generation notebook: both rows from the x_T of the suite's image
+        source = sample.prompt_original
+        target = (
+            re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
+            if sample.prompt_changed
+            else target_prompt(sample)
+        )
+    else:
+        source = sample.p2p_prompt or sample.prompt_original
+        target = target_prompt(sample)
     tokenizer = backbone.components["tokenizer"]
     prediction = backbone.components["scheduler"].config.prediction_type
     embeds, added = backbone.encode_prompts(["", source, target])
@@ -273,31 +293,59 @@ def edit_latents(
     def rows(idx: list[int]) -> tuple[torch.Tensor, Any]:
         return embeds[idx], None if added is None else {k: v[idx] for k, v in added.items()}
 
-    x0 = backbone.encode_images([request.image])
-    src_ctx, src_added = rows([0, 1])
+    size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+    h = w = size
+    null_embeddings = None
+    if synthetic:
+        scheduler = type(backbone.components["scheduler"]).from_config(
+            backbone.components["scheduler"].config
+        )
+        scheduler.set_timesteps(options.steps, device=backbone.device)
+        generator = torch.Generator("cpu").manual_seed(sample.seed)
+        x_t = torch.randn(
+            (1, unet.config.in_channels, h, w), generator=generator, dtype=embeds.dtype
+        ).to(backbone.device)
+        latents = (x_t * scheduler.init_noise_sigma).repeat(2, 1, 1, 1)
+    else:
+        x0 = backbone.encode_images([request.image])
+        h, w = x0.shape[-2:]
+        src_ctx, src_added = rows([0, 1])
 
-    def predict_source(x: torch.Tensor, t: int) -> torch.Tensor:  # conditional, guidance 1
-        return unet(
-            x,
-            t,
-            encoder_hidden_states=src_ctx[1:],
-            added_cond_kwargs=None
-            if src_added is None
-            else {k: v[1:] for k, v in src_added.items()},
-        ).sample
+        def predict_source(x: torch.Tensor, t: int) -> torch.Tensor:  # conditional, guidance 1
+            return unet(
+                x,
+                t,
+                encoder_hidden_states=src_ctx[1:],
+                added_cond_kwargs=None
+                if src_added is None
+                else {k: v[1:] for k, v in src_added.items()},
+            ).sample
 
-    _, trajectory = inversion.ddim_invert(
-        predict_source, x0, backbone.components["scheduler"], options.steps, prediction
-    )
-    scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
-    scheduler.set_timesteps(options.steps, device=backbone.device)
-    h, w = x0.shape[-2:]
+        _, trajectory = inversion.ddim_invert(
+            predict_source, x0, backbone.components["scheduler"], options.steps, prediction
+        )
+        scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+        scheduler.set_timesteps(options.steps, device=backbone.device)
+        if options.null_text:
+            null_scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+            null_scheduler.set_timesteps(options.steps, device=backbone.device)
+            null_embeddings = null_text_optimization(
+                backbone,
+                trajectory,
+                null_scheduler.timesteps,
+                null_scheduler,
+                rows([1]),
+                rows([0]),
+                options.guidance,
+                options.null_text_inner_steps,
+            )
+        latents = trajectory[0].to(x0.dtype).repeat(2, 1, 1, 1)
     replacement = replacement_for(tokenizer, source, target)
     state = P2PState(
         # the reference's alpha has T + 1 rows: the first int(f (T + 1)) steps are replaced
         cross_steps=int(options.cross_replace * (options.steps + 1)),
         self_steps=int(options.self_replace * options.steps),
-        self_max_tokens=self_limit(backbone.family, (h, w), options),
+        self_max_tokens=self_limit(backbone.family, (h, w), options, synthetic),
         replacement=replacement,
         # the layers at a quarter of the latent size (16 x 16 on SD at 512 px): on SD those of
         # the down and up blocks (the notebooks' down_cross[2:4] + up_cross[:3]), on SDXL every
@@ -311,37 +359,21 @@ def edit_latents(
         positions_of_words(tokenizer, target, sample.blend_words),
     ]
     context, context_added = rows([0, 0, 1, 2])
-    null_embeddings = None
-    if options.null_text:
-        null_scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
-        null_scheduler.set_timesteps(options.steps, device=backbone.device)
-        null_embeddings = null_text_optimization(
-            backbone,
-            trajectory,
-            null_scheduler.timesteps,
-            null_scheduler,
-            rows([1]),
-            rows([0]),
-            options.guidance,
-            options.null_text_inner_steps,
-        )
-    latents = trajectory[0].to(x0.dtype).repeat(2, 1, 1, 1)
     installed = {
         n.removesuffix(".processor"): P2PProcessor(n.removesuffix(".processor"), state)
         for n in unet.attn_processors
     }
+    # the real-image notebook blends from step int(0.2 T), the generation notebook from the start
+    blend_from = 0 if synthetic else int(options.blend_start * options.steps)
     with processors(unet, installed):
-        blend_from = int(options.blend_start * options.steps)
         for i, t in enumerate(scheduler.timesteps):
             state.step, state.blend_step = i, None
             if null_embeddings is not None:
                 context = context.clone()
                 context[0:2] = null_embeddings[i]
+            inp = scheduler.scale_model_input(torch.cat([latents, latents]), t)
             out = unet(
-                torch.cat([latents, latents]),
-                t,
-                encoder_hidden_states=context,
-                added_cond_kwargs=context_added,
+                inp, t, encoder_hidden_states=context, added_cond_kwargs=context_added
             ).sample
             u, c = out.chunk(2)
             latents = scheduler.step(u + options.guidance * (c - u), t, latents).prev_sample
@@ -363,5 +395,6 @@ def edit_latents(
         "source_prompt": source,
         "target_prompt": target,
         "blend_positions": positions,
-        "inversion": "null-text" if options.null_text else "ddim",
+        "sampling": "synthetic" if synthetic else "real",
+        "inversion": "none" if synthetic else ("null-text" if options.null_text else "ddim"),
     }
