@@ -38,3 +38,17 @@ def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_follow_the_capture():
+    """diffusers / transformers create their stderr handler once, bound to whatever stderr
+    was then (a test's capture, closed afterwards): point it at the current one, so a later
+    test's log line is not a logging traceback in that test's output."""
+    import logging
+
+    for name in ("diffusers", "transformers"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.stream = sys.stderr  # (setStream would flush the closed one first)
+    yield
