@@ -487,3 +487,37 @@ def test_p2p_synthetic_mode_regenerates_the_suite_image_from_its_seed():
     # with nothing replaced and no Local Blend, each row is plain generation from the x_T
     torch.testing.assert_close(latents[0:1], generate(sample.prompt_original), rtol=0, atol=1e-9)
     torch.testing.assert_close(latents[1:2], generate(extras["target_prompt"]), rtol=0, atol=1e-9)
+
+
+def test_masactrl_synthetic_mode_starts_from_the_suite_images_seed():
+    import dataclasses
+
+    from methods.masactrl import MasaCtrl, MasaCtrlOptions, edit_latents
+
+    backbone = load_backbone("tiny-sd", dtype="float64")
+    sample = load_suite("partworld").samples[3]
+    target = sample.prompt_changed.replace(f"<{sample.part_token}>", sample.part)
+    free = MasaCtrlOptions(steps=3, start_step=3)  # control never starts
+    latents, extras = edit_latents(
+        backbone, None, target, free, synthetic_from=(sample.prompt_original, sample.seed)
+    )
+    assert extras["sampling"] == "synthetic" and extras["source_prompt"] == sample.prompt_original
+
+    def generate(prompt):
+        return backbone.pipeline()(
+            prompt,
+            num_inference_steps=3,
+            guidance_scale=7.5,
+            generator=torch.Generator("cpu").manual_seed(sample.seed),
+            height=64,
+            width=64,
+            output_type="latent",
+        ).images
+
+    torch.testing.assert_close(latents[0:1], generate(sample.prompt_original), rtol=0, atol=1e-9)
+    torch.testing.assert_close(latents[1:2], generate(target), rtol=0, atol=1e-9)
+    # and the adapter takes that path when the suite's images are this backbone's
+    method = MasaCtrl(MasaCtrlOptions(steps=2, start_step=0))
+    method.load(backbone)
+    request = dataclasses.replace(request_for(sample, backbone), synthetic=True)
+    assert method.edit(request).extras["sampling"] == "synthetic"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,43 +108,88 @@ class MasaCtrl(EditMethod):
         self.backbone = backbone
 
     def edit(self, request: EditRequest) -> EditResult:
-        latents, extras = edit_latents(
-            self.backbone, request.image, target_prompt(request.sample), self.options
-        )
+        sample = request.sample
+        if request.synthetic:  # the synthesis setting: regenerate the suite image and edit it
+            target = (
+                re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
+                if sample.prompt_changed
+                else target_prompt(sample)
+            )
+            latents, extras = edit_latents(
+                self.backbone,
+                request.image,
+                target,
+                self.options,
+                synthetic_from=(sample.prompt_original, sample.seed),
+            )
+        else:
+            latents, extras = edit_latents(
+                self.backbone, request.image, target_prompt(sample), self.options
+            )
         return EditResult(image=self.backbone.decode_latents(latents[1:2])[0], extras=extras)
 
 
 @torch.no_grad()
 def edit_latents(
-    backbone: Any, image: Any, target: str, options: MasaCtrlOptions, probe: list | None = None
+    backbone: Any,
+    image: Any,
+    target: str,
+    options: MasaCtrlOptions,
+    probe: list | None = None,
+    synthetic_from: tuple[str, int] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Returns the final [source, target] latents."""
+    """Returns the final [source, target] latents.
+
+    Real images (default): DDIM inversion with an empty prompt, the source branch "". With
+    `synthetic_from` = (source prompt, seed): the reference's synthesis, both branches from the
+    seed's x_T with [source prompt, target] and the DDIM sampler its playground builds (no
+    clipping; `steps_offset` 1, which the pipeline's constructor sets)."""
     from diffusers import DDIMScheduler
 
     from partedit_bench.attention import processors
 
     unet = backbone.unet
     prediction = backbone.components["scheduler"].config.prediction_type
-    embeds, added = backbone.encode_prompts(["", target])
+    source = "" if synthetic_from is None else synthetic_from[0]
+    embeds, added = backbone.encode_prompts(["", source, target])
 
     def rows(indices: list[int]) -> tuple[torch.Tensor, Any]:
         return embeds[indices], None if added is None else {k: v[indices] for k, v in added.items()}
 
-    x0 = backbone.encode_images([image])
-    empty, empty_added = rows([0])
-    _, x_traj = inversion.ddim_invert(
-        lambda x, t: unet(x, t, encoder_hidden_states=empty, added_cond_kwargs=empty_added).sample,
-        x0,
-        backbone.components["scheduler"],
-        options.steps,
-        prediction,
-    )
-    scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+    if synthetic_from is None:
+        x0 = backbone.encode_images([image])
+        empty, empty_added = rows([0])
+        _, x_traj = inversion.ddim_invert(
+            lambda x, t: (
+                unet(x, t, encoder_hidden_states=empty, added_cond_kwargs=empty_added).sample
+            ),
+            x0,
+            backbone.components["scheduler"],
+            options.steps,
+            prediction,
+        )
+        scheduler = DDIMScheduler.from_config(backbone.components["scheduler"].config)
+        latents = x_traj[0].to(x0.dtype).repeat(2, 1, 1, 1)
+    else:
+        # the playground's DDIMScheduler(SD betas, clip_sample=False, set_alpha_to_one=False),
+        # which diffusers' pipeline constructor gives steps_offset=1
+        scheduler = DDIMScheduler.from_config(
+            backbone.components["scheduler"].config,
+            steps_offset=1,
+            clip_sample=False,
+            set_alpha_to_one=False,
+        )
+        size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+        generator = torch.Generator("cpu").manual_seed(synthetic_from[1])
+        x_t = torch.randn(
+            (1, unet.config.in_channels, size, size), generator=generator, dtype=embeds.dtype
+        )
+        latents = x_t.to(backbone.device).repeat(2, 1, 1, 1)
     scheduler.set_timesteps(options.steps, device=backbone.device)
     layers = controlled_layers(unet, options.start_layer)
     state = ControlState(start_step=options.start_step, layers=set(layers), probe=probe)
-    context, context_added = rows([0, 0, 0, 1])  # uncond src, uncond tgt, cond src ("") , tgt
-    latents = x_traj[0].to(x0.dtype).repeat(2, 1, 1, 1)
+    # uncond src, uncond tgt, cond src (the empty prompt for real images), cond tgt
+    context, context_added = rows([0, 0, 1, 2])
     installed = {n: MutualSelfAttentionProcessor(n, state) for n in self_attention_layers(unet)}
     with processors(unet, installed):
         for i, t in enumerate(scheduler.timesteps):
@@ -157,6 +203,8 @@ def edit_latents(
             u, c = out.chunk(2)
             latents = scheduler.step(u + options.guidance * (c - u), t, latents).prev_sample
     return latents, {
+        "sampling": "real" if synthetic_from is None else "synthetic",
+        "source_prompt": source,
         "target_prompt": target,
         "controlled_layers": len(layers),
         "first_controlled_layer": layers[0] if layers else None,
