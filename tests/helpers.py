@@ -8,6 +8,22 @@ from dataclasses import dataclass
 
 from partedit_bench.method_api import EditMethod, EditRequest, EditResult
 
+
+def plain_generation(backbone, prompt, seed, steps, guidance=7.5):
+    """Latents of the backbone's own diffusers pipeline from the seed's x_T (no control)."""
+    import torch
+
+    return backbone.pipeline()(
+        prompt,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        height=backbone.resolution,
+        width=backbone.resolution,
+        output_type="latent",
+    ).images
+
+
 #: `partedit-bench run` of the identity method on the offline random-weight backbone.
 IDENTITY_RUN = ["run", "--methods", "identity", "--backbone", "tiny-sd"]
 

@@ -15,6 +15,7 @@ from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.data.suites import load_suite
 from partedit_bench.method_api import EditRequest
 from partedit_bench.runner import iter_records
+from tests.helpers import plain_generation
 
 
 def request_for(sample, backbone, seed=0):
@@ -474,15 +475,7 @@ def test_p2p_synthetic_mode_regenerates_the_suite_image_from_its_seed():
     assert extras["inversion"] == "none" and extras["source_prompt"] == sample.prompt_original
 
     def generate(prompt):
-        return backbone.pipeline()(
-            prompt,
-            num_inference_steps=3,
-            guidance_scale=7.5,
-            generator=torch.Generator("cpu").manual_seed(sample.seed),
-            height=64,
-            width=64,
-            output_type="latent",
-        ).images
+        return plain_generation(backbone, prompt, sample.seed, 3)
 
     # with nothing replaced and no Local Blend, each row is plain generation from the x_T
     torch.testing.assert_close(latents[0:1], generate(sample.prompt_original), rtol=0, atol=1e-9)
@@ -504,15 +497,7 @@ def test_masactrl_synthetic_mode_starts_from_the_suite_images_seed():
     assert extras["sampling"] == "synthetic" and extras["source_prompt"] == sample.prompt_original
 
     def generate(prompt):
-        return backbone.pipeline()(
-            prompt,
-            num_inference_steps=3,
-            guidance_scale=7.5,
-            generator=torch.Generator("cpu").manual_seed(sample.seed),
-            height=64,
-            width=64,
-            output_type="latent",
-        ).images
+        return plain_generation(backbone, prompt, sample.seed, 3)
 
     torch.testing.assert_close(latents[0:1], generate(sample.prompt_original), rtol=0, atol=1e-9)
     torch.testing.assert_close(latents[1:2], generate(target), rtol=0, atol=1e-9)

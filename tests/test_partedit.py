@@ -20,6 +20,7 @@ from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
 from partedit_bench.tokens import PartToken
+from tests.helpers import plain_generation
 
 FAST = PartEditOptions(steps=3)
 
@@ -61,20 +62,6 @@ def test_two_paths_equal_the_official_three_path_batch(backbones, name, syntheti
         torch.testing.assert_close(a["animal-head"], b["animal-head"], rtol=0, atol=1e-10)
     torch.testing.assert_close(two.latents[:2], three.latents[:2], rtol=0, atol=1e-9)
     assert np.array_equal(np.asarray(two.result.image), np.asarray(three.result.image))
-
-
-def plain_generation(backbone, prompt, seed, steps, guidance):
-    pipe = backbone.pipeline()
-    generator = torch.Generator("cpu").manual_seed(seed)
-    return pipe(
-        prompt,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=generator,
-        height=backbone.resolution,
-        width=backbone.resolution,
-        output_type="latent",
-    ).images
 
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
@@ -226,26 +213,10 @@ def test_multi_part_edit_blends_both_parts(backbones):
     sample = load_suite("partworld-multi").samples[0]
     assert parts_of(sample) == ["human-hair", "humanoid-torso"]
     assert "<" not in plain_prompt(sample)
-    run = run_partedit(
-        backbone,
-        sample,
-        load_image(sample.original_image),
-        0,
-        FAST,
-        random_tokens(backbone, parts_of(sample)),
-        synthetic=False,
-    )
-    assert run.maps == []  # kept only when asked
-    run = run_partedit(
-        backbone,
-        sample,
-        load_image(sample.original_image),
-        0,
-        FAST,
-        random_tokens(backbone, parts_of(sample)),
-        synthetic=False,
-        keep_maps=True,
-    )
+    tokens = random_tokens(backbone, parts_of(sample))
+    image = load_image(sample.original_image)
+    assert run_partedit(backbone, sample, image, 0, FAST, tokens, False).maps == []  # on request
+    run = run_partedit(backbone, sample, image, 0, FAST, tokens, False, keep_maps=True)
     assert set(run.maps[0]) == {"human-hair", "humanoid-torso"}
     assert run.maps[0]["human-hair"].shape == (64, 64)  # tiny-sd: the pixel resolution
     assert max(float(m.max()) for m in run.maps[0].values()) == pytest.approx(1.0, abs=1e-4)
@@ -512,24 +483,8 @@ def test_word_count_mismatch_is_recorded_and_counted_in_the_report(backbones, tm
         "prompt-to-prompt layer skipped: prompts differ in word count"
     ]
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "run",
-                "--methods",
-                "partedit",
-                "--backbone",
-                "tiny-sdxl",
-                "--limit",
-                "3",
-                "--set",
-                "partedit.steps=2",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    args = ["--limit", "3", "--set", "partedit.steps=2", "--output", str(out)]
+    assert main(["run", "--methods", "partedit", "--backbone", "tiny-sdxl", *args]) == 0
     suite = load_suite("partworld").samples[:3]
     skipped = sum(len(s.prompt_original.split()) != len(plain_prompt(s).split()) for s in suite)
     assert skipped >= 1
