@@ -513,8 +513,10 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
         console.print(f"attached {attached} masks; {len(missing)} samples still without one")
         return 0
     if args.data_command == "import-hf":
-        suite_file, count = builders.import_hf(args.source, args.name, args.output)
+        suite_file, count, warnings = builders.import_hf(args.source, args.name, args.output)
         console.print(f"imported {count} samples into {suite_file}")
+        for warning in warnings:
+            console.print(f"[yellow]check:[/] {warning} (kept as labelled)")
         return 0
     importer = (
         builders.import_pascal_part

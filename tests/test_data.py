@@ -489,3 +489,99 @@ def test_import_pascal_part_mat_files(tmp_path):
         "animal-head": 5,
         "car-body": 8,
     }
+
+
+#: Text fields of published PartEdit-Bench rows, as a public third-party export of the dataset
+#: gives them (ptan853/part-level-tdm-localization, core/data/partedit_subset/
+#: pilot_manifest.json: its source_prompt / target_prompt are the dataset's prompt_original /
+#: prompt_changed); v1.1's token_cls where the revision has it.
+PUBLISHED_ROWS = [
+    ("real", 6, "animal_head", "man", "head", "alien", None,
+     "a man standing in a park wearing a green shirt",
+     "a man with alien head standing in a park wearing a green shirt"),
+    ("real", 8, "animal_head", "dog", "head", "bear", "quadruped_head",
+     "a dog standing in a field with grass and water",
+     "a dog with bear head standing in a field with grass and water"),
+    ("real", 2, "chair", "chair", "seat", "mesh", "chair_custom",
+     "a chair and table in front of a glass door",
+     "a chair with mesh seat and table in front of a glass door"),
+    ("real", 4, "carhood", "toyota", "carhood", "rusted", None,
+     "a white toyota avanza parked in front of a house",
+     "a white toyota with rusted carhood avanza parked in front of a house"),
+    ("real", 7, "chair", "armchair", "seat", "leather", None,
+     "a mahogany armchair", "a mahogany armchair with leather seat"),
+    ("synth", 26, "humanoid_hair", "man", "hair", "Curls", "human_hair",
+     "A Portrait of man at a house", "A Portrait of man with Curls hair at a house"),
+    ("synth", 50, "carhood", "racing-car", "car hood", "black", "carhood_custom",
+     "A racing-car at a highway", "A racing-car with black car hood at a highway"),
+    ("synth", 40, "animal_head", "bear", "head", "tiger", None,
+     "A bear at a pool", "A bear with tiger head at a pool"),
+]  # fmt: skip
+
+
+def test_published_rows_import_validate_and_run(tmp_path, capsys):
+    import datasets
+
+    rng = np.random.default_rng(3)
+    splits: dict[str, list[dict]] = {"synth": [], "real": []}
+    for split, row_id, cls, subject, part, edit, token_cls, original, changed in PUBLISHED_ROWS:
+        image = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        mask = np.zeros((64, 64), np.uint8)
+        mask[16:40, 16:40] = 255
+        row = {
+            "id": row_id, "original_image": image, "partedit": image.rotate(90),
+            "gt_mask": Image.fromarray(mask), "subject": subject, "edit": edit, "part": part,
+            "class_name": cls, "prompt_original": original, "prompt_changed": changed,
+            "seed": row_id,
+        }  # fmt: skip
+        if token_cls:
+            row["token_cls"] = token_cls
+        splits[split].append(row)
+    data = datasets.DatasetDict(
+        {name: datasets.Dataset.from_list(rows) for name, rows in splits.items()}
+    )
+    data.save_to_disk(str(tmp_path / "hf"))
+    out = tmp_path / "imported"
+    assert main(["data", "import-hf", str(tmp_path / "hf"), "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    printed = (captured.out + captured.err).replace("\n", " ")
+    assert "labelled animal-head but its subject is 'man'" in printed  # reported, kept
+    suite = load_suite(str(out / "suite.yaml"))
+    samples = {s.id: s for s in suite.samples}
+    expected = {
+        "real-6": ("animal-head", "a man with alien <animal-head> standing in a park"),
+        "real-8": ("animal-head", "a dog with bear <animal-head> standing"),
+        "real-2": ("chair-seat", "a chair with mesh <chair-seat> and table"),
+        "real-4": ("car-hood", "a white toyota with rusted <car-hood> avanza"),
+        "real-7": ("chair-seat", "a mahogany armchair with leather <chair-seat>"),
+        "synth-26": ("human-hair", "A Portrait of man with Curls <human-hair> at a house"),
+        "synth-50": ("car-hood", "A racing-car with black <car-hood> at a highway"),
+        "synth-40": ("animal-head", "A bear with tiger <animal-head> at a pool"),
+    }
+    for sample_id, (token, prompt) in expected.items():
+        sample = samples[sample_id]
+        assert sample.part_token == token, sample_id
+        assert sample.prompt_changed.startswith(prompt), sample.prompt_changed
+        assert sample.extra["prompt_changed_dataset"] != sample.prompt_changed
+    assert samples["real-6"].extra["label_warning"]
+    assert validate_suite(str(out / "suite.yaml"))[1] == []
+    # PartEdit's edit prompt gives back the dataset's words
+    from methods.partedit.method import plain_prompt
+
+    assert plain_prompt(samples["synth-50"]) == samples["synth-50"].extra["prompt_changed_dataset"]
+    run = tmp_path / "run"
+    assert (
+        main(
+            ["run", "--methods", "identity,partedit", "--backbone", "tiny-sdxl",
+             "--suite", str(out / "suite.yaml"), "--set", "partedit.steps=2", "--output", str(run)]
+        )
+        == 0
+    )  # fmt: skip
+    assert (
+        main(
+            ["import-edits", "--suite", str(out / "suite.yaml"), "--from-field", "partedit",
+             "--name", "partedit-official", "--output", str(run)]
+        )
+        == 0
+    )  # fmt: skip
+    assert main(["report", str(run)]) == 0

@@ -34,6 +34,9 @@ PART_ALIASES: dict[str, str] = {
     "person_hair": "human-hair",
     "hair": "human-hair",
     "human_torso": "humanoid-torso",
+    "human_torso_custom": "humanoid-torso",
+    "humanoid_torso": "humanoid-torso",
+    "humanoid_hair": "human-hair",
     "torso_custom": "humanoid-torso",
     "biped_torso": "humanoid-torso",
     "person_torso": "humanoid-torso",
@@ -43,6 +46,7 @@ PART_ALIASES: dict[str, str] = {
     "car_body": "car-body",
     "carhood_custom": "car-hood",
     "car_hood": "car-hood",
+    "carhood": "car-hood",
     "chair_custom": "chair-seat",
     "chair_seat": "chair-seat",
 }
@@ -73,6 +77,42 @@ def canonical_part(*names: Any) -> str | None:
         return f"car-{part}"
     if cls == "chair" and part == "seat":
         return "chair-seat"
+    if part == "hair" and (cls in HUMAN_CLASSES or cls.endswith("hair")):
+        return "human-hair"
+    return None
+
+
+HUMAN_SUBJECTS = {"man", "woman", "person", "boy", "girl", "child", "lady", "guy", "people"}
+
+
+def partedit_prompt(prompt: str, edit: str, part: str, token: str) -> str | None:
+    """The dataset's edit prompt with the part token: the part words after the edit become
+    `<token>` ("a dog with cat head running" -> "a dog with cat <animal-head> running"), as
+    the official demo builds "with <edit> <part>"; else the last whole-word occurrence of the
+    part words; None when the part words are not in the prompt."""
+    if re.search(r"<[^<>]+>", prompt):
+        return prompt
+    if not part:
+        return None
+    for pattern in (
+        rf"(?<![\w-])({re.escape(edit)}\s+){re.escape(part)}(?![\w-])" if edit else None,
+        rf"(?<![\w-])(){re.escape(part)}(?![\w-])",
+    ):
+        if pattern is None:
+            continue
+        found = list(re.finditer(pattern, prompt))
+        if found:
+            m = found[-1]
+            return prompt[: m.start()] + m.group(1) + f"<{token}>" + prompt[m.end() :]
+    return None
+
+
+def label_warning(part_token: str, subject: str) -> str | None:
+    """A row whose part class contradicts its subject (the published real row 6 is labelled
+    animal_head but shows a man): reported, never guessed."""
+    words = set(re.findall(r"[a-z]+", subject.lower()))
+    if part_token == "animal-head" and words & HUMAN_SUBJECTS:
+        return f"labelled {part_token} but its subject is '{subject}'"
     return None
 
 
@@ -319,15 +359,19 @@ def import_hf(
     name: str = "partedit-bench-hf",
     output: str | None = None,
     version: str | None = None,
-) -> tuple[Path, int]:
+) -> tuple[Path, int, list[str]]:
     """Imports the published PartEdit-Bench (fields: id, original_image, partedit, subject,
     edit, part, gt_mask, class_name, prompt_original, prompt_changed, p2p_prompt, p2p_template,
     instructp2p_edit1..3, seed, token_cls) from a `save_to_disk` folder, parquet files, or a hub
     id; images and masks become PNGs, parts are mapped to canonical names, the dataset's own
-    `partedit` output is kept (scorable with `import-edits --from-field partedit`)."""
+    `partedit` output is kept (scorable with `import-edits --from-field partedit`). An edit
+    prompt without part-token markup gets its part words after the edit as the token (the
+    dataset's text is kept as `prompt_changed_dataset`). Returns (suite file, count, rows
+    whose labels contradict their text)."""
     splits = _load_dataset_splits(source)
     folder = Path(output) if output else data_root() / name
     samples: list[Sample] = []
+    warnings: list[str] = []
     for split_name, rows in splits.items():
         split = "real" if "real" in split_name else "synth"
         for index, row in enumerate(rows):
@@ -380,11 +424,22 @@ def import_hf(
                 extra=extra,
             )
             if "prompt_changed" in entry:  # part tokens in the canonical spelling
+                text = entry["prompt_changed"]
+                built = partedit_prompt(
+                    text, str(row.get("edit") or ""), str(row.get("part") or ""), part
+                )
+                if built is not None and built != text:
+                    extra["prompt_changed_dataset"] = text  # the dataset's own words
+                    text = built
                 entry["prompt_changed"] = re.sub(
                     r"<([^<>]+)>",
                     lambda m: f"<{canonical_part(m.group(1)) or m.group(1)}>",
-                    entry["prompt_changed"],
+                    text,
                 )
+            warning = label_warning(part, str(row.get("subject") or ""))
+            if warning:
+                extra["label_warning"] = warning
+                warnings.append(f"{split_name} row {index} (id {row.get('id', index)}): {warning}")
             samples.append(Sample.from_dict(entry, f"{source} {split_name} row {index}"))
     definition = {
         "name": name,
@@ -400,7 +455,10 @@ def import_hf(
         "are in `partedit/`; score them as a row with `partedit-bench import-edits "
         f"--suite {folder} --from-field partedit --name partedit-official`.\n"
     )
-    return write_files_suite(folder, definition, samples, readme), len(samples)
+    if warnings:
+        readme += "\nRows whose labels contradict their text (kept as labelled):\n\n"
+        readme += "".join(f"- {w}\n" for w in warnings)
+    return write_files_suite(folder, definition, samples, readme), len(samples), warnings
 
 
 def _load_dataset_splits(source: str) -> dict[str, list[dict[str, Any]]]:
