@@ -646,6 +646,8 @@ def command_import_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.backbones import load_backbone
     from partedit_bench.tokens import import_token
 
+    if not Path(args.file).is_file():  # before the backbone loads
+        raise UserError(f"import-token: token file not found: {args.file}")
     backbone = load_backbone(args.backbone, args.device)
     path = import_token(args.file, backbone, args.part, Path(args.output) if args.output else None)
     console.print(f"stored {path}")

@@ -336,3 +336,20 @@ def test_overwrite_leaves_no_replaced_records_in_the_gallery_or_study(tmp_path):
     assert '"SlowIdentity"' not in page and '"identity"' in page
     with pytest.raises(Exception, match="SlowIdentity"):  # no longer a variant of this run
         export_study(out, [("identity", "SlowIdentity")], tmp_path / "study")
+
+
+def test_missing_checkpoint_files_are_named_before_anything_loads(tmp_path, capsys):
+    import time
+
+    start = time.perf_counter()
+    code = main(["import-token", str(tmp_path / "nope.pt"), "--backbone", "sdxl", "--part",
+                 "humanoid-head"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "token file not found" in err and len(err.splitlines()) == 1, err
+    out = tmp_path / "run"
+    assert main([*IDENTITY_RUN, "--limit", "1", "--output", str(out)]) == 0
+    capsys.readouterr()
+    code = main(["evaluate", str(out), "--alpha-clip", str(tmp_path / "missing.pth")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--alpha-clip: checkpoint not found" in err, err
+    assert time.perf_counter() - start < 60  # no hub retries

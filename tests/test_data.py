@@ -585,3 +585,31 @@ def test_published_rows_import_validate_and_run(tmp_path, capsys):
         == 0
     )  # fmt: skip
     assert main(["report", str(run)]) == 0
+
+
+def test_import_hf_reads_01_masks_and_refuses_bad_rows_in_one_line(tmp_path, capsys):
+    import datasets
+
+    rows = hf_rows("synth", 1)
+    rows[0]["gt_mask"] = Image.fromarray((np.asarray(rows[0]["gt_mask"]) > 0).astype(np.uint8))
+    datasets.DatasetDict({"synth": datasets.Dataset.from_list(rows)}).save_to_disk(
+        str(tmp_path / "hf01")
+    )
+    out = tmp_path / "imported"
+    assert main(["data", "import-hf", str(tmp_path / "hf01"), "--output", str(out)]) == 0
+    mask = load_mask(load_suite(str(out / "suite.yaml")).samples[0].gt_mask, (32, 32))
+    assert mask.sum() == 12 * 12  # the 0/1 mask's part, not an empty mask
+    for label, change in (
+        ("seed", {"seed": "forty-two"}),
+        ("unreadable image", {"original_image": {"bytes": b"\x89PNG not really", "path": None}}),
+    ):
+        bad = hf_rows("synth", 1)
+        bad[0].update(change)
+        data = datasets.Dataset.from_list(bad)  # broken bytes stay a {bytes, path} struct
+        folder = tmp_path / f"bad-{label}"
+        datasets.DatasetDict({"synth": data}).save_to_disk(str(folder))
+        capsys.readouterr()
+        code = main(["data", "import-hf", str(folder), "--output", str(tmp_path / label)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert ("not an integer" if label == "seed" else "unreadable image") in err, err

@@ -390,7 +390,8 @@ def import_hf(
             atomic_write_bytes(image_path, png_bytes(image.convert("RGB")))
             mask_path = ""
             if row.get("gt_mask") is not None:
-                mask = np.asarray(_as_image(row["gt_mask"], "gt_mask").convert("L")) > 127
+                levels = np.asarray(_as_image(row["gt_mask"], "gt_mask").convert("L"))
+                mask = levels > (0 if levels.max() <= 1 else 127)  # 0/1 and 0/255 alike
                 if mask.shape != (image.size[1], image.size[0]):
                     raise UserError(
                         f"{split_name} row {index}: mask {mask.shape[::-1]} vs image {image.size}"
@@ -411,7 +412,7 @@ def import_hf(
                 id=sample_id,
                 split=split,
                 part_token=part,
-                seed=int(row.get("seed") or 0),
+                seed=_row_seed(row, f"{source} {split_name} row {index}"),
                 class_name=str(row.get("class_name") or ""),
                 part=str(row.get("part") or ""),
                 instructp2p_edit=[
@@ -495,15 +496,31 @@ def _load_dataset_splits(source: str) -> dict[str, list[dict[str, Any]]]:
     return {split: list(rows) for split, rows in data.items()}
 
 
-def _as_image(value: Any, what: str) -> Image.Image:
-    if isinstance(value, Image.Image):
-        return value
-    if isinstance(value, dict) and value.get("bytes"):
-        import io
+def _row_seed(row: dict[str, Any], where: str) -> int:
+    value = row.get("seed")
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: seed {value!r} is not an integer") from exc
 
-        return Image.open(io.BytesIO(value["bytes"]))
-    if isinstance(value, dict) and value.get("path"):
-        return Image.open(value["path"])
+
+def _as_image(value: Any, what: str) -> Image.Image:
+    import io
+
+    try:
+        if isinstance(value, Image.Image):
+            value.load()
+            return value
+        if isinstance(value, dict) and value.get("bytes"):
+            image = Image.open(io.BytesIO(value["bytes"]))
+            image.load()
+            return image
+        if isinstance(value, dict) and value.get("path"):
+            image = Image.open(value["path"])
+            image.load()
+            return image
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"{what}: unreadable image ({type(exc).__name__}: {exc})") from exc
     raise UserError(f"{what}: not an image ({type(value).__name__})")
 
 

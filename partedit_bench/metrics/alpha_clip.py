@@ -203,6 +203,9 @@ class AlphaCLIP:
                 f"no Alpha-CLIP checkpoint: pass --alpha-clip PATH or set "
                 f"{ENV_ALPHA_CLIP} (official file {spec.checkpoint} from SunzeY/AlphaCLIP)"
             )
+        for given, flag in ((alpha_clip, "--alpha-clip"), (clip, "--clip")):
+            if given and not Path(given).is_file():  # before any model or hub look-up
+                raise UserError(f"{flag}: checkpoint not found: {given}")
         if clip:
             model = open_clip.create_model(spec.open_clip_name, pretrained=None)
             missing, unexpected = model.load_state_dict(read_state_dict(clip), strict=False)
