@@ -136,6 +136,8 @@ def outputs_intact(folder: Path, record: dict[str, Any]) -> bool:
     if not isinstance(files, dict) or not record.get("image") or record["image"] not in files:
         return False
     for name, expected in files.items():
+        if "/" in str(name) or "\\" in str(name) or str(name).startswith("."):
+            return False  # only files beside the record
         path = folder / str(name)
         try:
             if path.stat().st_size != expected.get("bytes"):
