@@ -613,3 +613,27 @@ def test_import_hf_reads_01_masks_and_refuses_bad_rows_in_one_line(tmp_path, cap
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert ("not an integer" if label == "seed" else "unreadable image") in err, err
+
+
+def test_import_hf_refuses_colliding_ids_and_leaves_nothing_behind(tmp_path, capsys):
+    import datasets
+
+    rows = hf_rows("synth", 2) + hf_rows("synth", 1)  # ids 0, 1, 0: two splits read as one
+    datasets.DatasetDict({"synth": datasets.Dataset.from_list(rows)}).save_to_disk(
+        str(tmp_path / "hf")
+    )
+    out = tmp_path / "imported"
+    capsys.readouterr()
+    code = main(["data", "import-hf", str(tmp_path / "hf"), "--output", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "sample id synth-0 again" in err and len(err.splitlines()) == 1, err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+    # an earlier import in that folder is kept whole when a new one fails
+    good = tmp_path / "good"
+    datasets.DatasetDict({"synth": datasets.Dataset.from_list(hf_rows("synth", 2))}).save_to_disk(
+        str(good)
+    )
+    assert main(["data", "import-hf", str(good), "--output", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["data", "import-hf", str(tmp_path / "hf"), "--output", str(out)]) == 2
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -5,7 +5,9 @@ masks attached from annotation files (`data import-masks`), the published PartEd
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -368,14 +370,47 @@ def import_hf(
     prompt without part-token markup gets its part words after the edit as the token (the
     dataset's text is kept as `prompt_changed_dataset`). Returns (suite file, count, rows
     whose labels contradict their text)."""
-    splits = _load_dataset_splits(source)
+    splits = _load_dataset_splits(source)  # bad sources stop before anything is written
     folder = Path(output) if output else data_root() / name
+    # built in a staging folder and swapped in whole: a failed import leaves nothing behind
+    staging = folder.with_name(f".{folder.name}.importing-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        count, warnings = _import_hf_rows(splits, source, name, version, folder, staging)
+        replaced = folder.with_name(f".{folder.name}.replaced-{os.getpid()}")
+        if folder.exists():
+            folder.rename(replaced)
+        staging.rename(folder)
+        shutil.rmtree(replaced, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder / "suite.yaml", count, warnings
+
+
+def _import_hf_rows(
+    splits: dict[str, list[dict[str, Any]]],
+    source: str,
+    name: str,
+    version: str | None,
+    final: Path,
+    folder: Path,
+) -> tuple[int, list[str]]:
+    """Writes the suite of `splits` into `folder` (the staging folder of `final`)."""
     samples: list[Sample] = []
     warnings: list[str] = []
+    seen: dict[str, str] = {}
     for split_name, rows in splits.items():
         split = "real" if "real" in split_name else "synth"
         for index, row in enumerate(rows):
             sample_id = f"{split}-{row.get('id', index)}"
+            where = f"{source} {split_name} row {index}"
+            if sample_id in seen:
+                raise UserError(
+                    f"{where}: sample id {sample_id} again (first in {seen[sample_id]}): "
+                    "splits whose ids overlap were read as one split"
+                )
+            seen[sample_id] = where
             part = canonical_part(row.get("token_cls"), row.get("class_name"), row.get("part"))
             if part is None:
                 part = canonical_part(row.get("class_name"), row.get("part"))
@@ -454,12 +489,13 @@ def import_hf(
         f"import-hf {source}`. {len(samples)} samples (splits: {', '.join(splits)}). "
         "License: creativeml-openrail-m, as the dataset. The dataset's own PartEdit outputs "
         "are in `partedit/`; score them as a row with `partedit-bench import-edits "
-        f"--suite {folder} --from-field partedit --name partedit-official`.\n"
+        f"--suite {final} --from-field partedit --name partedit-official`.\n"
     )
     if warnings:
         readme += "\nRows whose labels contradict their text (kept as labelled):\n\n"
         readme += "".join(f"- {w}\n" for w in warnings)
-    return write_files_suite(folder, definition, samples, readme), len(samples), warnings
+    write_files_suite(folder, definition, samples, readme)
+    return len(samples), warnings
 
 
 def _load_dataset_splits(source: str) -> dict[str, list[dict[str, Any]]]:
