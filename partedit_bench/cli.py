@@ -400,9 +400,12 @@ def print_run_summary(runner: Any) -> None:
 
     s = runner.summary
     table = Table(title=f"{runner.root}  (shard {s['shard']})")
-    for column in ("jobs", "ok", "cached", "skipped", "failed"):
+    columns = ["jobs", "ok", "cached", "skipped", "failed"]
+    if s.get("claimed"):
+        columns.insert(3, "claimed")  # by another worker on the same folder
+    for column in columns:
         table.add_column(column, justify="right")
-    table.add_row(*(str(s[k]) for k in ("jobs", "ok", "cached", "skipped", "failed")))
+    table.add_row(*(str(s[k]) for k in columns))
     out = Console()
     out.print(table)
     if runner.backbone.random_weights:

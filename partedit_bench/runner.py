@@ -149,6 +149,46 @@ def outputs_intact(folder: Path, record: dict[str, Any]) -> bool:
     return True
 
 
+#: A claim of another host older than this is taken over (seconds).
+CLAIM_TTL_S = 6 * 3600
+
+
+def claim_job(path: Path) -> bool:
+    """Claims a job for this process with an exclusive file beside its record, so that
+    workers started on the same run folder split the jobs instead of each computing all of
+    them. A claim left by a process that is gone (this host) or that is older than
+    CLAIM_TTL_S (another host) is taken over."""
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
+    for _ in range(2):
+        if create_exclusive(path, json_bytes(mine)):
+            return True
+        other = read_json(path) or {}
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            continue  # released meanwhile: try again
+        if other.get("host") == mine["host"]:
+            stale = other.get("pid") == mine["pid"] or not _alive(int(other.get("pid") or 0))
+        else:
+            stale = age > CLAIM_TTL_S
+        if not stale:
+            return False
+        path.unlink(missing_ok=True)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     import json
 
@@ -347,7 +387,7 @@ class Runner:
         self.write_run_json()
         started = now()
         jobs = self.jobs()
-        counts = {"ok": 0, "failed": 0, "skipped": 0, "cached": 0}
+        counts = {"ok": 0, "failed": 0, "skipped": 0, "cached": 0, "claimed": 0}
         failures: list[str] = []
         self.record_paths: list[Path] = []
         digests: dict[str, str] = {}
@@ -379,19 +419,26 @@ class Runner:
                 job_hash = self.job_hash(job, digests[job.sample.id], inputs)
                 stem = job.stem(self.root)
                 self.record_paths.append(stem.with_suffix(".json"))
-                record = read_json(stem.with_suffix(".json"))
-                if (
-                    not self.cfg.recompute
-                    and record
-                    and record.get("job_hash") == job_hash
-                    and record.get("status") in ("ok", "skipped")
-                    and (record["status"] != "ok" or outputs_intact(stem.parent, record))
-                ):
+                if self.reusable(stem, job_hash):
+                    counts["cached"] += 1
+                    progress.advance(task)
+                    continue
+                claim = stem.with_suffix(".claim")
+                stem.parent.mkdir(parents=True, exist_ok=True)
+                if not claim_job(claim):  # another worker on this folder computes it
+                    counts["claimed"] += 1
+                    progress.advance(task)
+                    continue
+                if self.reusable(stem, job_hash):  # finished by another worker meanwhile
+                    claim.unlink(missing_ok=True)
                     counts["cached"] += 1
                     progress.advance(task)
                     continue
                 progress.update(task, description=f"{job.variant.name} {job.sample.id}")
-                status = self.run_job(job, job_hash, stem, methods)
+                try:
+                    status = self.run_job(job, job_hash, stem, methods)
+                finally:
+                    claim.unlink(missing_ok=True)
                 counts[status] += 1
                 if status == "failed":
                     failures.append(f"{job.variant.name} {job.sample.id} s{job.seed}")
@@ -409,6 +456,17 @@ class Runner:
         atomic_write_bytes(self.root / "shards" / f"{self.shard.label}.json", json_bytes(summary))
         self.summary = summary
         return 1 if failures else 0
+
+    def reusable(self, stem: Path, job_hash: str) -> bool:
+        """Whether the job's record can be trusted as done (same hash, files intact)."""
+        record = read_json(stem.with_suffix(".json"))
+        return bool(
+            not self.cfg.recompute
+            and record
+            and record.get("job_hash") == job_hash
+            and record.get("status") in ("ok", "skipped")
+            and (record["status"] != "ok" or outputs_intact(stem.parent, record))
+        )
 
     def run_job(self, job: Job, job_hash: str, stem: Path, methods: dict[str, Any]) -> str:
         cls = job.variant.cls

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -131,3 +133,51 @@ def test_shard_from_launcher_environments():
     for bad in ("2/2", "a/b", "3"):
         with pytest.raises(UserError):
             shard_from(bad, {})
+
+
+def test_two_identical_runs_on_one_folder_split_the_jobs(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "run", "--methods", f"{SLOW}[delay_s=0.4]", "--limit", "8", "--seeds", "0,1",
+        "--output", str(out),
+    ]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            cli_command(*args),
+            cwd=REPO,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert len(list(iter_records(out))) == 16 and not list(out.rglob("*.claim"))
+    for path in iter_records(out):
+        assert json.loads(path.read_text())["status"] == "ok"
+    import re
+
+    computed = []  # each worker's summary row: jobs, ok, cached, [claimed,] skipped, failed
+    for stdout, _ in results:
+        rows = [r for r in stdout.splitlines() if re.match(r"^│\s*16\s*│", r)]
+        computed.append(int(rows[0].split("│")[2]))
+    # each job was computed by exactly one of the two; both did some
+    assert sum(computed) == 16 and min(computed) > 0, computed
+
+
+def test_a_stale_claim_of_a_dead_process_is_taken_over(tmp_path):
+    import socket
+
+    from partedit_bench.runner import claim_job
+
+    claim = tmp_path / "job.claim"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    claim.write_text(json.dumps({"pid": int(dead), "host": socket.gethostname()}))
+    assert claim_job(claim)  # the dead process's claim is replaced by ours
+    assert json.loads(claim.read_text())["pid"] == os.getpid()
+    other = tmp_path / "other.claim"
+    other.write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    assert not claim_job(other)  # a live claim of another host is respected
