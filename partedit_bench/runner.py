@@ -161,6 +161,12 @@ def claim_job(path: Path) -> bool:
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
     for _ in range(2):
         if create_exclusive(path, json_bytes(mine)):
+            for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # of killed claimers
+                try:
+                    if time.time() - leftover.stat().st_mtime > 60:
+                        leftover.unlink(missing_ok=True)
+                except OSError:
+                    pass
             return True
         other = read_json(path) or {}
         try:
@@ -488,8 +494,9 @@ class Runner:
             "image": None,
             "predicted_mask": None,
         }
-        for leftover in stem.parent.glob(f".{stem.name}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+        for pattern in (".json", ".png", "_mask.png"):  # this job's own outputs only
+            for leftover in stem.parent.glob(f".{stem.name}{pattern}.*.tmp"):
+                leftover.unlink(missing_ok=True)
         reason = self.skip_reason(job)
         if reason:
             record.update(status="skipped", error=reason, finished=now())
