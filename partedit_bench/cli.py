@@ -223,6 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     err = Console(stderr=True)
+    import signal
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # a scheduler's SIGTERM ends like Ctrl-C: with the resume hint
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (e.g. an embedding application)
+        previous = None
     try:
         args = build_parser().parse_args(argv)
         if args.command == "run":
@@ -253,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted; completed jobs are kept, rerun the same command to resume")
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
@@ -315,17 +327,32 @@ def command_score(args: argparse.Namespace) -> int:
 
     source = load_image(args.source)
     edited = load_image(args.edited)
-    if edited.size != source.size:
-        edited = edited.resize(source.size, Image.Resampling.LANCZOS)
+    if edited.size != source.size:  # as evaluate: an edit of another size is not scored
+        raise UserError(
+            f"{args.edited} is {edited.size[0]}x{edited.size[1]} but {args.source} is "
+            f"{source.size[0]}x{source.size[1]}; resize the edit first if that is intended"
+        )
     mask = load_mask(args.mask, source.size)
+    target = load_image(args.target) if args.target else None
+    if target is not None and target.size != source.size:
+        raise UserError(f"--target {args.target} is {target.size}, not {source.size}")
     predicted = None
-    if args.predicted_mask:
-        predicted = np.asarray(Image.open(args.predicted_mask).convert("L"), np.float64) / 255
+    if args.predicted_mask:  # a soft mask: gray levels / 255, at the source's size
+        try:
+            with Image.open(args.predicted_mask) as img:
+                gray = img.convert("L")
+        except OSError as exc:
+            raise UserError(f"--predicted-mask {args.predicted_mask}: unreadable ({exc})") from exc
+        if gray.size != source.size:
+            raise UserError(
+                f"--predicted-mask {args.predicted_mask} is {gray.size}, not {source.size}"
+            )
+        predicted = np.asarray(gray, np.float64) / 255
     edit = ScoredEdit(
         to_float(source),
         to_float(edited),
         mask,
-        target=to_float(load_image(args.target)) if args.target else None,
+        target=None if target is None else to_float(target),
         predicted_mask=predicted,
         fg_text=foreground_text(args.prompt, args.part),
     )

@@ -12,11 +12,18 @@ from typing import Any
 from PIL import Image
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _synced_temp(path: Path, data: bytes) -> str:
     """Writes `data` to a new temporary file beside `path` and fsyncs it; returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have made
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

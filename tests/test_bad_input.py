@@ -353,3 +353,60 @@ def test_missing_checkpoint_files_are_named_before_anything_loads(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--alpha-clip: checkpoint not found" in err, err
     assert time.perf_counter() - start < 60  # no hub retries
+
+
+def test_score_refuses_inputs_of_another_size(tmp_path, capsys):
+    for name, size in (("s.png", (32, 32)), ("small.png", (16, 16))):
+        rgb(size).save(tmp_path / name)
+    mask = Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 12))
+    mask.save(tmp_path / "m.png")
+    mask.resize((16, 16)).save(tmp_path / "m16.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    base = ["score", str(tmp_path / "s.png")]
+    same = [str(tmp_path / "s.png"), str(tmp_path / "m.png")]
+    cases = [
+        ([str(tmp_path / "small.png"), str(tmp_path / "m.png")], "is 16x16 but"),
+        ([*same, "--target", str(tmp_path / "small.png")], "--target"),
+        ([*same, "--predicted-mask", str(tmp_path / "m16.png")], "--predicted-mask"),
+        ([*same, "--predicted-mask", str(tmp_path / "junk.png")], "unreadable"),
+    ]
+    for args, expected in cases:
+        capsys.readouterr()
+        code = main([*base, *args, "--json"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and expected in err, (args, err)
+
+
+def test_atomic_writes_honour_the_umask(tmp_path):
+    import os
+
+    from partedit_bench.io import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "f.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_sigterm_ends_a_run_with_the_resume_hint(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import cli_command, cli_env
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        cli_command("run", "--methods", "tests.helpers:SlowIdentity[delay_s=0.5]", "--limit",
+                    "20", "--output", str(out)),
+        cwd=Path(__file__).resolve().parents[1], env=cli_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while not list(out.rglob("*.json"))[1:] and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun the same command to resume" in err, err
