@@ -220,10 +220,16 @@ def _add_alpha_clip_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+    import signal
+
     from rich.console import Console
 
+    # tables in logs and pipes: rich would cut them to 80 columns
+    narrow = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    if narrow:
+        os.environ["COLUMNS"] = "200"
     err = Console(stderr=True)
-    import signal
 
     def terminated(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # a scheduler's SIGTERM ends like Ctrl-C: with the resume hint
@@ -265,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if narrow:
+            os.environ.pop("COLUMNS", None)
     return 0
 
 

@@ -410,3 +410,17 @@ def test_sigterm_ends_a_run_with_the_resume_hint(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err, err
+
+
+def test_tables_are_not_cut_to_80_columns_in_a_pipe():
+    import subprocess
+
+    from tests.conftest import REPO, cli_command, cli_env
+
+    env = cli_env()
+    env.pop("COLUMNS", None)
+    done = subprocess.run(
+        cli_command("list", "methods"), cwd=REPO, env=env, capture_output=True, text=True
+    )  # stdout is a pipe
+    widest = max(len(line) for line in done.stdout.splitlines())
+    assert done.returncode == 0 and widest > 80, widest
