@@ -182,3 +182,23 @@ def test_a_new_method_version_recomputes_its_jobs(tmp_path, monkeypatch):
     monkeypatch.setattr(Identity, "version", "999")
     assert main(args) == 0
     assert _summary(out)["ok"] == 2 and _summary(out)["cached"] == 0
+
+
+def test_a_render_cache_deleted_during_a_run_is_rendered_again(tmp_path, monkeypatch):
+    from partedit_bench.runner import Runner
+
+    prepare = Runner.prepare
+
+    def prepare_then_lose_the_cache(self):
+        prepare(self)
+        for sample in self.samples[1:3]:  # deleted from outside after the run started
+            Path(sample.original_image).unlink()
+            Path(sample.gt_mask).unlink()
+
+    monkeypatch.setattr(Runner, "prepare", prepare_then_lose_the_cache)
+    out = tmp_path / "run"
+    assert main([*IDENTITY_RUN, "--limit", "3", "--output", str(out)]) == 0
+    recs = records(out)
+    assert len(recs) == 3 and all(r["status"] == "ok" for r in recs.values())
+    for sample in load_suite("partworld").samples[:3]:
+        assert Path(sample.original_image).is_file() and Path(sample.gt_mask).is_file()

@@ -90,7 +90,10 @@ class Sample:
         h = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode())
         for path in (self.original_image, self.gt_mask):
             if path:
-                h.update(Path(path).read_bytes())
+                try:
+                    h.update(Path(path).read_bytes())
+                except OSError:  # the job itself then fails with the reason, the run goes on
+                    h.update(f"unreadable:{path}".encode())
         return h.hexdigest()[:16]
 
 
