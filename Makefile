@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 # 2 CPU cores: prompt following, part tokens with held-out mIoU, the default run and its report.
 partworld-numbers: $(STAMP)
 	$(BIN)/partedit-bench partworld evaluate
-	$(BIN)/partedit-bench train-token --backbone partworld-sd --part all \
+	$(BIN)/partedit-bench train-token --backbone partworld-sd --part all --overwrite \
 		--table models/partworld-sd/eval/tokens.md
 	$(BIN)/partedit-bench run --recompute --output results/partworld__partworld-sd
 

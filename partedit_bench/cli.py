@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--output-root", default=None, help="default benchmark_data/tokens")
     train.add_argument("--table", default=None, help="also write the mIoU table (Markdown)")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace existing tokens (e.g. the shipped ones)"
+    )
     train.add_argument("--device", default="auto")
     train.add_argument("--dtype", default="float32")
 
@@ -605,6 +608,17 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
         if part not in suite.parts:
             raise UserError(f"suite '{suite.name}' has no images of {part}")
     root = Path(args.output_root) if args.output_root else None
+    existing = [
+        str(token_path(name, part, root))
+        for name in _split(args.backbone) or []
+        for part in parts
+        if token_path(name, part, root).is_file()
+    ]
+    if existing and not args.overwrite:  # before anything loads or trains
+        raise UserError(
+            f"train-token would replace {len(existing)} existing token(s) ({existing[0]}"
+            f"{', ...' if len(existing) > 1 else ''}); pass --overwrite, or --output-root DIR"
+        )
     rows = []
     device = pick_device(args.device, Shard(0, 1))
     for backbone_name in _split(args.backbone) or []:

@@ -289,3 +289,23 @@ def test_train_token_says_when_nothing_is_held_out(tmp_path, monkeypatch, capsys
     token = load_token(tmp_path / "data" / "tokens" / "tiny-sd" / "chair-seat.safetensors")
     assert token.meta["heldout_miou"] is None and token.meta["heldout_images"] == []
     assert 0 <= token.meta["train_miou"] <= 1
+
+
+def test_train_token_never_replaces_a_token_without_overwrite(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from partedit_bench.data.suites import REPO_ROOT
+
+    monkeypatch.setenv("PARTEDIT_BENCH_DATA", str(tmp_path / "data"))
+    shutil.copytree(
+        REPO_ROOT / "benchmark_data" / "partworld-train", tmp_path / "data" / "partworld-train"
+    )
+    target = tmp_path / "data" / "tokens" / "tiny-sd" / "chair-seat.safetensors"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"a shipped token")
+    args = ["train-token", "--backbone", "tiny-sd", "--part", "chair-seat", "--steps", "1"]
+    capsys.readouterr()
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "would replace 1 existing token" in err and "--overwrite" in err, err
+    assert target.read_bytes() == b"a shipped token"
