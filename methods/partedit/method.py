@@ -80,9 +80,11 @@ class PartEdit(EditMethod):
     def load(self, backbone: Any) -> None:
         self.backbone = backbone
         self.tokens: dict[str, Any] = {}
+        self.token_digests: dict[str, str] = {}  # the token files, for the job hash
 
     def preflight(self, backbone: Any, samples: list[Sample]) -> None:
         """Stops the run before any job when a needed token is missing or foreign."""
+        from partedit_bench.method_api import file_digest
         from partedit_bench.tokens import load_token
 
         self.load(backbone)
@@ -93,6 +95,7 @@ class PartEdit(EditMethod):
                 missing.append(part)
             else:
                 self.tokens[part] = load_token(path, backbone)
+                self.token_digests[part] = file_digest(path)
         if missing:
             raise UserError(
                 f"partedit needs tokens for ({backbone.name}: {', '.join(missing)}); "
@@ -102,13 +105,7 @@ class PartEdit(EditMethod):
 
     def inputs_fingerprint(self, sample: Sample) -> dict[str, Any]:
         """The part token files the sample uses (a replaced token recomputes its jobs)."""
-        from partedit_bench.method_api import file_digest
-
-        digests = self.__dict__.setdefault("_token_digests", {})
-        for part in parts_of(sample):
-            if part not in digests:
-                digests[part] = file_digest(self._token_path(part))
-        return {part: digests[part] for part in sorted(parts_of(sample))}
+        return {part: self.token_digests[part] for part in sorted(parts_of(sample))}
 
     def _token_path(self, part: str) -> Any:
         from pathlib import Path
