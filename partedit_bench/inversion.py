@@ -124,3 +124,154 @@ def ddim_invert(
         trajectory.append(x)
         previous_alpha = alpha
     return timesteps, list(reversed(trajectory))
+
+
+# ---------------------------------------------------------------------------------------
+# LEDITS++'s inversion: edit-friendly DDPM noise maps under SDE-DPM-Solver++ (order 2).
+
+
+def ledits_timesteps(num_train_timesteps: int, steps: int, skip: float) -> torch.Tensor:
+    """LEDITS++'s schedule: `steps` integer timesteps evenly spaced from
+    T_train (1 - skip) - 1 down to 1, truncated (SD's 1000 steps, skip 0.15, 30 steps: 849 ... 1).
+    The reference builds it with numpy; so does this."""
+    import numpy as np
+
+    n = num_train_timesteps
+    return torch.from_numpy(np.linspace(n - skip * n - 1, 1, steps).astype(np.int64))
+
+
+class DPMSolverSDE:
+    """SDE-DPM-Solver++ of order 2 (midpoint) on a fixed list of integer timesteps, the sampler
+    LEDITS++ inverts and edits with, stepping with given noise.
+
+    Its tables (alpha_t = sqrt(alpha_bar), sigma_t = sqrt(1 - alpha_bar), lambda_t = log
+    alpha_t - log sigma_t) are float32, built from the backbone scheduler's `alphas_cumprod`,
+    and every step coefficient is a float32 scalar, as in the reference's scheduler; the
+    samples keep their own dtype. The step after the last timestep lands on timestep 0. A step
+    is first order when it has no previous model output (the first step) and, when sampling
+    with fewer than 15 steps and `lower_order_final`, at the last step; the inversion is second
+    order there, so it reconstructs exactly only from 15 steps on (as the reference).
+
+    Call `reset()` before a new pass; `step` keeps the previous x0 prediction for order 2.
+    """
+
+    def __init__(
+        self,
+        alphas_cumprod: torch.Tensor,
+        timesteps: torch.Tensor,
+        prediction_type: str,
+        lower_order_final: bool = True,
+    ):
+        bar = alphas_cumprod.to(torch.float32).cpu()
+        self.alpha = bar.sqrt()
+        self.sigma = (1 - bar).sqrt()
+        self.lam = self.alpha.log() - self.sigma.log()
+        self.timesteps = timesteps
+        self.prediction_type = prediction_type
+        self.lower_order_final = lower_order_final
+        self.previous: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.previous = None
+
+    def data_prediction(
+        self, model_out: torch.Tensor, sample: torch.Tensor, t: int
+    ) -> torch.Tensor:
+        a, s = self.alpha[t], self.sigma[t]
+        if self.prediction_type == "epsilon":
+            return (sample - s * model_out) / a
+        if self.prediction_type == "v_prediction":
+            return a * sample - s * model_out
+        if self.prediction_type == "sample":
+            return model_out
+        raise ValueError(f"unsupported prediction type {self.prediction_type!r}")
+
+    def mean_std(
+        self, i: int, model_out: torch.Tensor, sample: torch.Tensor, sampling: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and noise scale of the step from timesteps[i] (order 2 after the first step)."""
+        n = len(self.timesteps)
+        t = int(self.timesteps[i])
+        after = int(self.timesteps[i + 1]) if i + 1 < n else 0
+        x0 = self.data_prediction(model_out, sample, t)
+        previous, self.previous = self.previous, x0
+        h = self.lam[after] - self.lam[t]
+        decay = self.sigma[after] / self.sigma[t] * torch.exp(-h)
+        gain = self.alpha[after] * (1 - torch.exp(-2.0 * h))
+        std = self.sigma[after] * torch.sqrt(1.0 - torch.exp(-2 * h))
+        first = previous is None or (sampling and self.lower_order_final and i == n - 1 and n < 15)
+        if previous is None or first:
+            return decay * sample + gain * x0, std
+        t_before = int(self.timesteps[i - 1])
+        ratio = (self.lam[t] - self.lam[t_before]) / h
+        slope = (1.0 / ratio) * (x0 - previous)
+        return decay * sample + gain * x0 + 0.5 * gain * slope, std
+
+    def step(
+        self, i: int, model_out: torch.Tensor, sample: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        mean, std = self.mean_std(i, model_out, sample, sampling=True)
+        return mean + std * noise
+
+
+@dataclass
+class LeditsInversion:
+    """LEDITS++'s inversion: the sampler, x_T (at timesteps[0]) and the noise map of each
+    sampling step, in sampling order."""
+
+    solver: DPMSolverSDE
+    x_T: torch.Tensor
+    zs: list[torch.Tensor]
+
+    @property
+    def timesteps(self) -> list[int]:
+        return [int(t) for t in self.solver.timesteps]
+
+
+@torch.no_grad()
+def ledits_invert(
+    predict: Any,
+    x0: torch.Tensor,
+    scheduler: Any,
+    steps: int,
+    skip: float,
+    generator: torch.Generator,
+    prediction_type: str,
+    zero_noise_steps: int = 0,
+) -> LeditsInversion:
+    """LEDITS++'s edit-friendly inversion (Brack et al., 2024; Algorithm 1 of
+    Huberman-Spiegelglas et al.): x_t drawn independently from x0 at every timestep of
+    `ledits_timesteps`, then, noisiest first, the noise z that takes x_t to x_{t-1} under
+    SDE-DPM-Solver++(2) with the guided prediction `predict(x_t, t)`, x_{t-1} replaced by the
+    value the sampler will produce. Sampling from x_T with these z gives back x0 (the clean end
+    is timestep 0's noise level) when steps >= 15.
+
+    Noise draws: one map per timestep from `generator` in x0's dtype, the least noisy first,
+    as the reference. `zero_noise_steps` zeroes the last maps (the SDXL reference's
+    `num_zero_noise_steps`)."""
+    timesteps = ledits_timesteps(scheduler.config.num_train_timesteps, steps, skip)
+    bar = scheduler.alphas_cumprod
+    solver = DPMSolverSDE(
+        bar, timesteps, prediction_type, scheduler.config.get("lower_order_final", True)
+    )
+    work = torch.promote_types(x0.dtype, torch.float32)
+    x0w = x0.to(work)
+    bar_w = bar.to(x0.device, work)
+    noisy: list[torch.Tensor] = [torch.empty(0)] * len(timesteps)
+    for i in reversed(range(len(timesteps))):  # least noisy first
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device, work)
+        a = bar_w[int(timesteps[i])]
+        noisy[i] = a**0.5 * x0w + (1 - a) ** 0.5 * noise
+    xs = [*noisy, x0w]
+    zs = []
+    solver.reset()
+    for i, t in enumerate(timesteps):
+        out = predict(xs[i].to(x0.dtype), t).to(work)
+        mean, std = solver.mean_std(i, out, xs[i], sampling=False)
+        z = (xs[i + 1] - mean) / std
+        zs.append(z)
+        xs[i + 1] = mean + std * z  # the value the sampler will produce
+    for k in range(min(zero_noise_steps, len(zs))):
+        zs[len(zs) - 1 - k] = torch.zeros_like(zs[0])
+    solver.reset()
+    return LeditsInversion(solver, xs[0], zs)

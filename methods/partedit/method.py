@@ -305,11 +305,25 @@ def run_partedit(
         step_times.append(time.perf_counter() - start)
 
     ledits = real and options.inversion == "ledits"
-    noises: list[torch.Tensor] | None = None
+    source_context = torch.cat([u_src, c_src])
+    source_added = _added(backbone, [pu_src, p_src])
+
+    def predict_source(x: torch.Tensor, t: int) -> torch.Tensor:
+        out = unet(
+            torch.cat([x, x]),
+            t,
+            encoder_hidden_states=source_context,
+            added_cond_kwargs=source_added,
+        ).sample
+        return guided(out, (options.source_guidance,))
+
+    solver: Any = None
+    noises: Any = None
     if ledits:
-        scheduler, timesteps, start_latents, noises = ledits_inversion(
-            backbone, image, source_prompt, options, generator
-        )
+        with processors(unet, {n: _plain() for n in installed}):
+            inv = ledits_inversion(backbone, image, predict_source, options, generator, prediction)
+        solver, noises, start_latents = inv.solver, inv.zs, inv.x_T
+        timesteps = solver.timesteps
         scales = (options.source_guidance, options.guidance, options.source_guidance)[:paths]
     elif not real:
         scheduler = type(backbone.components["scheduler"]).from_config(
@@ -329,27 +343,23 @@ def run_partedit(
             latents = start_latents.to(c_src.dtype).repeat(paths, 1, 1, 1)
             for i, t in enumerate(timesteps):
                 start = begin_step(i)
-                inp = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+                inp = torch.cat([latents, latents])
+                if solver is None:
+                    inp = scheduler.scale_model_input(inp, t)
                 out = unet(inp, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
-                step_kwargs = {} if noises is None else {"variance_noise": noises[i]}
-                latents = scheduler.step(guided(out, scales), t, latents, **step_kwargs).prev_sample
+                if solver is None:
+                    latents = scheduler.step(guided(out, scales), t, latents).prev_sample
+                else:
+                    work = noises[i].dtype
+                    stepped = solver.step(
+                        i, guided(out, scales).to(work), latents.to(work), noises[i]
+                    )
+                    latents = stepped.to(c_src.dtype)
                 if paths == 3:
                     latents[2] = latents[0]  # the localization path restarts from the source
                 end_step(start)
         else:
             x0 = backbone.encode_images([image])
-            source_context = torch.cat([u_src, c_src])
-            source_added = _added(backbone, [pu_src, p_src])
-
-            def predict_source(x: torch.Tensor, t: int) -> torch.Tensor:
-                out = unet(
-                    torch.cat([x, x]),
-                    t,
-                    encoder_hidden_states=source_context,
-                    added_cond_kwargs=source_added,
-                ).sample
-                return guided(out, (options.source_guidance,))
-
             with processors(unet, {n: _plain() for n in installed}):
                 inv = inversion.invert(
                     predict_source,
@@ -403,45 +413,28 @@ def run_partedit(
 
 
 def ledits_inversion(
-    backbone: Any, image: Any, prompt: str, options: PartEditOptions, generator: torch.Generator
-) -> tuple[Any, Any, torch.Tensor, list[torch.Tensor]]:
-    """LEDITS++'s edit-friendly inversion (diffusers' LEditsPP pipelines, SDE-DPM-Solver++ of
-    order 2, skipping the first `ledits_skip` of the schedule): the scheduler, the timesteps,
-    x_T and the per-step noise that the sampler reuses as `variance_noise`."""
-    from diffusers import (
-        DPMSolverMultistepScheduler,
-        LEditsPPPipelineStableDiffusion,
-        LEditsPPPipelineStableDiffusionXL,
-    )
+    backbone: Any,
+    image: Any,
+    predict_source: Any,
+    options: PartEditOptions,
+    generator: torch.Generator,
+    prediction: str,
+) -> Any:
+    """LEDITS++'s inversion (`partedit_bench.inversion.ledits_invert`: SDE-DPM-Solver++ of
+    order 2 on LEDITS++'s timesteps, skipping the first `ledits_skip` of the schedule) of the
+    image under the source prompt's guided prediction; its solver steps the edit."""
+    from partedit_bench import inversion
 
-    from partedit_bench.attention import processors
-
-    scheduler = DPMSolverMultistepScheduler.from_config(
-        backbone.components["scheduler"].config, algorithm_type="sde-dpmsolver++", solver_order=2
+    x0 = backbone.encode_images([image])
+    return inversion.ledits_invert(
+        predict_source,
+        x0,
+        backbone.components["scheduler"],
+        options.steps,
+        options.ledits_skip,
+        generator,
+        prediction,
     )
-    cls = (
-        LEditsPPPipelineStableDiffusionXL
-        if backbone.family == "sdxl"
-        else LEditsPPPipelineStableDiffusion
-    )
-    pipe = backbone.pipeline(cls, scheduler=scheduler)
-    with processors(backbone.unet, {}):  # invert() resets the UNet's processors
-        pipe.invert(
-            image=image,
-            source_prompt=prompt,
-            source_guidance_scale=options.source_guidance,
-            num_inversion_steps=options.steps,
-            skip=options.ledits_skip,
-            generator=generator,
-            height=backbone.resolution,
-            width=backbone.resolution,
-        )
-    pipe.scheduler.set_timesteps(len(pipe.scheduler.timesteps))
-    timesteps = pipe.inversion_steps
-    latent_shape = pipe.zs.shape[-3:]
-    zs = pipe.zs[-len(timesteps) :].reshape(len(timesteps), *latent_shape)
-    start = pipe.init_latents.reshape(-1, *latent_shape)[:1]
-    return pipe.scheduler, timesteps, start, [z[None] for z in zs]
 
 
 def localization_layers(unet: Any, choice: str, tokens: list[Any]) -> set[str]:
