@@ -189,8 +189,25 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--format", default="auto", choices=["auto", "png", "coco", "labelme"])
     masks.add_argument("--label", default=None, help="only polygons/categories with this label")
     hf = data_sub.add_parser("import-hf", help="import the published PartEdit-Bench")
-    hf.add_argument("source", help="save_to_disk folder, parquet file(s), or a hub id")
-    hf.add_argument("--name", default="partedit-bench-hf")
+    hf.add_argument(
+        "source",
+        nargs="+",
+        help="save_to_disk folder, parquet file(s) or folder(s), a hub snapshot or cache "
+        "folder, or a hub id",
+    )
+    hf.add_argument(
+        "--revision",
+        default=None,
+        help="hub revision (branch, tag or commit; e.g. v1.1 adds token_cls); also picks the "
+        "snapshot of a hub cache folder (default main)",
+    )
+    hf.add_argument(
+        "--split",
+        default=None,
+        help="the split of sources that do not say (a renamed parquet file, a single-split "
+        "save_to_disk folder)",
+    )
+    hf.add_argument("--name", default="partedit-bench-hf", help="suite name")
     hf.add_argument("--output", default=None, help="suite folder (default benchmark_data/NAME)")
     parts = data_sub.add_parser(
         "import-parts", help="token-training data from PartImageNet or PASCAL-Part"
@@ -554,7 +571,9 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
         console.print(f"attached {attached} masks; {len(missing)} samples still without one")
         return 0
     if args.data_command == "import-hf":
-        suite_file, count, warnings = builders.import_hf(args.source, args.name, args.output)
+        suite_file, count, warnings = builders.import_hf(
+            args.source, args.name, args.output, revision=args.revision, split=args.split
+        )
         console.print(f"imported {count} samples into {suite_file}")
         for warning in warnings:
             console.print(f"[yellow]check:[/] {warning} (kept as labelled)")

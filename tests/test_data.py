@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -495,36 +496,111 @@ def test_import_pascal_part_mat_files(tmp_path):
 #: gives them (ptan853/part-level-tdm-localization, core/data/partedit_subset/
 #: pilot_manifest.json: its source_prompt / target_prompt are the dataset's prompt_original /
 #: prompt_changed); v1.1's token_cls where the revision has it.
+# The 20 published rows whose text fields a public third-party export gives
+# (ptan853/part-level-tdm-localization, core/data/partedit_subset/pilot_manifest.json, which
+# reads prompt_original, p2p_prompt and prompt_changed from Aleksandar/PartEdit-Bench): split,
+# id, class_name, subject, part, edit, token_cls (v1.1, given here for a few rows to cover
+# both revisions), prompt_original, p2p_prompt, prompt_changed. No public source shows
+# p2p_template's text.
 PUBLISHED_ROWS = [
-    ("real", 6, "animal_head", "man", "head", "alien", None,
-     "a man standing in a park wearing a green shirt",
-     "a man with alien head standing in a park wearing a green shirt"),
-    ("real", 8, "animal_head", "dog", "head", "bear", "quadruped_head",
-     "a dog standing in a field with grass and water",
-     "a dog with bear head standing in a field with grass and water"),
-    ("real", 2, "chair", "chair", "seat", "mesh", "chair_custom",
-     "a chair and table in front of a glass door",
-     "a chair with mesh seat and table in front of a glass door"),
-    ("real", 4, "carhood", "toyota", "carhood", "rusted", None,
-     "a white toyota avanza parked in front of a house",
-     "a white toyota with rusted carhood avanza parked in front of a house"),
-    ("real", 7, "chair", "armchair", "seat", "leather", None,
-     "a mahogany armchair", "a mahogany armchair with leather seat"),
-    ("synth", 26, "humanoid_hair", "man", "hair", "Curls", "human_hair",
-     "A Portrait of man at a house", "A Portrait of man with Curls hair at a house"),
-    ("synth", 50, "carhood", "racing-car", "car hood", "black", "carhood_custom",
-     "A racing-car at a highway", "A racing-car with black car hood at a highway"),
-    ("synth", 40, "animal_head", "bear", "head", "tiger", None,
-     "A bear at a pool", "A bear with tiger head at a pool"),
+    ('real', 0, 'humanoid_torso', 'robot', 'torso', 'armored', None,
+     'a robot standing in a warehouse with boxes',
+     'a robot with armored torso standing in a warehouse with boxes',
+     'a armored standing in a warehouse with boxes'),
+    ('real', 1, 'animal_head', 'dog', 'head', 'cat', None,
+     'a dog running in the grass',
+     'a dog with cat head running in the grass',
+     'a cat running in the grass'),
+    ('real', 2, 'chair', 'chair', 'seat', 'mesh', 'chair_custom',
+     'a chair and table in front of a glass door',
+     'a chair with mesh seat and table in front of a glass door',
+     'a mesh and table in front of a glass door'),
+    ('real', 3, 'animal_head', 'horse', 'head', 'cheetah', None,
+     'a horse running in a field',
+     'a horse with cheetah head running in a field',
+     'a cheetah running in a field'),
+    ('real', 4, 'carhood', 'toyota', 'carhood', 'rusted', None,
+     'a white toyota avanza parked in front of a house',
+     'a white toyota with rusted carhood avanza parked in front of a house',
+     'a white rusted avanza parked in front of a house'),
+    ('real', 5, 'animal_head', 'bear', 'head', 'dog', None,
+     'a brown bear standing on a rock',
+     'a brown bear with dog head standing on a rock',
+     'a brown dog standing on a rock'),
+    ('real', 6, 'animal_head', 'man', 'head', 'alien', None,
+     'a man standing in a park wearing a green shirt',
+     'a man with alien head standing in a park wearing a green shirt',
+     'a alien standing in a park wearing a green shirt'),
+    ('real', 7, 'chair', 'armchair', 'seat', 'leather', None,
+     'a mahogany armchair',
+     'a mahogany armchair with leather seat',
+     'a mahogany leather'),
+    ('real', 8, 'animal_head', 'dog', 'head', 'bear', 'quadruped_head',
+     'a dog standing in a field with grass and water',
+     'a dog with bear head standing in a field with grass and water',
+     'a bear standing in a field with grass and water'),
+    ('real', 9, 'carbody', 'ferrari', 'carbody', 'rusted', None,
+     'ferrari 812 superfast by kimberly kim',
+     'ferrari with rusted carbody 812 superfast by kimberly kim',
+     'rusted 812 superfast by kimberly kim'),
+    ('real', 10, 'animal_head', 'cow', 'head', 'dragon', None,
+     'a cow standing on a street',
+     'a cow with dragon head standing on a street',
+     'a dragon standing on a street'),
+    ('real', 11, 'human_hair', 'man', 'hair', 'curly_hair', None,
+     'a man with a smile on his face',
+     'a man with curly_hair hair with a smile on his face',
+     'a curly_hair with a smile on his face'),
+    ('real', 12, 'humanoid_torso', 'statue', 'torso', 'uniform', None,
+     'a statue of an angel with wings on the ground',
+     'a statue with uniform torso of an angel with wings on the ground',
+     'a uniform of an angel with wings on the ground'),
+    ('synth', 14, 'humanoid_torso', 'alien', 'torso', 'robot', None,
+     'A alien at a gym',
+     'A alien with robot torso at a gym',
+     'A robot at a gym'),
+    ('synth', 17, 'humanoid_torso', 'dinosaur', 'torso', 'robotic-parts', None,
+     'A dinosaur at a museum',
+     'A dinosaur with robotic-parts torso at a museum',
+     'A robotic-parts at a museum'),
+    ('synth', 22, 'humanoid_hair', 'boy', 'hair', 'Kinky', None,
+     'A Portrait of boy at a park',
+     'A Portrait of boy with Kinky hair at a park',
+     'A Portrait of Kinky at a park'),
+    ('synth', 26, 'humanoid_hair', 'man', 'hair', 'Curls', 'human_hair',
+     'A Portrait of man at a house',
+     'A Portrait of man with Curls hair at a house',
+     'A Portrait of Curls at a house'),
+    ('synth', 40, 'animal_head', 'bear', 'head', 'tiger', None,
+     'A bear at a pool',
+     'A bear with tiger head at a pool',
+     'A tiger at a pool'),
+    ('synth', 50, 'carhood', 'racing-car', 'car hood', 'black', 'carhood_custom',
+     'A racing-car at a highway',
+     'A racing-car with black car hood at a highway',
+     'A black at a highway'),
+    ('synth', 53, 'carhood', 'BMW', 'car hood', 'Destroyed', None,
+     'A full front facing view of BMW car at a parking lot',
+     'A full front facing view of BMW car with Destroyed car hood at a parking lot',
+     'A full front facing view of Destroyed car at a parking lot'),
 ]  # fmt: skip
 
 
-def test_published_rows_import_validate_and_run(tmp_path, capsys):
+@pytest.mark.parametrize("template_kind", ["none", "aligned-source"])
+def test_published_rows_import_validate_and_run(tmp_path, capsys, template_kind):
     import datasets
+
+    def template(p2p, edit, subject):
+        # p2p_template's published text is unknown: absent, or (hypothetical) the word-aligned
+        # unedited side of p2p_prompt; the importer must read the direction either way
+        if template_kind == "none":
+            return None
+        return re.sub(rf"\b{re.escape(edit)}\b", subject.split()[-1], p2p)
 
     rng = np.random.default_rng(3)
     splits: dict[str, list[dict]] = {"synth": [], "real": []}
-    for split, row_id, cls, subject, part, edit, token_cls, original, changed in PUBLISHED_ROWS:
+    for row_fields in PUBLISHED_ROWS:
+        split, row_id, cls, subject, part, edit, token_cls, original, p2p, changed = row_fields
         image = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
         mask = np.zeros((64, 64), np.uint8)
         mask[16:40, 16:40] = 255
@@ -532,7 +608,7 @@ def test_published_rows_import_validate_and_run(tmp_path, capsys):
             "id": row_id, "original_image": image, "partedit": image.rotate(90),
             "gt_mask": Image.fromarray(mask), "subject": subject, "edit": edit, "part": part,
             "class_name": cls, "prompt_original": original, "prompt_changed": changed,
-            "seed": row_id,
+            "p2p_prompt": p2p, "p2p_template": template(p2p, edit, subject), "seed": row_id,
         }  # fmt: skip
         if token_cls:
             row["token_cls"] = token_cls
@@ -548,32 +624,51 @@ def test_published_rows_import_validate_and_run(tmp_path, capsys):
     assert "labelled animal-head but its subject is 'man'" in printed  # reported, kept
     suite = load_suite(str(out / "suite.yaml"))
     samples = {s.id: s for s in suite.samples}
+    assert len(samples) == len(PUBLISHED_ROWS)
     expected = {
         "real-6": ("animal-head", "a man with alien <animal-head> standing in a park"),
         "real-8": ("animal-head", "a dog with bear <animal-head> standing"),
         "real-2": ("chair-seat", "a chair with mesh <chair-seat> and table"),
         "real-4": ("car-hood", "a white toyota with rusted <car-hood> avanza"),
         "real-7": ("chair-seat", "a mahogany armchair with leather <chair-seat>"),
+        "real-9": ("car-body", "ferrari with rusted <car-body> 812"),
+        "real-11": ("human-hair", "a man with curly_hair <human-hair> with a smile"),
+        "real-12": ("humanoid-torso", "a statue with uniform <humanoid-torso> of an angel"),
         "synth-26": ("human-hair", "A Portrait of man with Curls <human-hair> at a house"),
         "synth-50": ("car-hood", "A racing-car with black <car-hood> at a highway"),
         "synth-40": ("animal-head", "A bear with tiger <animal-head> at a pool"),
+        "synth-53": ("car-hood", "A full front facing view of BMW car with Destroyed <car-hood>"),
     }
     for sample_id, (token, prompt) in expected.items():
         sample = samples[sample_id]
         assert sample.part_token == token, sample_id
         assert sample.prompt_changed.startswith(prompt), sample.prompt_changed
+        # the dataset's own prompt_changed (the subject swapped) is kept beside it
         assert sample.extra["prompt_changed_dataset"] != sample.prompt_changed
+    assert samples["synth-40"].extra["prompt_changed_dataset"] == "A tiger at a pool"
+    # Prompt-to-Prompt goes from the unedited text to the dataset's edited p2p_prompt
+    for sample in samples.values():
+        assert sample.p2p_template == sample.extra["p2p_prompt_dataset"]
+        assert sample.edit.lower() in sample.p2p_template.lower()
+        assert not re.search(rf"\b{re.escape(sample.edit)}\b", sample.p2p_prompt)
+    bear = samples["synth-40"]
+    if template_kind == "none":
+        assert bear.p2p_prompt == bear.prompt_original == "A bear at a pool"
+    else:  # the aligned source: the Replace formulation, one word swapped
+        assert bear.p2p_prompt == "A bear with bear head at a pool"
     assert samples["real-6"].extra["label_warning"]
     assert validate_suite(str(out / "suite.yaml"))[1] == []
-    # PartEdit's edit prompt gives back the dataset's words
+    # PartEdit's edit prompt gives back the dataset's edited words
     from methods.partedit.method import plain_prompt
+    from partedit_bench.method_api import target_prompt
 
-    assert plain_prompt(samples["synth-50"]) == samples["synth-50"].extra["prompt_changed_dataset"]
+    assert plain_prompt(bear) == "A bear with tiger head at a pool" == target_prompt(bear)
     run = tmp_path / "run"
     assert (
         main(
-            ["run", "--methods", "identity,partedit", "--backbone", "tiny-sdxl",
-             "--suite", str(out / "suite.yaml"), "--set", "partedit.steps=2", "--output", str(run)]
+            ["run", "--methods", "identity,partedit,p2p", "--backbone", "tiny-sdxl",
+             "--suite", str(out / "suite.yaml"), "--limit", "6", "--set", "partedit.steps=2",
+             "--set", "p2p.steps=2", "--set", "p2p.null_text_inner_steps=1", "--output", str(run)]
         )
         == 0
     )  # fmt: skip
@@ -637,3 +732,83 @@ def test_import_hf_refuses_colliding_ids_and_leaves_nothing_behind(tmp_path, cap
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main(["data", "import-hf", str(tmp_path / "hf"), "--output", str(out)]) == 2
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def _parquet(rows: list[dict], path: Path) -> Path:
+    import datasets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    return path
+
+
+def _imported(out: Path) -> dict:
+    return {s.id: s for s in load_suite(str(out / "suite.yaml")).samples}
+
+
+def test_import_hf_takes_splits_from_the_card_folders_names_or_split(tmp_path, capsys):
+    synth, real = hf_rows("synth", 2), hf_rows("real", 1)
+    # refs/convert/parquet: the split is the folder; ids overlap between splits
+    conv = tmp_path / "conv"
+    _parquet(synth, conv / "default" / "synth" / "0000.parquet")
+    _parquet(real, conv / "default" / "real" / "0000.parquet")
+    assert main(["data", "import-hf", str(conv), "--output", str(tmp_path / "a")]) == 0
+    assert set(_imported(tmp_path / "a")) == {"synth-0", "synth-1", "real-0"}
+    # a hub snapshot folder: its card's configs decide, whatever the file names
+    snap = tmp_path / "snap"
+    _parquet(synth, snap / "data" / "first.parquet")
+    _parquet(real, snap / "data" / "second.parquet")
+    (snap / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: synth\n"
+        "    path: data/first*\n  - split: real\n    path: data/second*\n---\n# card\n"
+    )
+    assert main(["data", "import-hf", str(snap), "--output", str(tmp_path / "b")]) == 0
+    assert _imported(tmp_path / "b")["real-0"].split == "real"
+    # a renamed file says nothing: one line, nothing written; --split names it
+    renamed = _parquet(real, tmp_path / "renamed" / "rows.parquet")
+    capsys.readouterr()
+    assert main(["data", "import-hf", str(renamed), "--output", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot tell its split" in err and "--split" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+    args = ["data", "import-hf", str(renamed), "--split", "real", "--output", str(tmp_path / "c")]
+    assert main(args) == 0
+    assert set(_imported(tmp_path / "c")) == {"real-0"}
+    # several paths, one per split
+    files = [conv / "default" / "synth" / "0000.parquet", tmp_path / "real-00000-of-00001.parquet"]
+    _parquet(real, files[1])
+    assert main(["data", "import-hf", *map(str, files), "--output", str(tmp_path / "d")]) == 0
+    assert set(_imported(tmp_path / "d")) == {"synth-0", "synth-1", "real-0"}
+
+
+def test_import_hf_single_split_save_to_disk_needs_its_split(tmp_path, capsys):
+    import datasets
+
+    datasets.Dataset.from_list(hf_rows("real", 2)).save_to_disk(str(tmp_path / "one"))
+    capsys.readouterr()
+    assert main(["data", "import-hf", str(tmp_path / "one"), "--output", str(tmp_path / "o")]) == 2
+    assert "pass --split" in capsys.readouterr().err
+    args = ["data", "import-hf", str(tmp_path / "one"), "--split", "real"]
+    assert main([*args, "--output", str(tmp_path / "o")]) == 0
+    assert {s.split for s in _imported(tmp_path / "o").values()} == {"real"}
+
+
+def test_import_hf_picks_the_revision_of_a_hub_cache(tmp_path, capsys):
+    repo = tmp_path / "hub" / "datasets--Aleksandar--PartEdit-Bench"
+    old = [{k: v for k, v in row.items() if k != "token_cls"} for row in hf_rows("synth", 2)]
+    _parquet(old, repo / "snapshots" / "aaaa1111" / "data" / "synth-00000-of-00001.parquet")
+    _parquet(hf_rows("synth", 2), repo / "snapshots" / "bbbb2222" / "data" / "synth-0.parquet")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("aaaa1111")
+    (repo / "refs" / "v1.1").write_text("bbbb2222")
+    root = str(tmp_path / "hub")  # the cache root, holding both revisions
+    assert main(["data", "import-hf", root, "--output", str(tmp_path / "main")]) == 0
+    assert "token_cls" not in _imported(tmp_path / "main")["synth-1"].extra
+    args = ["data", "import-hf", root, "--revision", "v1.1", "--output", str(tmp_path / "v11")]
+    assert main(args) == 0
+    assert _imported(tmp_path / "v11")["synth-1"].extra["token_cls"] == "quadruped_head"
+    capsys.readouterr()
+    args = ["data", "import-hf", str(repo), "--revision", "v9", "--output", str(tmp_path / "x")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no snapshot for revision 'v9'" in err and "main, v1.1" in err

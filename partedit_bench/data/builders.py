@@ -109,6 +109,28 @@ def partedit_prompt(prompt: str, edit: str, part: str, token: str) -> str | None
     return None
 
 
+def _names(text: str, words: str) -> bool:
+    return (
+        bool(words) and re.search(rf"(?<![\w-]){re.escape(words)}(?![\w-])", text, re.I) is not None
+    )
+
+
+def p2p_pair(row: dict[str, Any]) -> tuple[str, str] | None:
+    """(source, target) of Prompt-to-Prompt from a published row, by content rather than by
+    field name: the target is the dataset's `p2p_prompt` or `p2p_template` that names the
+    edit (in the published rows `p2p_prompt` is the edited text, "A bear with tiger head at a
+    pool"); the source is the other one when it is a plain prompt that does not name the edit,
+    else `prompt_original`. None when neither names the edit."""
+    edit = str(row.get("edit") or "")
+    texts = [str(row.get(k) or "").strip() for k in ("p2p_prompt", "p2p_template")]
+    original = str(row.get("prompt_original") or "")
+    for target, other in (texts, texts[::-1]):
+        if target and _names(target, edit):
+            plain = other and not _names(other, edit) and not re.search(r"[{}\[\]<>]", other)
+            return (other if plain else original), target
+    return None
+
+
 def label_warning(part_token: str, subject: str) -> str | None:
     """A row whose part class contradicts its subject (the published real row 6 is labelled
     animal_head but shows a man): reported, never guessed."""
@@ -357,10 +379,12 @@ HF_FIELDS = (
 
 
 def import_hf(
-    source: str,
+    source: str | list[str],
     name: str = "partedit-bench-hf",
     output: str | None = None,
     version: str | None = None,
+    revision: str | None = None,
+    split: str | None = None,
 ) -> tuple[Path, int, list[str]]:
     """Imports the published PartEdit-Bench (fields: id, original_image, partedit, subject,
     edit, part, gt_mask, class_name, prompt_original, prompt_changed, p2p_prompt, p2p_template,
@@ -369,8 +393,18 @@ def import_hf(
     `partedit` output is kept (scorable with `import-edits --from-field partedit`). An edit
     prompt without part-token markup gets its part words after the edit as the token (the
     dataset's text is kept as `prompt_changed_dataset`). Returns (suite file, count, rows
-    whose labels contradict their text)."""
-    splits = _load_dataset_splits(source)  # bad sources stop before anything is written
+    whose labels contradict their text).
+
+    Splits come from the dataset card's `configs` when the folder has one, else from the
+    files' names or folders (`synth-*.parquet`, `refs/convert/parquet`'s `default/real/`),
+    else from `split`; a file whose split cannot be told stops the import. `revision` picks a
+    hub revision (a hub id, or a hub cache folder holding several snapshots)."""
+    sources = [source] if isinstance(source, str) else list(source)
+    splits: dict[str, list[dict[str, Any]]] = {}
+    for one in sources:  # bad sources stop before anything is written
+        for split_name, rows in _load_dataset_splits(one, revision, split).items():
+            splits.setdefault(split_name, []).extend(rows)
+    source = ", ".join(sources)
     folder = Path(output) if output else data_root() / name
     # built in a staging folder and swapped in whole: a failed import leaves nothing behind
     staging = folder.with_name(f".{folder.name}.importing-{os.getpid()}")
@@ -459,11 +493,20 @@ def _import_hf_rows(
                 gt_mask=mask_path,
                 extra=extra,
             )
+            pair = p2p_pair(row)
+            if pair is not None:  # this project's meaning: p2p_prompt -> p2p_template
+                for key in ("p2p_prompt", "p2p_template"):
+                    if key in entry:
+                        extra[f"{key}_dataset"] = entry[key]
+                entry["p2p_prompt"], entry["p2p_template"] = pair
             if "prompt_changed" in entry:  # part tokens in the canonical spelling
                 text = entry["prompt_changed"]
-                built = partedit_prompt(
-                    text, str(row.get("edit") or ""), str(row.get("part") or ""), part
-                )
+                edit_words, part_words = str(row.get("edit") or ""), str(row.get("part") or "")
+                built = partedit_prompt(text, edit_words, part_words, part)
+                if built is None and pair is not None:
+                    # the published prompt_changed swaps the subject ("A tiger at a pool"): the
+                    # part edit is the text that names "<edit> <part>"
+                    built = partedit_prompt(pair[1], edit_words, part_words, part)
                 if built is not None and built != text:
                     extra["prompt_changed_dataset"] = text  # the dataset's own words
                     text = built
@@ -498,38 +541,141 @@ def _import_hf_rows(
     return len(samples), warnings
 
 
-def _load_dataset_splits(source: str) -> dict[str, list[dict[str, Any]]]:
+SPLITS = ("synth", "real")
+
+
+def _hub_snapshot(path: Path, revision: str | None) -> Path | None:
+    """A hub cache folder (`datasets--owner--name` with `refs/` and `snapshots/`, or a cache
+    root holding exactly one such folder) -> the snapshot of `revision` (a branch or tag name
+    under refs/, or a commit hash or its prefix; default main); None when `path` is not one."""
+    if not (path / "snapshots").is_dir():
+        repos = [p for p in path.glob("datasets--*") if (p / "snapshots").is_dir()]
+        if len(repos) != 1:
+            return None
+        path = repos[0]
+    snapshots = sorted(p.name for p in (path / "snapshots").iterdir() if p.is_dir())
+    wanted = revision or "main"
+    ref = path / "refs" / wanted
+    if ref.is_file():
+        commit = ref.read_text().strip()
+    else:
+        matches = [c for c in snapshots if c.startswith(wanted)]
+        if len(matches) != 1:
+            refs = (
+                sorted(p.name for p in (path / "refs").glob("*"))
+                if (path / "refs").is_dir()
+                else []
+            )
+            raise UserError(
+                f"{path}: no snapshot for revision {wanted!r} (refs: {', '.join(refs) or 'none'}; "
+                f"snapshots: {', '.join(c[:8] for c in snapshots) or 'none'}); pass --revision"
+            )
+        commit = matches[0]
+    if commit not in snapshots:
+        raise UserError(f"{path}: revision {wanted!r} points at {commit[:8]}, not in snapshots/")
+    return path / "snapshots" / commit
+
+
+def _card_splits(folder: Path) -> dict[str, list[str]] | None:
+    """split -> parquet files from the dataset card's `configs` (its README.md front matter),
+    the default config (else the first); None without a card or configs."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return None
+    text = card.read_text(encoding="utf-8", errors="replace")
+    match = re.match(r"---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
+    if not match:
+        return None
+    try:
+        meta = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{card}: unreadable card metadata ({exc})") from exc
+    configs = meta.get("configs") if isinstance(meta, dict) else None
+    if not isinstance(configs, list) or not configs:
+        return None
+    chosen = next(
+        (c for c in configs if isinstance(c, dict) and c.get("config_name") == "default"),
+        configs[0],
+    )
+    entries = chosen.get("data_files") if isinstance(chosen, dict) else None
+    if not isinstance(entries, list):
+        return None
+    splits: dict[str, list[str]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or "split" not in entry:
+            continue
+        patterns = entry.get("path") or []
+        for pattern in [patterns] if isinstance(patterns, str) else patterns:
+            found = sorted(str(p) for p in folder.glob(str(pattern)) if p.is_file())
+            splits.setdefault(str(entry["split"]), []).extend(found)
+    splits = {k: v for k, v in splits.items() if v}
+    return splits or None
+
+
+def _split_of(file: Path, root: Path) -> str | None:
+    """A parquet file's split from its folders (`default/real/0000.parquet`) or its name
+    (`real-00000-of-00001.parquet`); None when neither names one."""
+    try:
+        parts = file.relative_to(root).parts[:-1]
+    except ValueError:
+        parts = ()
+    for part in reversed(parts):
+        if part in SPLITS:
+            return part
+    found = re.findall(r"(?<![a-z])(synth|real)(?![a-z])", file.stem.lower())
+    return found[0] if len(set(found)) == 1 else None
+
+
+def _load_dataset_splits(
+    source: str, revision: str | None = None, split: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
     import datasets
 
     path = Path(source)
     try:
+        if path.is_dir():
+            path = _hub_snapshot(path, revision) or path
         if path.is_dir() and (
             (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
         ):
             data = datasets.load_from_disk(str(path))
+            if isinstance(data, datasets.Dataset):
+                name = split or (str(data.split) if data.split else None)
+                if name is None:
+                    raise UserError(
+                        f"{source}: a single-split dataset that does not record its split; "
+                        "pass --split synth or --split real"
+                    )
+                data = datasets.DatasetDict({name: data})
         elif path.suffix == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet"))):
-            files = (
-                [str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet"))
-            )
-            by_split: dict[str, list[str]] = {}
-            for f in files:
-                by_split.setdefault("real" if "real" in Path(f).name else "synth", []).append(f)
+            by_split = (_card_splits(path) if path.is_dir() else None) or {}
+            if not by_split:
+                root = path if path.is_dir() else path.parent.parent  # a file: its folder too
+                files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+                for f in files:
+                    name = split or _split_of(f, root)
+                    if name is None:
+                        raise UserError(
+                            f"{f}: cannot tell its split (neither its name nor its folder says "
+                            "synth or real, and no dataset card maps it); pass --split"
+                        )
+                    by_split.setdefault(name, []).append(str(f))
             data = datasets.load_dataset("parquet", data_files=by_split)
         elif path.exists():
             raise UserError(f"{source}: expected a save_to_disk folder or parquet files")
         else:
-            data = datasets.load_dataset(source)
+            data = datasets.load_dataset(source, revision=revision)
     except UserError:
         raise
     except Exception as exc:
         raise UserError(
             f"cannot load dataset {source} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}); pass a local folder or parquet "
-            "files when offline"
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); pass a local folder or "
+            "parquet files when offline"
         ) from exc
     if isinstance(data, datasets.Dataset):
-        data = datasets.DatasetDict({"synth": data})
-    return {split: list(rows) for split, rows in data.items()}
+        data = datasets.DatasetDict({split or "synth": data})
+    return {name: list(rows) for name, rows in data.items()}
 
 
 def _row_seed(row: dict[str, Any], where: str) -> int:
@@ -801,8 +947,6 @@ def _text_problems(sample: Sample, where: str) -> list[str]:
     ]
     if sample.prompt_changed and f"<{sample.part_token}>" not in sample.prompt_changed:
         problems.append(f"{where}: prompt_changed lacks the part token <{sample.part_token}>")
-    if sample.p2p_template and len(sample.p2p_prompt.split()) != len(sample.p2p_template.split()):
-        problems.append(f"{where}: p2p_prompt and p2p_template differ in word count")
     return problems
 
 
