@@ -598,8 +598,16 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
     marker = json.loads(marker_path.read_text()) if marker_path.is_file() else {}
     random_weights = bool(marker.get("random_weights", False))
     torch_dtype = resolve_dtype(dtype, device, random_weights)
+    pickled = [p for ext in ("*.bin", "*.pt", "*.ckpt", "*.pth") for p in folder.rglob(ext)]
+    if pickled and not any(folder.rglob("*.safetensors")):
+        raise UserError(
+            f"backbone folder {folder} has only pickle weights ({pickled[0].name}); they are "
+            "not loaded, as they can run code: convert the folder to safetensors "
+            "(save_pretrained(..., safe_serialization=True))"
+        )
     try:
-        pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch_dtype)
+        # safetensors only: a pickle checkpoint is never unpickled
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch_dtype, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"cannot load backbone folder {folder}: {str(exc).splitlines()[0]}"
@@ -618,10 +626,12 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
 def _load_from_hub(spec: BackboneSpec, torch_dtype: torch.dtype) -> dict[str, Any]:
     from diffusers import AutoencoderKL, DiffusionPipeline
 
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "use_safetensors": True}
     try:
         if spec.family == "sdxl" and torch_dtype == torch.float16:
-            kwargs["vae"] = AutoencoderKL.from_pretrained(SDXL_FP16_VAE, dtype=torch_dtype)
+            kwargs["vae"] = AutoencoderKL.from_pretrained(
+                SDXL_FP16_VAE, dtype=torch_dtype, use_safetensors=True
+            )
             kwargs["variant"] = "fp16"
         pipe = DiffusionPipeline.from_pretrained(spec.hub_id, **kwargs)
     except Exception as exc:  # hub errors come in many types; all mean "not available here"

@@ -715,10 +715,17 @@ def command_import_token(args: argparse.Namespace, console: Any) -> int:
     from pathlib import Path
 
     from partedit_bench.backbones import load_backbone
-    from partedit_bench.tokens import import_token
+    from partedit_bench.data.schema import CANONICAL_PARTS
+    from partedit_bench.errors import did_you_mean
+    from partedit_bench.tokens import import_token, read_released_token
 
     if not Path(args.file).is_file():  # before the backbone loads
         raise UserError(f"import-token: token file not found: {args.file}")
+    if args.part not in CANONICAL_PARTS:
+        raise UserError(
+            f"unknown part token '{args.part}'{did_you_mean(args.part, CANONICAL_PARTS)}"
+        )
+    read_released_token(args.file)  # a corrupt file stops before the backbone loads
     backbone = load_backbone(args.backbone, args.device)
     path = import_token(args.file, backbone, args.part, Path(args.output) if args.output else None)
     console.print(f"stored {path}")

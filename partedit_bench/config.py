@@ -96,6 +96,9 @@ class RunConfig:
         for seed in seeds:
             if not 0 <= seed < 2**63:
                 raise UserError(f"--seeds: {seed} is outside 0 .. 2**63 - 1 (a generator seed)")
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise UserError(f"--seeds lists {', '.join(map(str, twice))} more than once")
         return seeds
 
     def limit_value(self) -> int | None:

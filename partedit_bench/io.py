@@ -45,6 +45,32 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+#: A temporary file older than this is a leftover of a killed writer (a live one renames its
+#: file within seconds of creating it).
+STALE_TEMP_S = 120.0
+
+
+def remove_stale_temps(folder: str | Path, older_than_s: float = STALE_TEMP_S) -> int:
+    """Deletes the leftovers `_synced_temp` names (`.<name>.*.tmp`) under `folder` that are
+    older than `older_than_s`: what a killed run, evaluation or report left behind. Returns
+    how many."""
+    import time
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for leftover in folder.rglob(".*.tmp"):
+        try:
+            if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def create_exclusive(path: str | Path, data: bytes) -> bool:
     """Atomically creates `path` with `data` unless it exists; returns whether this call did.
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from partedit_bench.backbones import RANDOM_WEIGHTS_NOTE
 from partedit_bench.errors import UserError
-from partedit_bench.io import atomic_write_bytes
+from partedit_bench.io import atomic_write_bytes, remove_stale_temps
 from partedit_bench.metrics import DEFAULT_COLUMNS, METRICS
 from partedit_bench.metrics.evaluate import MANIFEST_FILE, load_run, metric_path
 from partedit_bench.runner import iter_records, read_json
@@ -301,6 +301,9 @@ def build_report(
     metrics = list(metrics or DEFAULT_COLUMNS)
     long = aggregate(frame, metrics)
     out = Path(output) if output else Path(roots[0]) / "report"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"report output {out} is a file, not a folder")
+    remove_stale_temps(out)  # of a killed report
     notes = notes_for(runs, long, frame)
     random = sorted({r["info"]["backbone"]["name"] for r in runs if r["info"].get("note")})
     caption = "Mean over samples (seeds averaged first); best in bold."

@@ -3,7 +3,8 @@
 Layout of a run folder (DESIGN.md, "Results on disk"):
 
     run.json                                  configuration + provenance, written once
-    shards/<i>-of-<n>.json                    start/end time and counts of each invocation
+    shards/<i>-of-<n>.json                    start/end time and counts of the latest invocation
+    shards/<i>-of-<n>/<ns>-<host>-<pid>.json   the same for every invocation (the history)
     <variant>/<split>/<sample-id>__s<seed>.png    the edited image (the sample's size)
     <variant>/<split>/<sample-id>__s<seed>.json   the job record (written last, atomically)
 """
@@ -14,6 +15,7 @@ import datetime as dt
 import hashlib
 import os
 import platform
+import re
 import resource
 import socket
 import subprocess
@@ -33,7 +35,13 @@ from partedit_bench.config import RunConfig, Variant, resolve_variants, stable_h
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.data.suites import Suite, load_suite
 from partedit_bench.errors import UserError
-from partedit_bench.io import atomic_write_bytes, create_exclusive, json_bytes, png_bytes
+from partedit_bench.io import (
+    atomic_write_bytes,
+    create_exclusive,
+    json_bytes,
+    png_bytes,
+    remove_stale_temps,
+)
 from partedit_bench.method_api import EditRequest, EditResult, MethodUnavailable
 
 RECORD_VERSION = 1
@@ -376,6 +384,7 @@ class Runner:
 
     def run(self) -> int:
         self.prepare()
+        remove_stale_temps(self.root)  # of killed runs, evaluations and reports
         self.load_backbone()
         methods: dict[str, Any] = {}
         self.unavailable: dict[str, str] = {}
@@ -460,7 +469,12 @@ class Runner:
             "device": self.device,
             "host": socket.gethostname(),
         }
-        atomic_write_bytes(self.root / "shards" / f"{self.shard.label}.json", json_bytes(summary))
+        shards = self.root / "shards"
+        # the latest invocation of this shard, and one file per invocation (the history)
+        atomic_write_bytes(shards / f"{self.shard.label}.json", json_bytes(summary))
+        stamp = f"{time.time_ns():020d}"  # sortable, unique per invocation
+        history = shards / self.shard.label / f"{stamp}-{safe_host()}-{os.getpid()}.json"
+        atomic_write_bytes(history, json_bytes(summary))
         self.summary = summary
         return 1 if failures else 0
 
@@ -603,3 +617,8 @@ class MemoryMeter:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         scale = 1 if sys.platform == "darwin" else 1024
         return {"bytes": int(rss * scale), "kind": "process_max_rss"}
+
+
+def safe_host() -> str:
+    """The host name as a file-name part."""
+    return re.sub(r"[^0-9A-Za-z.-]", "_", socket.gethostname())[:64] or "host"

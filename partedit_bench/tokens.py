@@ -118,13 +118,33 @@ def import_token(path: str | Path, backbone: Any, part: str, output: Path | None
         from partedit_bench.errors import did_you_mean
 
         raise UserError(f"unknown part token '{part}'{did_you_mean(part, CANONICAL_PARTS)}")
+    embedding = read_released_token(path)
+    meta = {
+        "backbone": backbone.name,
+        "fingerprint": backbone.fingerprint,
+        "width": backbone.text_width,
+        "part": part,
+        "source": f"imported from {Path(path).name}",
+        "layers": decoder_cross_attention_layers(backbone.unet, 8),
+    }
+    token = PartToken(embedding, meta)
+    check_token(token, backbone, path)
+    return token.save(output or token_path(backbone.name, part))
+
+
+def read_released_token(path: str | Path) -> torch.Tensor:
+    """The (2, d) embedding of a released token file, read without executing code (one line
+    when the file is missing, corrupt or holds something else)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"token file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        data: Any = load_file(str(path))
+        try:
+            data: Any = load_file(str(path))
+        except Exception as exc:
+            raise UserError(f"cannot read {path} as safetensors ({exc})") from exc
     else:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
@@ -140,20 +160,9 @@ def import_token(path: str | Path, backbone: Any, part: str, output: Path | None
         if len(tensors) != 1:
             raise UserError(f"{path}: expected one tensor under 'embedding', found {list(data)}")
         data = tensors[0]
-    if not isinstance(data, torch.Tensor):
+    if not isinstance(data, torch.Tensor) or data.ndim == 0:
         raise UserError(f"{path} holds {type(data).__name__}, not a tensor")
-    embedding = data.detach().float().reshape(-1, data.shape[-1])
-    meta = {
-        "backbone": backbone.name,
-        "fingerprint": backbone.fingerprint,
-        "width": backbone.text_width,
-        "part": part,
-        "source": f"imported from {path.name}",
-        "layers": decoder_cross_attention_layers(backbone.unet, 8),
-    }
-    token = PartToken(embedding, meta)
-    check_token(token, backbone, path)
-    return token.save(output or token_path(backbone.name, part))
+    return data.detach().float().reshape(-1, data.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------

@@ -424,3 +424,122 @@ def test_tables_are_not_cut_to_80_columns_in_a_pipe():
     )  # stdout is a pipe
     widest = max(len(line) for line in done.stdout.splitlines())
     assert done.returncode == 0 and widest > 80, widest
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """Files for the table of bad inputs: a finished run, broken CSVs, JSON, tokens, images."""
+    t = tmp_path_factory.mktemp("bad")
+    assert main([*IDENTITY_RUN, "--limit", "1", "--output", str(t / "run")]) == 0
+    (t / "empty.csv").write_text("")
+    (t / "header.csv").write_text("a,b\n")
+    (t / "bad.json").write_text("{not json")
+    (t / "dir").mkdir()
+    (t / "tok.safetensors").write_bytes(b"\x00\x01garbage")
+    (t / "notimg.png").write_bytes(b"junk")
+    rgb((8, 8)).save(t / "small.png")
+    Image.new("L", (8, 8)).save(t / "m8.png")
+    pickled = t / "pickled"
+    (pickled / "unet").mkdir(parents=True)
+    (pickled / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    (pickled / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"not loaded")
+    return t
+
+
+RUN = ["run", "--backbone", "tiny-sd", "--limit", "1", "--output", "{t}/new"]
+BAD_INPUTS = [
+    # run
+    ([*RUN, "--methods", "identity", "--limit", "0"], "--limit must be at least 1"),
+    ([*RUN, "--methods", "identity", "--dtype", "float8"], "unknown dtype 'float8'"),
+    ([*RUN, "--methods", "identity", "--method-config", "{t}/nope.yaml"], "not found"),
+    ([*RUN, "--methods", "identity", "--method-config", "{t}/bad.json"], "malformed method"),
+    ([*RUN, "--methods", ""], "no methods given"),
+    ([*RUN, "--methods", "identity["], "unbalanced brackets"),
+    ([*RUN, "--methods", "identity", "--set", "noequals"], "--set expects method.key=value"),
+    ([*RUN, "--methods", "identity", "--seeds", "1,1"], "--seeds lists 1 more than once"),
+    ([*RUN, "--methods", "identity", "--shard", "a/b"], "--shard expects i/n"),
+    ([*RUN, "--methods", "identity", "--suite", "{t}/dir"], "unknown suite"),
+    ([*RUN, "--methods", "identity", "--backbone", "{t}/pickled"], "only pickle weights"),
+    ([*RUN, "--methods", "ledits_pp", "--set", "ledits_pp.edit_threshold=2"], "in [0, 1]"),
+    ([*RUN, "--methods", "ledits_pp", "--set", "ledits_pp.mask=bogus"], "must be one of"),
+    ([*RUN, "--methods", "masactrl", "--set", "masactrl.start_step=-1"], "start_step=-1"),
+    ([*RUN, "--methods", "ip2p", "--set", "ip2p.instruction=5"], "must be in [0, 2]"),
+    ([*RUN, "--methods", "sdxl_inpaint", "--set", "sdxl_inpaint.strength=2"], "strength=2"),
+    ([*RUN, "--methods", "partedit", "--set", "partedit.threshold=x"], "must be one of"),
+    # report / evaluate / score / list
+    (["report", "{t}/nope"], "is not a run folder"),
+    (["report", "{t}/dir"], "is not a run folder"),
+    (["report", "{t}/run", "{t}/nope"], "is not a run folder"),
+    (["report", "{t}/run", "--metrics", "bogus"], "unknown metric 'bogus'"),
+    (["report", "{t}/run", "--output", "{t}/small.png"], "is a file, not a folder"),
+    (["evaluate", "{t}/nope"], "is not a run folder"),
+    (["evaluate", "{t}/run", "--metrics", "psnr_bgg"], "did you mean: psnr_bg"),
+    (["evaluate", "{t}/run", "--alpha-clip", "{t}/bad.json"], "weights-only state dict"),
+    (["score", "{t}/nope.png", "{t}/small.png", "{t}/m8.png"], "image not found"),
+    (["score", "{t}/notimg.png", "{t}/small.png", "{t}/m8.png"], "cannot read image"),
+    (["score", "{t}/small.png", "{t}/small.png", "{t}/notimg.png"], "cannot read mask"),
+    (["score", "{t}/small.png", "{t}/small.png", "{t}/small.png"], "single-channel"),
+    (["list", "bogus"], "invalid choice: 'bogus'"),
+    # import-edits
+    (["import-edits", "{t}/nope", "--suite", "partworld", "--name", "x", "--output", "{t}/ie"],
+     "no edits for suite"),
+    (["import-edits", "{t}/dir", "--suite", "partworld", "--name", "x", "--output", "{t}/ie"],
+     "no edits for suite"),
+    (["import-edits", "{t}/dir", "--suite", "nosuite", "--name", "x", "--output", "{t}/ie"],
+     "unknown suite 'nosuite'"),
+    (["import-edits", "--suite", "partworld", "--from-field", "nofield", "--name", "x",
+      "--output", "{t}/ie"], "found in field 'nofield'"),
+    # data
+    (["data", "validate", "{t}/nope.yaml"], "unknown suite"),
+    (["data", "import-masks", "partworld", "{t}/dir"], "is not a folder of samples"),
+    (["data", "import-masks", "{t}/dir", "{t}/dir"], "unknown suite"),
+    (["data", "import-hf", "{t}/nope"], "cannot load dataset"),
+    (["data", "import-hf", "{t}/bad.json"], "expected a save_to_disk folder or parquet"),
+    (["data", "import-parts", "{t}/nope.json", "--images", "{t}/dir", "--output", "{t}/ip"],
+     "malformed PartImageNet annotation file"),
+    (["data", "import-parts", "{t}/bad.json", "--images", "{t}/dir", "--output", "{t}/ip"],
+     "malformed PartImageNet annotation file"),
+    # train-token / import-token
+    (["train-token", "--backbone", "tiny-sd", "--part", "bogus-part", "--output", "{t}/tt"],
+     "unknown part token 'bogus-part'"),
+    (["train-token", "--backbone", "bogus", "--part", "humanoid-head", "--output", "{t}/tt"],
+     "unknown backbone 'bogus'"),
+    (["train-token", "--backbone", "tiny-sd", "--part", "humanoid-head", "--layers", "0",
+      "--output", "{t}/tt"], "--layers must be at least 1"),
+    (["train-token", "--backbone", "tiny-sd", "--part", "humanoid-head", "--images", "0",
+      "--output", "{t}/tt"], "--images must be at least 1"),
+    (["train-token", "--backbone", "tiny-sd", "--part", "humanoid-head", "--suite",
+      "{t}/nope.yaml", "--output", "{t}/tt"], "unknown suite"),
+    (["import-token", "{t}/tok.safetensors", "--backbone", "tiny-sd", "--part", "humanoid-head"],
+     "cannot read {t}/tok.safetensors as safetensors"),
+    (["import-token", "{t}/bad.json", "--backbone", "tiny-sd", "--part", "humanoid-head"],
+     "refusing to execute code from a checkpoint"),
+    (["import-token", "{t}/tok.safetensors", "--backbone", "tiny-sd", "--part", "bogus"],
+     "unknown part token 'bogus'"),
+    # userstudy / partworld
+    (["userstudy", "export", "{t}/run", "--pairs", "identity", "--output", "{t}/us"],
+     "--pairs expects a:b"),
+    (["userstudy", "export", "{t}/nope", "--pairs", "identity:x", "--output", "{t}/us"],
+     "is not a run folder"),
+    (["userstudy", "export", "{t}/run", "--pairs", "identity:bogus", "--output", "{t}/us"],
+     "no edits of 'bogus'"),
+    (["userstudy", "analyze", "{t}/empty.csv", "--output", "{t}/ua"], "cannot read answers"),
+    (["userstudy", "analyze", "{t}/header.csv", "--output", "{t}/ua"], "missing columns"),
+    (["userstudy", "analyze", "{t}/nope.csv", "--output", "{t}/ua"], "answers file not found"),
+    (["partworld", "evaluate", "--backbone", "bogus"], "unknown backbone 'bogus'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_INPUTS, ids=lambda v: " ".join(v)[:60])
+def test_table_of_bad_inputs(bad_files, capsys, argv, expected):
+    t = str(bad_files)
+    argv = [a.replace("{t}", t) for a in argv]
+    before = {p: p.read_bytes() for p in bad_files.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("partedit-bench: error:"), err
+    assert expected.replace("{t}", t) in err, err
+    after = {p: p.read_bytes() for p in bad_files.rglob("*") if p.is_file()}
+    assert after == before  # nothing written, nothing lost

@@ -115,8 +115,11 @@ def test_two_shards_equal_one_unsharded_run(tmp_path):
         assert (sharded / png).read_bytes() == (whole / png).read_bytes()
     run_json = json.loads((sharded / "run.json").read_text())
     assert run_json["run_hash"] == json.loads((whole / "run.json").read_text())["run_hash"]
-    shard_files = sorted(p.name for p in (sharded / "shards").iterdir())
+    shard_files = sorted(p.name for p in (sharded / "shards").glob("*.json"))
     assert shard_files == ["0-of-2.json", "1-of-2.json"]
+    assert all(
+        len(list((sharded / "shards" / n).glob("*.json"))) == 1 for n in ("0-of-2", "1-of-2")
+    )
     assert not list(sharded.glob(".run.json*"))
 
 
@@ -181,3 +184,46 @@ def test_a_stale_claim_of_a_dead_process_is_taken_over(tmp_path):
     other = tmp_path / "other.claim"
     other.write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
     assert not claim_job(other)  # a live claim of another host is respected
+
+
+def test_leftover_temporary_files_of_a_killed_run_are_removed(tmp_path):
+    import os
+    import time
+
+    from partedit_bench.cli import main
+    from tests.helpers import IDENTITY_RUN
+
+    out = tmp_path / "run"
+    assert main([*IDENTITY_RUN, "--limit", "1", "--output", str(out)]) == 0
+    old = time.time() - 3600
+    leftovers = [
+        out / ".run.json.abc123.tmp",
+        out / "identity" / "synth" / ".pw0-00000__s0.pixel-1.metrics.json.x1.tmp",
+        out / "report" / ".table.csv.y2.tmp",
+        out / "shards" / ".0of1.json.z3.tmp",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
+        os.utime(path, (old, old))
+    fresh = out / "identity" / ".being-written.json.q9.tmp"  # a live writer's: kept
+    fresh.write_bytes(b"partial")
+    assert main([*IDENTITY_RUN, "--limit", "1", "--output", str(out)]) == 0
+    assert not any(p.exists() for p in leftovers)
+    assert fresh.exists()
+
+
+def test_every_invocation_of_a_shard_keeps_its_summary(tmp_path):
+    import json
+
+    from partedit_bench.cli import main
+    from tests.helpers import IDENTITY_RUN
+
+    out = tmp_path / "run"
+    for _ in range(2):
+        assert main([*IDENTITY_RUN, "--limit", "1", "--output", str(out)]) == 0
+    history = sorted((out / "shards" / "0-of-1").glob("*.json"))
+    assert len(history) == 2
+    first, second = (json.loads(p.read_text()) for p in history)
+    assert first["ok"] == 1 and second["cached"] == 1
+    assert json.loads((out / "shards" / "0-of-1.json").read_text()) == second

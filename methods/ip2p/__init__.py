@@ -8,7 +8,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult, MethodUnavailable
+from partedit_bench.method_api import (
+    EditMethod,
+    EditRequest,
+    EditResult,
+    MethodUnavailable,
+    check_range,
+)
 
 
 @dataclass
@@ -17,6 +23,13 @@ class IP2POptions:
     guidance: float | None = None  # 7.5 (SD pipeline default), 5.0 (SDXL pipeline default)
     image_guidance: float = 1.5
     instruction: int = 0  # which of the sample's (up to three) instructions
+
+    def __post_init__(self) -> None:
+        check_range("ip2p", "steps", self.steps, 1)
+        if self.guidance is not None:
+            check_range("ip2p", "guidance", self.guidance, 0)
+        check_range("ip2p", "image_guidance", self.image_guidance, 0)
+        check_range("ip2p", "instruction", self.instruction, 0, 2)
 
 
 class InstructPix2Pix(EditMethod):

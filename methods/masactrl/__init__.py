@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from partedit_bench import inversion
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult, target_prompt
+from partedit_bench.method_api import (
+    EditMethod,
+    EditRequest,
+    EditResult,
+    check_range,
+    target_prompt,
+)
 
 SD_BLOCKS = 16  # the reference counts 16 SD transformer blocks: 6 down, 1 mid, 9 up
 
@@ -21,6 +27,12 @@ class MasaCtrlOptions:
     guidance: float = 7.5
     start_step: int = 4
     start_layer: int = 10  # of 16 SD blocks; mapped proportionally on other UNets
+
+    def __post_init__(self) -> None:
+        check_range("masactrl", "steps", self.steps, 1)
+        check_range("masactrl", "guidance", self.guidance, 0)
+        check_range("masactrl", "start_step", self.start_step, 0, self.steps)
+        check_range("masactrl", "start_layer", self.start_layer, 0, 16)
 
 
 def self_attention_layers(unet: Any) -> list[str]:

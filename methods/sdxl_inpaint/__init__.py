@@ -14,6 +14,7 @@ from partedit_bench.method_api import (
     EditRequest,
     EditResult,
     MethodUnavailable,
+    check_range,
     target_prompt,
 )
 
@@ -23,6 +24,11 @@ class InpaintOptions:
     steps: int = 50
     guidance: float = 7.5
     strength: float = 0.9999
+
+    def __post_init__(self) -> None:
+        check_range("sdxl_inpaint", "steps", self.steps, 1)
+        check_range("sdxl_inpaint", "guidance", self.guidance, 0)
+        check_range("sdxl_inpaint", "strength", self.strength, 0.0001, 1)
 
 
 class SDXLInpaint(EditMethod):

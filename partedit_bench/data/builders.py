@@ -896,6 +896,10 @@ def import_pascal_part(
 
 def validate_suite(name_or_path: str) -> tuple[int, list[str]]:
     """Checks a suite and returns (samples, every problem found); it does not stop at the first."""
+    from partedit_bench.data.suites import available_suites
+
+    if name_or_path not in available_suites() and not Path(name_or_path).exists():
+        load_suite(name_or_path)  # the one-line "unknown suite" error, with suggestions
     problems: list[str] = []
     try:
         suite = load_suite(name_or_path)

@@ -206,6 +206,7 @@ class AlphaCLIP:
         for given, flag in ((alpha_clip, "--alpha-clip"), (clip, "--clip")):
             if given and not Path(given).is_file():  # before any model or hub look-up
                 raise UserError(f"{flag}: checkpoint not found: {given}")
+        alpha_state = read_state_dict(alpha_clip)  # an unreadable file stops before the hub
         if clip:
             model = open_clip.create_model(spec.open_clip_name, pretrained=None)
             missing, unexpected = model.load_state_dict(read_state_dict(clip), strict=False)
@@ -216,7 +217,7 @@ class AlphaCLIP:
                 )
         else:
             try:
-                model = open_clip.create_model(spec.open_clip_name, pretrained="openai")
+                model = _openai_clip(open_clip, spec.open_clip_name)
             except Exception as exc:
                 raise UserError(
                     f"no OpenAI CLIP {variant} weights for the text tower: pass --clip "
@@ -232,7 +233,7 @@ class AlphaCLIP:
             device,
         )
         try:
-            scorer.load_visual(read_state_dict(alpha_clip))
+            scorer.load_visual(alpha_state)
         except RuntimeError as exc:
             raise UserError(
                 f"{alpha_clip} does not fit Alpha-CLIP {variant}: {str(exc).splitlines()[0]}"
@@ -243,3 +244,42 @@ class AlphaCLIP:
             "clip": file_fingerprint(clip) if clip else "open_clip:openai",
         }
         return scorer
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the hub's host answers a TCP connection (a machine without network fails at
+    once instead of spending a minute in download retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _openai_clip(open_clip: Any, name: str) -> Any:
+    """open_clip's OpenAI weights: from the local cache first (no network), then from the hub
+    when it can be reached, its retry and failure logs kept off the terminal."""
+    import logging
+
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE
+    logging.disable(logging.ERROR)
+    try:
+        constants.HF_HUB_OFFLINE = True
+        try:
+            return open_clip.create_model(name, pretrained="openai")
+        except Exception:
+            if offline or not _hub_reachable():
+                raise
+        constants.HF_HUB_OFFLINE = offline
+        return open_clip.create_model(name, pretrained="openai")
+    finally:
+        constants.HF_HUB_OFFLINE = offline
+        logging.disable(logging.NOTSET)

@@ -17,7 +17,7 @@ from PIL import Image
 from partedit_bench.config import stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.errors import UserError
-from partedit_bench.io import atomic_write_bytes, json_bytes
+from partedit_bench.io import atomic_write_bytes, json_bytes, remove_stale_temps
 from partedit_bench.metrics import METRICS, TEXT_RULE, ScoredEdit, foreground_text, pixel_manifest
 from partedit_bench.runner import iter_records, read_json
 
@@ -137,6 +137,9 @@ def evaluate_run(
 ) -> dict[str, int]:
     """Scores every complete job of a run folder (or the records in `only`)."""
     from partedit_bench.metrics.alpha_clip import DEFAULT_VARIANT, AlphaCLIP
+
+    if only is None:
+        remove_stale_temps(root)  # of a killed evaluation
 
     groups = groups_for(metrics)
     info = load_run(root)

@@ -31,7 +31,7 @@ def read_answers(paths: list[Path]) -> pd.DataFrame:
             raise UserError(f"answers file not found: {path}")
         try:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read answers {path}: {exc}") from exc
         if "WorkerId" in frame:
             frame = frame.rename(columns=MTURK_COLUMNS)
