@@ -403,7 +403,13 @@ def command_score(args: argparse.Namespace) -> int:
         values.setdefault(name, None)
     clean = {k: (None if v is None or math.isnan(v) else v) for k, v in values.items()}
     if args.json:
-        print(json.dumps(clean))
+        why = {"mask_iou": "needs --predicted-mask", "psnr_fg_gt": "needs --target"}
+        missing = {
+            k: (reason if k.startswith("aclip") else why.get(k)) or "undefined for this input"
+            for k, v in clean.items()
+            if v is None
+        }
+        print(json.dumps({**clean, "not_available": missing}))
         return 0
     from rich.console import Console
     from rich.table import Table

@@ -34,11 +34,17 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
     assets = out / "gallery"
     rows: dict[str, dict[str, Any]] = {}
     variants: list[str] = []
-    for path in iter_records(root):
-        record = read_json(path)
-        if not record or record.get("status") != "ok" or record.get("seed") != 0:
-            continue
-        if record.get("run_hash") != info["run_hash"]:  # left by a replaced configuration
+    current = [
+        (path, record)
+        for path in iter_records(root)
+        if (record := read_json(path))
+        and record.get("status") == "ok"
+        and record.get("run_hash") == info["run_hash"]  # not a replaced configuration's
+    ]
+    # the run's first seed (a run need not have seed 0)
+    seed = min((int(r.get("seed") or 0) for _, r in current), default=0)
+    for path, record in current:
+        if record.get("seed") != seed:
             continue
         sample = samples.get(record["sample_id"])
         if sample is None:
@@ -67,7 +73,7 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
         if record.get("predicted_mask"):
             edit["mask"] = os.path.relpath(path.parent / record["predicted_mask"], out)
         row["edits"][variant] = edit
-    ok = frame[(frame.status == "ok") & (frame.run == str(root)) & (frame.seed == 0)]
+    ok = frame[(frame.status == "ok") & (frame.run == str(root)) & (frame.seed == seed)]
     metric_names = [m for m in METRICS if m in ok and ok[m].notna().any()]
     for r in ok.itertuples(index=False):
         if r.sample_id in rows:
@@ -75,6 +81,7 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
                 m: (None if pd.isna(getattr(r, m)) else float(getattr(r, m))) for m in metric_names
             }
     data = {
+        "seed": seed,
         "variants": variants,
         "rows": list(rows.values()),
         "metrics": {m: METRICS[m].higher_is_better for m in metric_names},

@@ -543,3 +543,20 @@ def test_table_of_bad_inputs(bad_files, capsys, argv, expected):
     assert expected.replace("{t}", t) in err, err
     after = {p: p.read_bytes() for p in bad_files.rglob("*") if p.is_file()}
     assert after == before  # nothing written, nothing lost
+
+
+def test_palette_and_16_bit_masks_are_read_by_what_they_show(tmp_path):
+    from partedit_bench.data.schema import load_mask
+
+    part = np.zeros((8, 8), np.uint8)
+    part[2:5, 2:5] = 1
+    palette = Image.fromarray(part, "P")  # index 1 shown white, index 0 black
+    palette.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    palette.save(tmp_path / "p.png")
+    inverted = Image.fromarray(part, "P")  # the same indices, the colours swapped
+    inverted.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    inverted.save(tmp_path / "q.png")
+    Image.fromarray(part.astype(np.uint16) * 65535).save(tmp_path / "m16.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "p.png", (8, 8)), part.astype(bool))
+    np.testing.assert_array_equal(load_mask(tmp_path / "q.png", (8, 8)), ~part.astype(bool))
+    np.testing.assert_array_equal(load_mask(tmp_path / "m16.png", (8, 8)), part.astype(bool))

@@ -185,6 +185,8 @@ def test_score_json_on_hand_made_images(tmp_path, capsys):
     assert values["psnr_bg"] == pytest.approx(10 * math.log10(1 / 0.04))
     assert values["leakage"] == pytest.approx(0.2) and values["edit_strength"] == pytest.approx(1.0)
     assert values["ssim_bg"] < 1 and values["aclip_fg"] is None and values["mask_iou"] is None
+    assert values["not_available"]["aclip_fg"] == "aclip_* need --prompt"  # and why
+    assert values["not_available"]["mask_iou"] == "needs --predicted-mask"
     assert (
         main(
             [

@@ -298,3 +298,17 @@ def test_mturk_results_are_read(tmp_path):
     assert prefs.responses == 8 and prefs.raters == 2 and prefs.preference == pytest.approx(5 / 8)
     per_part = pd.read_csv(tmp_path / "out" / "preferences_per_part.csv")
     assert per_part.part.tolist() == ["hair"]
+
+
+def test_gallery_and_study_use_the_runs_first_seed(tmp_path):
+    from partedit_bench.cli import main
+    from partedit_bench.userstudy.export import export_study
+
+    out = tmp_path / "run"
+    slow = "tests.helpers:SlowIdentity"
+    args = ["--limit", "2", "--seeds", "3,5", "--output", str(out)]
+    assert main(["run", "--backbone", "tiny-sd", "--methods", f"identity,{slow}", *args]) == 0
+    page = (out / "report" / "gallery.html").read_text()
+    assert '"seed": 3' in page and "__s3.png" in page and "__s5.png" not in page
+    study = export_study(out, [("identity", "SlowIdentity")], tmp_path / "study")
+    assert study["questions"]

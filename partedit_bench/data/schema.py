@@ -139,7 +139,8 @@ def _png_bit_depth(path: Path) -> int:
 
 
 def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Loads a single-channel binary mask (0/255 or 0/1 values) as a bool array (H, W).
+    """Loads a single-channel binary mask (0/255 or 0/1 values; 0/65535 in 16 bits; a palette
+    image by its shown gray levels) as a bool array (H, W).
 
     Args:
         path: a PNG mask file.
@@ -156,7 +157,10 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
         with Image.open(path) as img:
             img.load()
             mode, img_size = img.mode, img.size
-            array = np.asarray(img)
+            if mode == "P":  # what it shows, not its palette indices (white = part)
+                array = np.asarray(img.convert("L"))
+            else:
+                array = np.asarray(img)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise UserError(f"cannot read mask {path}: {exc}") from exc
     if mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
@@ -166,7 +170,9 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
             f"mask {path} is {img_size[0]}x{img_size[1]} but its image is {size[0]}x{size[1]}"
         )
     values = np.unique(array)
-    if mode != "1" and not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+    levels = set(values.tolist())
+    top = 65535 if mode.startswith("I") else 255  # 16-bit masks: 0 / 65535 as well
+    if mode != "1" and not (levels <= {0, 1} or levels <= {0, 255} or levels <= {0, top}):
         shown = ", ".join(str(v) for v in values[:6])
         raise UserError(f"mask {path} is not binary (values {shown}...); use 0 and 255")
     return array > 0

@@ -47,16 +47,20 @@ def export_study(
     """Writes `index.html` (+ images) and `mturk_batch.csv` + `mturk_layout.html`; returns
     the study's key (questions with their sides)."""
     info = load_run(run_dir)
-    edits: dict[tuple[str, str], Path] = {}
-    for path in iter_records(run_dir):
-        record = read_json(path)
-        if (
-            record
-            and record.get("status") == "ok"
-            and record.get("seed") == 0
-            and record.get("run_hash") == info["run_hash"]  # not a replaced configuration's
-        ):
-            edits[(record["variant"], record["sample_id"])] = path.parent / record["image"]
+    current = [
+        (path, record)
+        for path in iter_records(run_dir)
+        if (record := read_json(path))
+        and record.get("status") == "ok"
+        and record.get("run_hash") == info["run_hash"]  # not a replaced configuration's
+    ]
+    # one edit per (method, sample): the run's first seed (a run need not have seed 0)
+    edit_seed = min((int(r.get("seed") or 0) for _, r in current), default=0)
+    edits: dict[tuple[str, str], Path] = {
+        (record["variant"], record["sample_id"]): path.parent / record["image"]
+        for path, record in current
+        if record.get("seed") == edit_seed
+    }
     variants = {v for v, _ in edits}
     for a, b in pairs:
         for name in (a, b):
