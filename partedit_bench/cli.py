@@ -221,7 +221,65 @@ def build_parser() -> argparse.ArgumentParser:
     parts.add_argument("--output", required=True, help="suite folder to write")
     parts.add_argument("--parts", default=None, help="comma-separated canonical parts")
     parts.add_argument("--limit", type=int, default=None, help="at most N images per part")
+    _add_missing_help(parser)
     return parser
+
+
+#: Help for the arguments declared without one: (command path, dest) -> text.
+_HELP = {
+    ("list", "what"): "what to list",
+    ("evaluate", "run_dir"): "a run folder (written by `run` or `import-edits`)",
+    ("evaluate", "device"): "device for Alpha-CLIP (cpu, cuda, cuda:N, mps)",
+    ("score", "source"): "the source image",
+    ("score", "edited"): "the edited image (same size as the source)",
+    ("score", "device"): "device for Alpha-CLIP (cpu, cuda, cuda:N, mps)",
+    ("report", "run_dirs"): "one or more run folders; their rows are joined in one table",
+    ("import-edits", "suite"): "the suite the edits belong to (name or suite.yaml)",
+    ("train-token", "steps"): "optimization steps",
+    ("train-token", "lr"): "learning rate of the token embedding",
+    ("train-token", "loss"): "mask loss: binary cross-entropy or mean squared error",
+    ("train-token", "mode"): "decoupled: against cached queries (the released code); coupled: "
+    "through the UNet each step (the paper's text)",
+    ("train-token", "seed"): "seed of the token's initialization and the training noise",
+    ("train-token", "device"): "auto (cuda when available), cpu, cuda, cuda:N, mps",
+    ("train-token", "dtype"): "dtype of the backbone while training",
+    ("partworld train", "no_progress"): "no progress bars (the log.jsonl is written either way)",
+    ("partworld evaluate", "backbone"): "the backbone to generate with",
+    ("partworld evaluate", "steps"): "sampling steps per image",
+    ("partworld evaluate", "guidance"): "classifier-free guidance scale",
+    ("partworld evaluate", "seed"): "seed of the first image",
+    ("partworld evaluate", "device"): "auto (cuda when available), cpu, cuda, cuda:N, mps",
+    ("import-token", "file"): "the released token (.pt read weights-only, or .safetensors)",
+    ("import-token", "backbone"): "the backbone the token was trained for (e.g. sdxl)",
+    ("import-token", "part"): "the canonical part it localizes (e.g. humanoid-head)",
+    ("import-token", "output"): "where to store it (default: benchmark_data/tokens/BACKBONE/)",
+    ("import-token", "device"): "device the backbone loads on to check the token",
+    ("userstudy export", "run_dir"): "the run folder whose edits are compared",
+    ("userstudy export", "output"): "folder for index.html, images and the MTurk batch",
+    ("userstudy analyze", "output"): "folder for the preference table and figures",
+    ("data validate", "suite"): "a suite name or suite.yaml",
+    ("data build-synth", "suite"): "a prompt-config suite (name or suite.yaml)",
+    ("data build-synth", "backbone"): "the backbone that generates the images",
+    ("data build-synth", "steps"): "sampling steps per image",
+    ("data build-synth", "guidance"): "classifier-free guidance scale",
+    ("data build-synth", "limit"): "build only the first N samples",
+    ("data build-synth", "device"): "auto (cuda when available), cpu, cuda, cuda:N, mps",
+    ("data build-synth", "dtype"): "auto, float32, float16, bfloat16, float64",
+    ("data import-masks", "format"): "mask format of the source (auto detects it)",
+}
+
+
+def _add_missing_help(parser: argparse.ArgumentParser, path: str = "") -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                _add_missing_help(sub, f"{path} {name}".strip())
+        elif action.help is None and action.dest != "help":
+            text = _HELP.get((path, action.dest))
+            if text is not None:
+                default = action.default
+                shown = default not in (None, False) and action.nargs != 0
+                action.help = f"{text} (default: {default})" if shown else text
 
 
 def _add_alpha_clip_arguments(parser: argparse.ArgumentParser) -> None:

@@ -459,6 +459,14 @@ class Runner:
                 if status == "failed":
                     failures.append(f"{job.variant.name} {job.sample.id} s{job.seed}")
                 progress.advance(task)
+                if not self.console.is_terminal:  # a log file gets a line per computed job
+                    done = sum(counts.values())
+                    self.console.print(
+                        f"[{done}/{len(jobs)}] {job.variant.name} {job.sample.id} "
+                        f"s{job.seed}: {status}",
+                        highlight=False,
+                        markup=False,
+                    )
         summary = {
             "shard": self.shard.label,
             "started": started,

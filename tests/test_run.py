@@ -202,3 +202,21 @@ def test_a_render_cache_deleted_during_a_run_is_rendered_again(tmp_path, monkeyp
     assert len(recs) == 3 and all(r["status"] == "ok" for r in recs.values())
     for sample in load_suite("partworld").samples[:3]:
         assert Path(sample.original_image).is_file() and Path(sample.gt_mask).is_file()
+
+
+def test_a_log_file_gets_a_line_per_job(tmp_path):
+    import subprocess
+
+    from tests.conftest import REPO, cli_command, cli_env
+
+    done = subprocess.run(
+        cli_command("run", "--methods", "identity", "--backbone", "tiny-sd", "--limit", "2",
+                    "--output", str(tmp_path / "run")),
+        cwd=REPO, env=cli_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    assert done.returncode == 0, done.stderr
+    assert [line.split(" s0:")[0] for line in lines] == [
+        "[1/2] identity pw0-00000",
+        "[2/2] identity pw0-00001",
+    ]
