@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import sys
 from collections.abc import Sequence
@@ -297,6 +298,12 @@ def _add_alpha_clip_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
+#: OSError numbers that mean "the disk will not take it": one line, not a traceback.
+WRITE_ERRORS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG") if hasattr(errno, name)
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import os
     import signal
@@ -342,6 +349,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_partworld(args, err)
     except UserError as exc:
         err.print(f"partedit-bench: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(
+            f"partedit-bench: error: cannot write{where}: {exc.strerror}; every file written "
+            "before is intact (writes are atomic): free space and rerun the same command",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         return 2
     except KeyboardInterrupt:
         err.print("interrupted; completed jobs are kept, rerun the same command to resume")

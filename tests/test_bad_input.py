@@ -560,3 +560,43 @@ def test_palette_and_16_bit_masks_are_read_by_what_they_show(tmp_path):
     np.testing.assert_array_equal(load_mask(tmp_path / "p.png", (8, 8)), part.astype(bool))
     np.testing.assert_array_equal(load_mask(tmp_path / "q.png", (8, 8)), ~part.astype(bool))
     np.testing.assert_array_equal(load_mask(tmp_path / "m16.png", (8, 8)), part.astype(bool))
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    out = tmp_path / "run"
+    assert main([*IDENTITY_RUN, "--limit", "1", "--output", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    capsys.readouterr()
+    code = main([*IDENTITY_RUN, "--limit", "3", "--output", str(out)])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2 and len(errors) == 1 and "No space left on device" in errors[0], errors
+    assert ".json" in errors[0] or ".png" in errors[0]  # the file it could not write
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main([*IDENTITY_RUN, "--limit", "3", "--output", str(out)]) == 0  # then it resumes
+
+
+def test_a_decompression_bomb_is_refused_in_one_line(tmp_path, capsys):
+    bomb = write_suite(tmp_path / "bomb", rgb())
+    # a PNG whose header claims 2 * MAX_IMAGE_PIXELS + 1 pixels (Pillow refuses it unread)
+    import struct
+    import zlib
+
+    width = height = int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5) + 2
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = lambda kind, data: (  # noqa: E731
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    )
+    png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    (tmp_path / "bomb" / "img.png").write_bytes(png)
+    fail(capsys, ["--suite", str(bomb)], "cannot read image", tmp_path / "o")
+    assert not (tmp_path / "o").exists()

@@ -586,8 +586,11 @@ PUBLISHED_ROWS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("template_kind", ["none", "aligned-source"])
-def test_published_rows_import_validate_and_run(tmp_path, capsys, template_kind):
+@pytest.mark.parametrize(
+    ("template_kind", "layout"),
+    [("none", "save_to_disk"), ("aligned-source", "parquet"), ("none", "hub-cache-v1.1")],
+)
+def test_published_rows_import_validate_and_run(tmp_path, capsys, template_kind, layout):
     import datasets
 
     def template(p2p, edit, subject):
@@ -610,15 +613,32 @@ def test_published_rows_import_validate_and_run(tmp_path, capsys, template_kind)
             "class_name": cls, "prompt_original": original, "prompt_changed": changed,
             "p2p_prompt": p2p, "p2p_template": template(p2p, edit, subject), "seed": row_id,
         }  # fmt: skip
-        if token_cls:
-            row["token_cls"] = token_cls
+        row["token_cls"] = token_cls  # v1.1's column (None where the export gives none)
         splits[split].append(row)
-    data = datasets.DatasetDict(
-        {name: datasets.Dataset.from_list(rows) for name, rows in splits.items()}
-    )
-    data.save_to_disk(str(tmp_path / "hf"))
+    source, extra_args = tmp_path / "hf", []
+    if layout != "hub-cache-v1.1":  # the main revision (v1.0) has no token_cls
+        splits = {n: [{k: v for k, v in r.items() if k != "token_cls"} for r in rows]
+                  for n, rows in splits.items()}  # fmt: skip
+    if layout == "save_to_disk":
+        data = datasets.DatasetDict(
+            {name: datasets.Dataset.from_list(rows) for name, rows in splits.items()}
+        )
+        data.save_to_disk(str(source))
+    elif layout == "parquet":  # the dataset's own file names
+        for name, rows in splits.items():
+            _parquet(rows, source / "data" / f"{name}-00000-of-00001.parquet")
+    else:  # a hub cache holding main (v1.0, no token_cls) and v1.1
+        repo = source / "datasets--Aleksandar--PartEdit-Bench"
+        for commit, keep_cls in (("1111aaaa", False), ("2222bbbb", True)):
+            for name, rows in splits.items():
+                kept = [{k: v for k, v in r.items() if keep_cls or k != "token_cls"} for r in rows]
+                _parquet(kept, repo / "snapshots" / commit / "data" / f"{name}-0.parquet")
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("1111aaaa")
+        (repo / "refs" / "v1.1").write_text("2222bbbb")
+        extra_args = ["--revision", "v1.1"]
     out = tmp_path / "imported"
-    assert main(["data", "import-hf", str(tmp_path / "hf"), "--output", str(out)]) == 0
+    assert main(["data", "import-hf", str(source), *extra_args, "--output", str(out)]) == 0
     captured = capsys.readouterr()
     printed = (captured.out + captured.err).replace("\n", " ")
     assert "labelled animal-head but its subject is 'man'" in printed  # reported, kept
@@ -657,6 +677,8 @@ def test_published_rows_import_validate_and_run(tmp_path, capsys, template_kind)
     else:  # the aligned source: the Replace formulation, one word swapped
         assert bear.p2p_prompt == "A bear with bear head at a pool"
     assert samples["real-6"].extra["label_warning"]
+    if layout == "hub-cache-v1.1":
+        assert samples["synth-50"].extra["token_cls"] == "carhood_custom"
     assert validate_suite(str(out / "suite.yaml"))[1] == []
     # PartEdit's edit prompt gives back the dataset's edited words
     from methods.partedit.method import plain_prompt

@@ -125,7 +125,7 @@ def load_image(path: str | Path) -> Image.Image:
                     )
                 return rgba.convert("RGB")
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image {path}: {exc}") from exc
 
 
@@ -161,7 +161,7 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
                 array = np.asarray(img.convert("L"))
             else:
                 array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read mask {path}: {exc}") from exc
     if mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
         raise UserError(f"mask {path} has mode {mode}; a mask must be single-channel")
