@@ -834,3 +834,27 @@ def test_import_hf_picks_the_revision_of_a_hub_cache(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no snapshot for revision 'v9'" in err and "main, v1.1" in err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"shapes": [{"label": "head", "points": "bad"}], "imageWidth": 40, "imageHeight": 30}',
+        '{"shapes": [{"label": "head", "points": [[1, 2], [3]]}], "imageWidth": 40, '
+        '"imageHeight": 30}',
+        '{"shapes": 5}',
+        "not json",
+    ],
+)
+def test_a_malformed_labelme_file_is_one_line_and_changes_nothing(tmp_path, capsys, body):
+    suite = files_suite(tmp_path / "suite")
+    before = {p: p.read_bytes() for p in (tmp_path / "suite").rglob("*") if p.is_file()}
+    labelme = tmp_path / "labelme"
+    labelme.mkdir()
+    (labelme / "c.json").write_text(body)
+    capsys.readouterr()
+    assert main(["data", "import-masks", str(suite), str(labelme), "--format", "labelme"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "malformed LabelMe file" in err, err
+    after = {p: p.read_bytes() for p in (tmp_path / "suite").rglob("*") if p.is_file()}
+    assert after == before

@@ -312,3 +312,28 @@ def test_gallery_and_study_use_the_runs_first_seed(tmp_path):
     assert '"seed": 3' in page and "__s3.png" in page and "__s5.png" not in page
     study = export_study(out, [("identity", "SlowIdentity")], tmp_path / "study")
     assert study["questions"]
+
+
+def test_analyze_when_no_rater_is_left_is_one_line(tmp_path, capsys):
+    import csv
+
+    from partedit_bench.cli import main
+
+    fields = ["rater_id", "question_id", "pair", "left", "right", "chosen", "check"]
+    rows = [
+        ["r1", "q1", "a:b", "a", "b", "a", ""],
+        ["r1", "c1", "a:source", "a", "source", "source", "catch"],
+    ]
+    path = tmp_path / "answers.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([fields, *rows])
+    capsys.readouterr()
+    assert main(["userstudy", "analyze", str(path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "1 of 1 rater(s) dropped" in err, err
+    assert not (tmp_path / "out").exists()
+    rows[1][-1] = "fail"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([fields, *rows])
+    assert main(["userstudy", "analyze", str(path), "--output", str(tmp_path / "out")]) == 2
+    assert "unknown check value(s) 'fail'" in capsys.readouterr().err

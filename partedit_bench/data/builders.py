@@ -344,9 +344,14 @@ def _coco_mask(entry: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
             f"COCO image {image['file_name']} is {image['width']}x{image['height']}, "
             f"the suite's image is {size[0]}x{size[1]}"
         )
-    return np.logical_or.reduce(
-        [coco_segmentation_to_mask(s, size) for s in entry["segmentations"]]
-    )
+    try:
+        return np.logical_or.reduce(
+            [coco_segmentation_to_mask(s, size) for s in entry["segmentations"]]
+        )
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise UserError(
+            f"malformed COCO segmentation of {image.get('file_name')}: {exc!r}"
+        ) from exc
 
 
 def _labelme_mask(path: Path, size: tuple[int, int], label: str | None) -> np.ndarray | None:
@@ -359,7 +364,12 @@ def _labelme_mask(path: Path, size: tuple[int, int], label: str | None) -> np.nd
     declared = (data.get("imageWidth"), data.get("imageHeight"))
     if declared != (None, None) and declared != size:
         raise UserError(f"{path} is annotated at {declared}, the image is {size}")
-    return polygons_to_mask(polygons, size, convention="pil") if polygons else None
+    if not polygons:
+        return None
+    try:
+        return polygons_to_mask(polygons, size, convention="pil")
+    except (ValueError, TypeError, IndexError) as exc:
+        raise UserError(f"malformed LabelMe file {path}: bad polygon points ({exc})") from exc
 
 
 # ---------------------------------------------------------------------------------------

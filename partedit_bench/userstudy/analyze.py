@@ -60,7 +60,20 @@ def analyze(answers: pd.DataFrame) -> dict[str, Any]:
     catches = answers[answers.check == "catch"]
     failed = sorted(set(catches[catches.chosen == "source"].rater_id))
     kept = answers[~answers.rater_id.isin(failed)]
+    unknown = sorted(set(answers.check) - {"", "catch", "repeat"})
+    if unknown:
+        raise UserError(
+            f"answers: unknown check value(s) {', '.join(map(repr, unknown))} "
+            "(expected '', catch or repeat)"
+        )
     regular = kept[kept.check == ""]
+    if regular.empty:
+        raise UserError(
+            f"no answers left to analyze: {len(failed)} of {answers.rater_id.nunique()} "
+            "rater(s) dropped for choosing the unedited source in an attention check"
+            if failed
+            else "no answers left to analyze: every answer is an attention check or a repeat"
+        )
     rows, part_rows = [], []
     for pair, group in regular.groupby("pair", sort=False):
         first = pair.split(":")[0]
