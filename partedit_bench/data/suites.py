@@ -290,6 +290,10 @@ def read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise UserError(f"malformed YAML {path}: {str(exc).splitlines()[0]}") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not a text (UTF-8) file: {exc.reason}") from exc
+    except OSError as exc:  # no read permission, a folder, an I/O error
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 #: The paper's class proportions (5 quadrupeds : 4 bipeds : 2 chairs : 2 cars), split evenly

@@ -46,6 +46,9 @@ def export_study(
 ) -> dict[str, Any]:
     """Writes `index.html` (+ images) and `mturk_batch.csv` + `mturk_layout.html`; returns
     the study's key (questions with their sides)."""
+    for flag, value in (("--catches", catches), ("--repeats", repeats)):
+        if value < 0:
+            raise UserError(f"userstudy export {flag} must be at least 0, got {value}")
     info = load_run(run_dir)
     current = [
         (path, record)
