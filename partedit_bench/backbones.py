@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from partedit_bench.errors import UserError, did_you_mean
+from partedit_bench.store import RANDOM_WEIGHTS_NOTE
 
-RANDOM_WEIGHTS_NOTE = "random weights: checks the plumbing, not the methods"
 SDXL_FP16_VAE = "madebyollin/sdxl-vae-fp16-fix"
 MARKER_FILE = "partedit_bench_backbone.json"
 

@@ -15,8 +15,7 @@ from PIL import Image
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.io import atomic_write_bytes, png_bytes, script_json
 from partedit_bench.metrics import METRICS
-from partedit_bench.metrics.evaluate import load_run, suite_samples
-from partedit_bench.runner import iter_records, read_json
+from partedit_bench.store import iter_records, load_run, read_json, suite_samples
 
 PAGE = Path(__file__).with_name("userstudy") / "gallery.html"
 

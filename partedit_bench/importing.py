@@ -12,7 +12,7 @@ from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError, safe_name
 from partedit_bench.io import atomic_write_bytes, create_exclusive, json_bytes, png_bytes
-from partedit_bench.runner import RECORD_VERSION, bytes_digest, now, package_versions, read_json
+from partedit_bench.store import RECORD_VERSION, bytes_digest, now, package_versions, read_json
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 

@@ -17,12 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from partedit_bench.backbones import RANDOM_WEIGHTS_NOTE
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, remove_stale_temps
 from partedit_bench.metrics import DEFAULT_COLUMNS, METRICS
-from partedit_bench.metrics.evaluate import MANIFEST_FILE, load_run, metric_path
-from partedit_bench.runner import iter_records, read_json
+from partedit_bench.store import (
+    MANIFEST_FILE,
+    RANDOM_WEIGHTS_NOTE,
+    iter_records,
+    load_run,
+    metric_path,
+    read_json,
+)
 
 BOOTSTRAP_SAMPLES = 1000
 GT_MARK = "†"

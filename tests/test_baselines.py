@@ -14,7 +14,7 @@ from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.data.suites import load_suite
 from partedit_bench.method_api import EditRequest
-from partedit_bench.runner import iter_records
+from partedit_bench.store import iter_records
 from tests.helpers import plain_generation
 
 

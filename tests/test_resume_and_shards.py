@@ -17,7 +17,8 @@ from PIL import Image
 
 from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError
-from partedit_bench.runner import iter_records, shard_from
+from partedit_bench.runner import shard_from
+from partedit_bench.store import iter_records
 from tests.conftest import REPO, cli_command, cli_env, run_cli
 
 SLOW = "tests.helpers:SlowIdentity"
@@ -173,7 +174,7 @@ def test_two_identical_runs_on_one_folder_split_the_jobs(tmp_path):
 def test_a_stale_claim_of_a_dead_process_is_taken_over(tmp_path):
     import socket
 
-    from partedit_bench.runner import claim_job
+    from partedit_bench.store import claim_job
 
     claim = tmp_path / "job.claim"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

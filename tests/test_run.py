@@ -10,7 +10,7 @@ from PIL import Image
 
 from partedit_bench.cli import main
 from partedit_bench.data.suites import load_suite
-from partedit_bench.runner import iter_records
+from partedit_bench.store import iter_records
 from tests.helpers import IDENTITY_RUN
 
 

@@ -19,33 +19,18 @@ from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, json_bytes, remove_stale_temps
 from partedit_bench.metrics import METRICS, TEXT_RULE, ScoredEdit, foreground_text, pixel_manifest
-from partedit_bench.runner import iter_records, read_json
-
-MANIFEST_FILE = "metrics_manifest.json"
+from partedit_bench.store import (
+    MANIFEST_FILE,
+    iter_records,
+    load_run,
+    metric_path,
+    read_json,
+    suite_samples,
+)
 
 
 def to_float(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-
-
-def metric_path(record_path: Path, group: str, manifest_hash: str) -> Path:
-    return record_path.parent / f"{record_path.stem}.{group}-{manifest_hash}.metrics.json"
-
-
-def load_run(root: Path) -> dict[str, Any]:
-    info = read_json(root / "run.json")
-    if info is None:
-        raise UserError(f"{root} is not a run folder (no readable run.json)")
-    return info
-
-
-def suite_samples(info: dict[str, Any]) -> dict[str, Sample]:
-    from partedit_bench.data.suites import load_suite
-
-    path = info["suite"]["path"]
-    if not Path(path).exists():
-        raise UserError(f"the run's suite file {path} no longer exists")
-    return {s.id: s for s in load_suite(path).samples}
 
 
 def groups_for(metrics: Iterable[str] | None) -> list[str]:

@@ -14,8 +14,7 @@ from typing import Any
 
 from partedit_bench.errors import UserError
 from partedit_bench.io import script_json
-from partedit_bench.metrics.evaluate import load_run, suite_samples
-from partedit_bench.runner import iter_records, read_json
+from partedit_bench.store import iter_records, load_run, read_json, suite_samples
 from partedit_bench.userstudy import INSTRUCTION
 
 PAGE = Path(__file__).with_name("study.html")

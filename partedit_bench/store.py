@@ -1,0 +1,189 @@
+"""The run folder: where every file of a run lives, and reading it back. No torch here, so
+that `report`, `gallery` and the user study read runs without loading a model.
+
+Layout (DESIGN.md, "Results on disk"):
+
+    run.json                                   configuration + provenance, written once
+    metrics_manifest.json                      the current manifest of each metric group
+    shards/<i>-of-<n>.json                     start/end time and counts of the latest invocation
+    shards/<i>-of-<n>/<ns>-<host>-<pid>.json   the same for every invocation (the history)
+    <variant>/<split>/<sample-id>__s<seed>.png           the edited image (the sample's size)
+    <variant>/<split>/<sample-id>__s<seed>.json          the job record (written last)
+    <variant>/<split>/<sample-id>__s<seed>.claim         a worker computing the job
+    <variant>/<split>/<sample-id>__s<seed>.<group>-<hash>.metrics.json   its metric rows
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import platform
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from partedit_bench import __version__
+from partedit_bench.errors import UserError
+from partedit_bench.io import create_exclusive, json_bytes
+
+RECORD_VERSION = 1
+MANIFEST_FILE = "metrics_manifest.json"
+#: The note a run on random weights carries into every table.
+RANDOM_WEIGHTS_NOTE = "random weights: checks the plumbing, not the methods"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def iter_records(root: Path) -> list[Path]:
+    """Every job record of a run folder (`<variant>/<split>/<id>__s<seed>.json`)."""
+    return sorted(
+        p for p in Path(root).glob("*/*/*__s*.json") if not p.name.endswith(".metrics.json")
+    )
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "partedit-bench": __version__}
+    for name in (
+        "torch",
+        "diffusers",
+        "transformers",
+        "open_clip_torch",
+        "numpy",
+        "pillow",
+        "scikit-image",
+    ):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def bytes_digest(data: bytes) -> dict[str, Any]:
+    """What a record keeps of a file it wrote: its size and sha256."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def outputs_intact(folder: Path, record: dict[str, Any]) -> bool:
+    """Whether every file an ok record points at is there with the size and hash the record
+    wrote down (a truncated or replaced PNG is recomputed, never trusted)."""
+    files = record.get("files")
+    if not isinstance(files, dict) or not record.get("image") or record["image"] not in files:
+        return False
+    for name, expected in files.items():
+        if "/" in str(name) or "\\" in str(name) or str(name).startswith("."):
+            return False  # only files beside the record
+        path = folder / str(name)
+        try:
+            if path.stat().st_size != expected.get("bytes"):
+                return False
+            if hashlib.sha256(path.read_bytes()).hexdigest() != expected.get("sha256"):
+                return False
+        except (OSError, AttributeError):
+            return False
+    return True
+
+
+#: A claim of another host older than this is taken over (seconds).
+CLAIM_TTL_S = 6 * 3600
+
+
+def claim_job(path: Path) -> bool:
+    """Claims a job for this process with an exclusive file beside its record, so that
+    workers started on the same run folder split the jobs instead of each computing all of
+    them. A claim left by a process that is gone (this host) or that is older than
+    CLAIM_TTL_S (another host) is taken over."""
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": now()}
+    for _ in range(2):
+        if create_exclusive(path, json_bytes(mine)):
+            for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # of killed claimers
+                try:
+                    if time.time() - leftover.stat().st_mtime > 60:
+                        leftover.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            return True
+        other = read_json(path) or {}
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            continue  # released meanwhile: try again
+        if other.get("host") == mine["host"]:
+            stale = other.get("pid") == mine["pid"] or not _alive(int(other.get("pid") or 0))
+        else:
+            stale = age > CLAIM_TTL_S
+        if not stale:
+            return False
+        path.unlink(missing_ok=True)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def metric_path(record_path: Path, group: str, manifest_hash: str) -> Path:
+    return record_path.parent / f"{record_path.stem}.{group}-{manifest_hash}.metrics.json"
+
+
+def load_run(root: Path) -> dict[str, Any]:
+    """run.json of a run folder, or one line saying it is not one."""
+    info = read_json(root / "run.json")
+    if info is None:
+        raise UserError(f"{root} is not a run folder (no readable run.json)")
+    return info
+
+
+def suite_samples(info: dict[str, Any]) -> dict[str, Any]:
+    """The samples of the suite a run was made on, by id."""
+    from partedit_bench.data.suites import load_suite
+
+    path = info["suite"]["path"]
+    if not Path(path).exists():
+        raise UserError(f"the run's suite file {path} no longer exists")
+    return {s.id: s for s in load_suite(path).samples}
+
+
+def safe_host() -> str:
+    """The host name as a file-name part."""
+    return re.sub(r"[^0-9A-Za-z.-]", "_", socket.gethostname())[:64] or "host"
