@@ -34,3 +34,11 @@ def test_reading_runs_and_data_imports_no_model(module):
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@pytest.mark.parametrize("module", ["partedit_bench", "partedit_bench.cli"])
+def test_the_cli_runs_as_a_module(module):
+    done = subprocess.run(
+        [sys.executable, "-m", module, "list", "methods"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "partedit" in done.stdout, done.stderr

@@ -220,3 +220,15 @@ def test_a_log_file_gets_a_line_per_job(tmp_path):
         "[1/2] identity pw0-00000",
         "[2/2] identity pw0-00001",
     ]
+
+
+def test_the_benchmark_runs_from_python(tmp_path):
+    from partedit_bench.config import RunConfig
+    from partedit_bench.runner import run_benchmark
+
+    cfg = RunConfig(methods="identity", backbone="tiny-sd", limit=2, output=str(tmp_path / "r"))
+    result = run_benchmark(cfg)
+    assert result.code == 0 and result.summary["ok"] == 2
+    assert (result.root / "report" / "table.csv").is_file()
+    long = result.report["long"]
+    assert set(long.variant) == {"identity"}

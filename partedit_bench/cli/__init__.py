@@ -1,0 +1,82 @@
+"""`partedit-bench`: the command-line entry point. Each command lives in a module of this package
+(`register(sub)` adds its flags, `COMMANDS` maps it to a function calling the library)."""
+
+from __future__ import annotations
+
+import errno
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from partedit_bench.cli import data, partworld, run, tokens, userstudy
+from partedit_bench.cli._common import _add_missing_help, _Parser
+from partedit_bench.errors import UserError
+
+MODULES = (run, tokens, partworld, userstudy, data)
+
+
+def build_parser() -> Any:
+    parser = _Parser(
+        prog="partedit-bench",
+        description="A benchmark of text-based part editing: run methods on a suite, score the "
+        "edits, and write tables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module in MODULES:
+        module.register(sub)
+    _add_missing_help(parser)
+    return parser
+
+
+#: OSError numbers that mean "the disk will not take it": one line, not a traceback.
+WRITE_ERRORS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG") if hasattr(errno, name)
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import os
+    import signal
+
+    from rich.console import Console
+
+    # tables in logs and pipes: rich would cut them to 80 columns
+    narrow = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    if narrow:
+        os.environ["COLUMNS"] = "200"
+    err = Console(stderr=True)
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # a scheduler's SIGTERM ends like Ctrl-C: with the resume hint
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (e.g. an embedding application)
+        previous = None
+    try:
+        args = build_parser().parse_args(argv)
+        commands = {name: fn for module in MODULES for name, fn in module.COMMANDS.items()}
+        return int(commands[args.command](args, err))
+    except UserError as exc:
+        err.print(f"partedit-bench: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(
+            f"partedit-bench: error: cannot write{where}: {exc.strerror}; every file written "
+            "before is intact (writes are atomic): free space and rerun the same command",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted; completed jobs are kept, rerun the same command to resume")
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if narrow:
+            os.environ.pop("COLUMNS", None)

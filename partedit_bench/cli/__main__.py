@@ -1,0 +1,5 @@
+"""`python -m partedit_bench.cli`."""
+
+from partedit_bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""`run`, `list`, `evaluate`, `score`, `report`, `import-edits`: the benchmark's own commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from partedit_bench.cli._common import (
+    _add_alpha_clip_arguments,
+    _add_run_arguments,
+    _split,
+    print_run_summary,
+)
+from partedit_bench.config import RunConfig, config_fields
+from partedit_bench.errors import UserError
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser("run", help="run methods on a suite (resumable, shardable)")
+    _add_run_arguments(run)
+
+    listing = sub.add_parser("list", help="list methods, suites or backbones")
+    listing.add_argument("what", choices=["methods", "suites", "backbones"])
+
+    evaluate = sub.add_parser("evaluate", help="score every job of a run folder (cached)")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument(
+        "--metrics", default=None, help="comma-separated metric names (default: all available)"
+    )
+    _add_alpha_clip_arguments(evaluate)
+
+    score = sub.add_parser("score", help="score one edit with every available metric")
+    score.add_argument("source")
+    score.add_argument("edited")
+    score.add_argument("mask", help="single-channel binary mask, 1 = the edited part")
+    score.add_argument("--prompt", default="", help="edit prompt; <part> tokens become --part")
+    score.add_argument("--part", default="", help="plain words replacing a <part-token>")
+    score.add_argument("--target", default=None, help="the true edited image (psnr_fg_gt)")
+    score.add_argument("--predicted-mask", default=None, help="the method's mask (mask_iou)")
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_alpha_clip_arguments(score)
+
+    report = sub.add_parser("report", help="tables from one or several run folders")
+    report.add_argument("run_dirs", nargs="+")
+    report.add_argument("--output", default=None, help="folder (default RUN_DIR/report)")
+    report.add_argument("--metrics", default=None, help="comma-separated metric columns")
+
+    imported = sub.add_parser("import-edits", help="a folder of edits becomes a method row")
+    imported.add_argument(
+        "source", nargs="?", default=None, help="folder of images named <sample-id>.png/.jpg"
+    )
+    imported.add_argument("--suite", required=True)
+    imported.add_argument("--name", required=True, help="the row name")
+    imported.add_argument(
+        "--from-field",
+        default=None,
+        help="take each sample's image path from this suite field instead",
+    )
+    imported.add_argument(
+        "--output",
+        default=None,
+        help="run folder to add the row to (default results/<suite>__imported)",
+    )
+    imported.add_argument(
+        "--uses-gt-mask", action="store_true", help="mark the row as mask-based in tables"
+    )
+
+
+def command_run(args: argparse.Namespace, console: Any) -> int:
+    from rich.console import Console
+
+    from partedit_bench.report import print_report
+    from partedit_bench.runner import run_benchmark
+
+    cfg = RunConfig(**{f.name: getattr(args, f.name) for f in config_fields()})
+    result = run_benchmark(cfg, console)
+    if result.report is None:
+        console.print(f"shard {result.runner.shard.label} has no jobs in {result.root}")
+        return 0
+    print_run_summary(result.runner)
+    print_report(result.report, Console())
+    return result.code
+
+
+def command_evaluate(args: argparse.Namespace, console: Any) -> int:
+    from pathlib import Path
+
+    from partedit_bench.metrics.evaluate import evaluate_run
+
+    counts = evaluate_run(
+        Path(args.run_dir),
+        _split(args.metrics),
+        args.alpha_clip,
+        args.clip,
+        args.alpha_clip_variant,
+        args.device,
+        console=console,
+    )
+    console.print(
+        f"evaluated {counts['jobs']} jobs: {counts['computed']} metric rows computed, "
+        f"{counts['cached']} cached"
+    )
+    return 0
+
+
+def command_score(args: argparse.Namespace) -> int:
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from partedit_bench.data.schema import load_image, load_mask
+    from partedit_bench.metrics import METRICS, ScoredEdit, foreground_text
+    from partedit_bench.metrics.evaluate import AlphaClipGroup, pixel_group, to_float
+
+    source = load_image(args.source)
+    edited = load_image(args.edited)
+    if edited.size != source.size:  # as evaluate: an edit of another size is not scored
+        raise UserError(
+            f"{args.edited} is {edited.size[0]}x{edited.size[1]} but {args.source} is "
+            f"{source.size[0]}x{source.size[1]}; resize the edit first if that is intended"
+        )
+    mask = load_mask(args.mask, source.size)
+    target = load_image(args.target) if args.target else None
+    if target is not None and target.size != source.size:
+        raise UserError(f"--target {args.target} is {target.size}, not {source.size}")
+    predicted = None
+    if args.predicted_mask:  # a soft mask: gray levels / 255, at the source's size
+        try:
+            with Image.open(args.predicted_mask) as img:
+                gray = img.convert("L")
+        except OSError as exc:
+            raise UserError(f"--predicted-mask {args.predicted_mask}: unreadable ({exc})") from exc
+        if gray.size != source.size:
+            raise UserError(
+                f"--predicted-mask {args.predicted_mask} is {gray.size}, not {source.size}"
+            )
+        predicted = np.asarray(gray, np.float64) / 255
+    edit = ScoredEdit(
+        to_float(source),
+        to_float(edited),
+        mask,
+        target=None if target is None else to_float(target),
+        predicted_mask=predicted,
+        fg_text=foreground_text(args.prompt, args.part),
+    )
+    values: dict[str, float | None] = dict(pixel_group(edit))
+    reason = None
+    if args.prompt:
+        from partedit_bench.metrics.alpha_clip import DEFAULT_VARIANT, AlphaCLIP
+
+        variant = args.alpha_clip_variant or DEFAULT_VARIANT
+        try:
+            scorer = AlphaCLIP.load(args.alpha_clip, args.clip, variant, args.device)
+            values.update(AlphaClipGroup(scorer, variant)(edit))
+        except UserError as exc:
+            if args.alpha_clip:
+                raise
+            reason = str(exc)
+    else:
+        reason = "aclip_* need --prompt"
+    for name in METRICS:
+        values.setdefault(name, None)
+    clean = {k: (None if v is None or math.isnan(v) else v) for k, v in values.items()}
+    if args.json:
+        why = {"mask_iou": "needs --predicted-mask", "psnr_fg_gt": "needs --target"}
+        missing = {
+            k: (reason if k.startswith("aclip") else why.get(k)) or "undefined for this input"
+            for k, v in clean.items()
+            if v is None
+        }
+        print(json.dumps({**clean, "not_available": missing}))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in clean.items():
+        table.add_row(f"{name} {METRICS[name].arrow}", "n/a" if value is None else f"{value:.6g}")
+    Console().print(table)
+    if reason:
+        Console().print(f"[yellow]aclip n/a:[/] {reason}", highlight=False)
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from partedit_bench.report import build_report, print_report
+
+    metrics = _split(args.metrics)
+    if metrics:
+        from partedit_bench.metrics.evaluate import groups_for
+
+        groups_for(metrics)  # checks the names
+    result = build_report([Path(p) for p in args.run_dirs], args.output, metrics)
+    print_report(result, Console())
+    return 0
+
+
+def command_import_edits(args: argparse.Namespace, console: Any) -> int:
+    from partedit_bench.importing import import_edits
+
+    root, count = import_edits(
+        args.source, args.suite, args.name, args.from_field, args.output, args.uses_gt_mask
+    )
+    console.print(
+        f"imported {count} edits as '{args.name}' into {root}; "
+        f"run `partedit-bench evaluate {root}` then `report`"
+    )
+    return 0
+
+
+def command_list(what: str) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    if what == "methods":
+        from partedit_bench.method_api import METHOD_REGISTRY, resolve_method_class
+
+        for column in ("method", "families", "needs", "GT mask", "checkpoint", "description"):
+            table.add_column(column)
+        for name in sorted(METHOD_REGISTRY):
+            cls = resolve_method_class(name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            table.add_row(
+                name,
+                ",".join(sorted(cls.families)),
+                ",".join(sorted(cls.needs)) or "-",
+                "yes" if cls.uses_gt_mask else "no",
+                cls.special_checkpoint or "-",
+                doc,
+            )
+    elif what == "suites":
+        from partedit_bench.data.schema import CANONICAL_PARTS
+        from partedit_bench.data.suites import available_suites, load_suite
+
+        for column in ("suite", "version", "samples", "parts", "kind"):
+            table.add_column(column)
+        for name in available_suites():
+            try:
+                suite = load_suite(name)
+                kind = suite.definition.get("role") or (
+                    "prompts (build-synth)"
+                    if "generator" in suite.definition
+                    and suite.definition["generator"].get("type") == "prompt-config"
+                    else suite.samples[0].split
+                )
+                parts = (
+                    "all 7" if len(suite.parts) == len(CANONICAL_PARTS) else ", ".join(suite.parts)
+                )
+                table.add_row(name, suite.version, str(len(suite.samples)), parts, kind)
+            except UserError as exc:
+                table.add_row(name, "?", "?", "?", f"[red]{exc}[/]")
+    else:
+        from partedit_bench.backbones import BACKBONES
+
+        for column in ("backbone", "family", "resolution", "source", "description"):
+            table.add_column(column)
+        for spec in BACKBONES.values():
+            table.add_row(
+                spec.name,
+                spec.family,
+                str(spec.resolution),
+                spec.hub_id or ("models/" + spec.folder.name if spec.folder else "in-process"),
+                spec.description,
+            )
+    Console().print(table)
+    return 0
+
+
+COMMANDS = {
+    "run": command_run,
+    "list": lambda args, console: command_list(args.what),
+    "evaluate": command_evaluate,
+    "score": lambda args, console: command_score(args),
+    "report": lambda args, console: command_report(args),
+    "import-edits": command_import_edits,
+}

@@ -1,0 +1,191 @@
+"""`train-token`, `import-token`: PartEdit's part tokens."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from partedit_bench.cli._common import (
+    _split,
+)
+from partedit_bench.errors import UserError
+
+
+def register(sub: Any) -> None:
+    train = sub.add_parser("train-token", help="train PartEdit part tokens")
+    train.add_argument("--backbone", required=True, help="one or several, comma-separated")
+    train.add_argument("--part", default="all", help="canonical part(s), comma-separated, or all")
+    train.add_argument("--suite", default="partworld-train", help="images + part masks")
+    train.add_argument("--steps", type=int, default=1000)
+    train.add_argument("--lr", type=float, default=30.0)
+    train.add_argument("--loss", default="bce", choices=["bce", "mse"])
+    train.add_argument(
+        "--timesteps",
+        default="strength-0.25",
+        help="intermediate | strength-0.25, or both comma-separated to compare "
+        "(the token saved uses the first)",
+    )
+    train.add_argument("--mode", default="decoupled", choices=["decoupled", "coupled"])
+    train.add_argument("--layers", type=int, default=8, help="first N decoder cross-attn layers")
+    train.add_argument("--images", type=int, default=16, help="training images; rest held out")
+    train.add_argument("--heldout", type=int, default=0, help="at most N held-out images (0: all)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--output-root", default=None, help="default benchmark_data/tokens")
+    train.add_argument("--table", default=None, help="also write the mIoU table (Markdown)")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace existing tokens (e.g. the shipped ones)"
+    )
+    train.add_argument("--device", default="auto")
+    train.add_argument("--dtype", default="float32")
+
+    token = sub.add_parser("import-token", help="import an officially released part token")
+    token.add_argument("file")
+    token.add_argument("--backbone", required=True)
+    token.add_argument("--part", required=True)
+    token.add_argument("--output", default=None)
+    token.add_argument("--device", default="cpu")
+
+
+def command_train_token(args: argparse.Namespace, console: Any) -> int:
+    import math
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from partedit_bench.backbones import load_backbone
+    from partedit_bench.data.schema import CANONICAL_PARTS
+    from partedit_bench.data.suites import load_suite
+    from partedit_bench.errors import did_you_mean
+    from partedit_bench.runner import Shard, pick_device
+    from partedit_bench.tokens import TIMESTEP_SCHEDULES, TrainConfig, token_path, train_token
+
+    for name, low in (("steps", 1), ("images", 1), ("layers", 1), ("heldout", 0)):
+        if getattr(args, name) < low:
+            raise UserError(
+                f"train-token --{name} must be at least {low}, got {getattr(args, name)}"
+            )
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"train-token --lr must be a positive number, got {args.lr}")
+    schedules = _split(args.timesteps) or ["strength-0.25"]
+    for schedule in schedules:
+        if schedule not in TIMESTEP_SCHEDULES:
+            raise UserError(
+                f"unknown timestep schedule '{schedule}'"
+                f"{did_you_mean(schedule, TIMESTEP_SCHEDULES)}"
+            )
+    suite = load_suite(args.suite)
+    parts = suite.parts if args.part == "all" else (_split(args.part) or [])
+    for part in parts:
+        if part not in CANONICAL_PARTS:
+            raise UserError(f"unknown part token '{part}'{did_you_mean(part, CANONICAL_PARTS)}")
+        if part not in suite.parts:
+            raise UserError(f"suite '{suite.name}' has no images of {part}")
+    root = Path(args.output_root) if args.output_root else None
+    existing = [
+        str(token_path(name, part, root))
+        for name in _split(args.backbone) or []
+        for part in parts
+        if token_path(name, part, root).is_file()
+    ]
+    if existing and not args.overwrite:  # before anything loads or trains
+        raise UserError(
+            f"train-token would replace {len(existing)} existing token(s) ({existing[0]}"
+            f"{', ...' if len(existing) > 1 else ''}); pass --overwrite, or --output-root DIR"
+        )
+    rows = []
+    device = pick_device(args.device, Shard(0, 1))
+    for backbone_name in _split(args.backbone) or []:
+        backbone = load_backbone(backbone_name, device, args.dtype)
+        for part in parts:
+            samples = [s for s in suite.samples if s.part_token == part]
+            for i, schedule in enumerate(schedules):
+                config = TrainConfig(
+                    steps=args.steps,
+                    lr=args.lr,
+                    loss=args.loss,
+                    timesteps=schedule,
+                    mode=args.mode,
+                    layers=args.layers,
+                    images=args.images,
+                    heldout=args.heldout,
+                    seed=args.seed,
+                )
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task(f"{backbone_name} {part} {schedule}", total=args.steps)
+                    result = train_token(
+                        backbone,
+                        part,
+                        samples,
+                        config,
+                        lambda loss, t=task, p=progress: p.update(
+                            t, advance=1, description=f"loss {loss:.4f}"
+                        ),
+                    )
+                if i == 0:
+                    path = result.token.save(token_path(backbone.name, part, root))
+                    console.print(f"saved {path}")
+                if not result.heldout:
+                    console.print(
+                        f"[yellow]{part}: no image held out ({len(samples)} images, "
+                        f"--images {args.images}); its mIoU is on the training images[/]"
+                    )
+                rows.append(
+                    [
+                        backbone_name,
+                        part,
+                        schedule,
+                        f"{result.miou:.3f}" + ("" if result.heldout else " (training)"),
+                        f"{result.miou_all_part:.3f}",
+                        f"{result.miou_random:.3f}",
+                        f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}",
+                        f"{result.seconds:.0f}",
+                    ]
+                )
+    header = [
+        "backbone",
+        "part",
+        "timesteps",
+        "mIoU trained",
+        "all-part mask",
+        "random token",
+        "loss",
+        "train s",
+    ]
+    table = Table(title="held-out mIoU (Otsu-binarized maps)")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    if args.table:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.table).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def command_import_token(args: argparse.Namespace, console: Any) -> int:
+    from pathlib import Path
+
+    from partedit_bench.backbones import load_backbone
+    from partedit_bench.data.schema import CANONICAL_PARTS
+    from partedit_bench.errors import did_you_mean
+    from partedit_bench.tokens import import_token, read_released_token
+
+    if not Path(args.file).is_file():  # before the backbone loads
+        raise UserError(f"import-token: token file not found: {args.file}")
+    if args.part not in CANONICAL_PARTS:
+        raise UserError(
+            f"unknown part token '{args.part}'{did_you_mean(args.part, CANONICAL_PARTS)}"
+        )
+    read_released_token(args.file)  # a corrupt file stops before the backbone loads
+    backbone = load_backbone(args.backbone, args.device)
+    path = import_token(args.file, backbone, args.part, Path(args.output) if args.output else None)
+    console.print(f"stored {path}")
+    return 0
+
+
+COMMANDS = {"train-token": command_train_token, "import-token": command_import_token}

@@ -1,0 +1,78 @@
+"""`userstudy export|analyze`: the 2AFC study."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from partedit_bench.cli._common import (
+    _Parser,
+)
+
+
+def register(sub: Any) -> None:
+    study = sub.add_parser("userstudy", help="2AFC user study: export and analyze")
+    study_sub = study.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
+    export = study_sub.add_parser("export", help="a static study + MTurk batch from a run")
+    export.add_argument("run_dir")
+    export.add_argument("--pairs", required=True, help="a:b[,c:d]: method variants to compare")
+    export.add_argument("--output", required=True)
+    export.add_argument("--seed", type=int, default=0, help="seeds the left/right sides")
+    export.add_argument("--base-url", default="", help="where the images will be hosted (MTurk)")
+    export.add_argument("--catches", type=int, default=2, help="attention checks vs the source")
+    export.add_argument("--repeats", type=int, default=2, help="repeated pairs (consistency)")
+    analyze = study_sub.add_parser("analyze", help="preferences from the answers")
+    analyze.add_argument("answers", nargs="+", help="study answer CSVs and/or MTurk results")
+    analyze.add_argument("--output", required=True)
+
+
+def command_userstudy(args: argparse.Namespace, console: Any) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.study_command == "export":
+        from partedit_bench.userstudy.export import export_study, parse_pairs
+
+        study = export_study(
+            Path(args.run_dir),
+            parse_pairs(args.pairs),
+            Path(args.output),
+            args.seed,
+            args.base_url,
+            args.catches,
+            args.repeats,
+        )
+        console.print(
+            f"wrote {args.output}/index.html ({len(study['questions'])} questions), "
+            "mturk_batch.csv and mturk_layout.html"
+        )
+        return 0
+    from partedit_bench.userstudy.analyze import analyze, read_answers, write_results
+
+    result = analyze(read_answers([Path(p) for p in args.answers]))
+    write_results(result, Path(args.output))
+    table = Table(title="2AFC preference for the first method of each pair")
+    for column in ("pair", "preference", "95% CI", "p", "responses", "raters"):
+        table.add_column(column)
+    for row in result["pairs"].itertuples():
+        table.add_row(
+            row.pair,
+            f"{row.preference:.1%}",
+            f"{row.ci_low:.1%} - {row.ci_high:.1%}",
+            f"{row.p_value:.3g}",
+            str(row.responses),
+            str(row.raters),
+        )
+    out = Console()
+    out.print(table)
+    out.print(
+        f"{result['raters']} raters, {len(result['dropped_raters'])} dropped for failed "
+        f"attention checks; self-consistency on {result['repeated_pairs']} repeated "
+        f"pairs: {result['consistency']:.1%}"
+    )
+    return 0
+
+
+COMMANDS = {"userstudy": command_userstudy}
