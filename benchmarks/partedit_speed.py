@@ -23,7 +23,7 @@ import torch
 
 from methods.partedit import core
 from methods.partedit.reference import ReferenceProcessor
-from partedit_bench.attention import decoder_cross_attention_layers, processors
+from partedit_bench.engine.attention import decoder_cross_attention_layers, processors
 
 ARCHS = {
     # public configs of stabilityai/stable-diffusion-2-1-base and SDXL base 1.0 UNets

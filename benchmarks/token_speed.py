@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from partedit_bench.backbones import load_backbone
 from partedit_bench.data.suites import load_suite
+from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.tokens import TrainConfig, train_token
 
 

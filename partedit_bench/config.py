@@ -76,7 +76,7 @@ class RunConfig:
         """--method-config, else the backbone's shipped default_methods.yaml (if any)."""
         if self.method_config:
             return None if self.method_config == "none" else self.method_config
-        from partedit_bench.backbones import BACKBONES
+        from partedit_bench.engine.registry import BACKBONES
 
         spec = BACKBONES.get(self.backbone)
         folder = spec.folder if spec is not None else None

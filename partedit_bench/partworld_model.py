@@ -156,7 +156,7 @@ def build_components(config: PartWorldTrainConfig) -> dict[str, Any]:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from partedit_bench.backbones import clip_tokenizer
+    from partedit_bench.engine.clip_bpe import clip_tokenizer
 
     torch.manual_seed(config.seed)
     levels = len(config.vae_channels)
@@ -591,7 +591,7 @@ class Trainer:
             )
 
     def export(self) -> Path:
-        from partedit_bench.backbones import Backbone
+        from partedit_bench.engine.backbones import Backbone
 
         self._check_exportable()
         self.load_ema()

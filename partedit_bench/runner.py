@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from partedit_bench.backbones import check_backbone_name
 from partedit_bench.config import RunConfig, Variant, resolve_variants, stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.data.suites import Suite, load_suite
+from partedit_bench.engine.backbones import check_backbone_name
 from partedit_bench.errors import UserError
 from partedit_bench.io import (
     atomic_write_bytes,
@@ -197,7 +197,7 @@ class Runner:
         self.device = pick_device(cfg.device, self.shard)
 
     def load_backbone(self) -> None:
-        from partedit_bench.backbones import load_backbone
+        from partedit_bench.engine.backbones import load_backbone
 
         with self.console.status(f"loading backbone {self.cfg.backbone} on {self.device}"):
             self.backbone = load_backbone(self.cfg.backbone, self.device, self.cfg.dtype)

@@ -20,14 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from partedit_bench.attention import (
+from partedit_bench.data.schema import CANONICAL_PARTS, Sample, load_image, load_mask
+from partedit_bench.engine.attention import (
     RecordingAttnProcessor,
     decoder_cross_attention_layers,
     module,
     probs_against,
     processors,
 )
-from partedit_bench.data.schema import CANONICAL_PARTS, Sample, load_image, load_mask
 from partedit_bench.errors import UserError
 
 TIMESTEP_SCHEDULES = ("intermediate", "strength-0.25")

@@ -24,7 +24,13 @@ LIGHT = [
     "partedit_bench.data.partworld",
     "partedit_bench.data.builders",
 ]
-HEAVY = ("torch", "diffusers", "transformers", "partedit_bench.backbones", "partedit_bench.runner")
+HEAVY = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "partedit_bench.engine.backbones",
+    "partedit_bench.runner",
+)
 
 
 @pytest.mark.parametrize("module", LIGHT)

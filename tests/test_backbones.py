@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from partedit_bench.backbones import load_backbone
 from partedit_bench.cli import main
+from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.errors import UserError
 
 

@@ -9,10 +9,10 @@ import torch
 
 from methods.blended_latent import BlendedLatentOptions, blend
 from methods.ef_ddpm import EFDDPMOptions, edit_latents
-from partedit_bench.backbones import load_backbone
 from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.data.suites import load_suite
+from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.method_api import EditRequest
 from partedit_bench.store import iter_records
 from tests.helpers import plain_generation
@@ -74,7 +74,7 @@ def test_ef_ddpm_reconstructs_with_the_source_prompt(name):
         0,
         EFDDPMOptions(steps=6, skip=0, cfg_src=3.5, cfg_tar=3.5),
     )
-    from partedit_bench import inversion
+    from partedit_bench.engine import inversion
 
     timesteps, alphas_cumprod = inversion.edit_friendly_timesteps(
         backbone.components["scheduler"], 6
@@ -200,7 +200,7 @@ def test_masactrl_target_reads_the_source_keys_and_values(name):
     controlled, _ = edit_latents(backbone, image, sample.p2p_template, late)
     from diffusers import DDIMScheduler
 
-    from partedit_bench import inversion
+    from partedit_bench.engine import inversion
 
     embeds, added = backbone.encode_prompts(["", sample.p2p_template])
     unet = backbone.unet
@@ -313,7 +313,7 @@ def test_p2p_leaves_the_unconditional_rows_alone():
     from diffusers.models.attention_processor import AttnProcessor
 
     from methods.p2p import P2PProcessor, P2PState, replacement_for
-    from partedit_bench.attention import processors
+    from partedit_bench.engine.attention import processors
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     unet, tokenizer = backbone.unet, backbone.components["tokenizer"]
@@ -339,7 +339,7 @@ def test_p2p_null_text_embeddings_are_one_per_step():
     from diffusers import DDIMScheduler
 
     from methods.p2p import null_text_optimization
-    from partedit_bench import inversion
+    from partedit_bench.engine import inversion
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     x0 = backbone.encode_images([load_image(load_suite("partworld").samples[0].original_image)])
@@ -408,7 +408,7 @@ def test_p2p_local_blend_reads_the_running_sum_of_the_maps():
 
 def test_p2p_replace_or_refine_by_word_count_and_the_refine_mapping():
     from methods.p2p import replacement_for
-    from partedit_bench.alignment import refinement_mapper
+    from partedit_bench.engine.alignment import refinement_mapper
 
     tokenizer = load_backbone("tiny-sd").components["tokenizer"]
     # same word count, different token count: still a word swap (Replace)

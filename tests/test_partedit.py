@@ -12,13 +12,13 @@ import torch.nn.functional as F
 
 from methods.partedit import core
 from methods.partedit.method import PartEditOptions, parts_of, plain_prompt, run_partedit
-from partedit_bench import inversion
-from partedit_bench.alignment import NotWordAligned
-from partedit_bench.attention import decoder_cross_attention_layers
-from partedit_bench.backbones import load_backbone
 from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
+from partedit_bench.engine import inversion
+from partedit_bench.engine.alignment import NotWordAligned
+from partedit_bench.engine.attention import decoder_cross_attention_layers
+from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.tokens import PartToken
 from tests.helpers import plain_generation
 
@@ -297,7 +297,7 @@ def test_ledits_inversion_option_runs_and_restores_the_processors():
 
 def test_localization_layer_choices(backbones):
     from methods.partedit.method import localization_layers
-    from partedit_bench.attention import cross_attention_layers
+    from partedit_bench.engine.attention import cross_attention_layers
     from partedit_bench.errors import UserError
 
     backbone = backbones["tiny-sdxl"]
@@ -329,7 +329,7 @@ def test_official_40_on_the_real_sdxl_unet_architecture():
 
     from benchmarks.partedit_speed import ARCHS
     from methods.partedit.method import official_40
-    from partedit_bench.attention import cross_attention_layers
+    from partedit_bench.engine.attention import cross_attention_layers
 
     with torch.device("meta"):  # the real SDXL config, no weights allocated
         unet = UNet2DConditionModel(**ARCHS["sdxl"])

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from partedit_bench.backbones import PARTWORLD_FOLDER, load_backbone
 from partedit_bench.cli import main
 from partedit_bench.config import RunConfig, resolve_variants
+from partedit_bench.engine.backbones import load_backbone
+from partedit_bench.engine.registry import PARTWORLD_FOLDER
 from partedit_bench.errors import UserError
 from partedit_bench.method_api import METHOD_REGISTRY
 from partedit_bench.partworld_model import PartWorldTrainConfig, Trainer, TrainingStopped
@@ -110,7 +111,7 @@ def test_shipped_model_loads_offline_with_small_files_and_matching_tokens():
     backbone = load_backbone("partworld-sd")
     assert backbone.name == "partworld-sd" and not backbone.random_weights and backbone.note == ""
     # the saved tokenizer is the one the model was trained with (real CLIP BPE, same padding)
-    from partedit_bench.backbones import clip_tokenizer
+    from partedit_bench.engine.clip_bpe import clip_tokenizer
 
     trained_with = clip_tokenizer()
     for text in ("a photo of a red car with a blue hood in a park", ""):
@@ -153,9 +154,9 @@ def test_default_run_gives_partedit_and_ef_ddpm_the_same_inversion(monkeypatch):
     tiny-sd (the same code path) with the steps shortened for speed."""
     import yaml
 
-    from partedit_bench import inversion
     from partedit_bench.data.schema import load_image, load_mask
     from partedit_bench.data.suites import load_suite
+    from partedit_bench.engine import inversion
     from partedit_bench.method_api import EditRequest
 
     shipped_options = yaml.safe_load((PARTWORLD_FOLDER / "default_methods.yaml").read_text())
@@ -197,7 +198,7 @@ def test_default_run_gives_partedit_and_ef_ddpm_the_same_inversion(monkeypatch):
 
 @shipped
 def test_no_public_special_checkpoint_is_paired_with_the_trained_model():
-    from partedit_bench.backbones import load_special
+    from partedit_bench.engine.backbones import load_special
     from partedit_bench.method_api import MethodUnavailable
 
     backbone = load_backbone("partworld-sd")

@@ -11,17 +11,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from partedit_bench.attention import (
+from partedit_bench.cli import main
+from partedit_bench.data.schema import load_image
+from partedit_bench.data.suites import load_suite
+from partedit_bench.engine.attention import (
     RecordingAttnProcessor,
     cross_attention_layers,
     decoder_cross_attention_layers,
     module,
     processors,
 )
-from partedit_bench.backbones import load_backbone
-from partedit_bench.cli import main
-from partedit_bench.data.schema import load_image
-from partedit_bench.data.suites import load_suite
+from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.errors import UserError
 from partedit_bench.tokens import (
     PartToken,

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from partedit_bench import inversion
+from partedit_bench.engine import inversion
 from partedit_bench.method_api import (
     EditMethod,
     EditRequest,

@@ -46,7 +46,7 @@ class InstructPix2Pix(EditMethod):
             StableDiffusionXLInstructPix2PixPipeline,
         )
 
-        from partedit_bench.backbones import load_special
+        from partedit_bench.engine.backbones import load_special
 
         self.special = load_special(backbone, "ip2p")  # raises MethodUnavailable
         if self.special.unet.config.in_channels != 8:

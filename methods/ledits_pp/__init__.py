@@ -180,7 +180,7 @@ class _MapRecorder:
         self.seen: set[int] = set()
 
     def processor(self, name: str) -> Any:
-        from partedit_bench.attention import RecordingAttnProcessor
+        from partedit_bench.engine.attention import RecordingAttnProcessor
 
         recorder = self
 
@@ -201,8 +201,8 @@ class _MapRecorder:
 @torch.no_grad()
 def edit_latents(method: LeditsPP, request: EditRequest) -> LeditsRun:
     """Inverts the image and edits it; returns the final latents and the implicit masks."""
-    from partedit_bench import inversion
-    from partedit_bench.attention import cross_attention_layers, processors
+    from partedit_bench.engine import inversion
+    from partedit_bench.engine.attention import cross_attention_layers, processors
 
     backbone, o = method.backbone, method.options
     steps, warmup, how = method.defaults()

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from partedit_bench import inversion
+from partedit_bench.engine import inversion
 from partedit_bench.method_api import (
     EditMethod,
     EditRequest,
@@ -158,7 +158,7 @@ def edit_latents(
     clipping; `steps_offset` 1, which the pipeline's constructor sets)."""
     from diffusers import DDIMScheduler
 
-    from partedit_bench.attention import processors
+    from partedit_bench.engine.attention import processors
 
     unet = backbone.unet
     prediction = backbone.components["scheduler"].config.prediction_type

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from partedit_bench import inversion
-from partedit_bench.alignment import (
+from partedit_bench.engine import inversion
+from partedit_bench.engine.alignment import (
     NotWordAligned,
     positions_of_words,
     refinement_mapper,
@@ -272,7 +272,7 @@ def edit_latents(
     """Returns the final [source, target] latents; `record` gets (latents, mask) per blend."""
     from diffusers import DDIMScheduler
 
-    from partedit_bench.attention import processors
+    from partedit_bench.engine.attention import processors
 
     sample, unet = request.sample, backbone.unet
     synthetic = request.synthetic

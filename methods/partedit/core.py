@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from partedit_bench.alignment import word_swap_mapper
+from partedit_bench.engine.alignment import word_swap_mapper
 
 SRC, EDIT = 0, 1
 

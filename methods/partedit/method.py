@@ -10,9 +10,9 @@ from typing import Any, Literal
 import torch
 
 from methods.partedit import core
-from partedit_bench import inversion
-from partedit_bench.alignment import NotWordAligned
 from partedit_bench.data.schema import CANONICAL_PARTS, Sample
+from partedit_bench.engine import inversion
+from partedit_bench.engine.alignment import NotWordAligned
 from partedit_bench.errors import UserError
 from partedit_bench.method_api import EditMethod, EditRequest, EditResult
 
@@ -225,7 +225,7 @@ def run_partedit(
         zero_mask: blend with an all-zero mask from the first step (tests the blending).
         keep_maps: keep every step's normalized maps (at the mask resolution) in the result.
     """
-    from partedit_bench.attention import processors
+    from partedit_bench.engine.attention import processors
 
     unet = backbone.unet
     parts = parts_of(sample)
@@ -420,10 +420,10 @@ def ledits_inversion(
     generator: torch.Generator,
     prediction: str,
 ) -> Any:
-    """LEDITS++'s inversion (`partedit_bench.inversion.ledits_invert`: SDE-DPM-Solver++ of
+    """LEDITS++'s inversion (`partedit_bench.engine.inversion.ledits_invert`: SDE-DPM-Solver++ of
     order 2 on LEDITS++'s timesteps, skipping the first `ledits_skip` of the schedule) of the
     image under the source prompt's guided prediction; its solver steps the edit."""
-    from partedit_bench import inversion
+    from partedit_bench.engine import inversion
 
     x0 = backbone.encode_images([image])
     return inversion.ledits_invert(
@@ -442,7 +442,7 @@ def localization_layers(unet: Any, choice: str, tokens: list[Any]) -> set[str]:
     layers on SDXL's UNet (70 cross-attention layers) and the tokens' own training layers on
     any other UNet; `token`; every decoder cross-attention layer; `official-40`; or an explicit
     comma-separated list of attn2 module names."""
-    from partedit_bench.attention import cross_attention_layers
+    from partedit_bench.engine.attention import cross_attention_layers
 
     if choice == "auto":
         choice = "official-40" if len(cross_attention_layers(unet)) == 70 else "token"

@@ -44,7 +44,7 @@ class SDXLInpaint(EditMethod):
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
         from diffusers import StableDiffusionXLInpaintPipeline
 
-        from partedit_bench.backbones import load_special
+        from partedit_bench.engine.backbones import load_special
 
         self.special = load_special(backbone, "inpaint")
         channels = self.special.unet.config.in_channels

@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
 def command_partworld(args: argparse.Namespace, console: Any) -> int:
     from pathlib import Path
 
-    from partedit_bench.backbones import PARTWORLD_FOLDER
+    from partedit_bench.engine.registry import PARTWORLD_FOLDER
 
     if args.world_command == "train":
         from partedit_bench.partworld_model import STAGES, PartWorldTrainConfig, Trainer
@@ -71,7 +71,8 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     from rich.console import Console
     from safetensors.torch import load_file, save_file
 
-    from partedit_bench.backbones import BACKBONES, load_backbone
+    from partedit_bench.engine.backbones import load_backbone
+    from partedit_bench.engine.registry import BACKBONES
     from partedit_bench.partworld_eval import (
         AttributeClassifier,
         prompt_following,

@@ -259,7 +259,7 @@ def command_list(what: str) -> int:
             except UserError as exc:
                 table.add_row(name, "?", "?", "?", f"[red]{exc}[/]")
     else:
-        from partedit_bench.backbones import BACKBONES
+        from partedit_bench.engine.registry import BACKBONES
 
         for column in ("backbone", "family", "resolution", "source", "description"):
             table.add_column(column)

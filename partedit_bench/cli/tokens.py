@@ -54,9 +54,9 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from partedit_bench.backbones import load_backbone
     from partedit_bench.data.schema import CANONICAL_PARTS
     from partedit_bench.data.suites import load_suite
+    from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.errors import did_you_mean
     from partedit_bench.runner import Shard, pick_device
     from partedit_bench.tokens import TIMESTEP_SCHEDULES, TrainConfig, token_path, train_token
@@ -170,8 +170,8 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
 def command_import_token(args: argparse.Namespace, console: Any) -> int:
     from pathlib import Path
 
-    from partedit_bench.backbones import load_backbone
     from partedit_bench.data.schema import CANONICAL_PARTS
+    from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.errors import did_you_mean
     from partedit_bench.tokens import import_token, read_released_token
 

@@ -196,7 +196,7 @@ def build_synth(
     import torch
     from rich.progress import Progress
 
-    from partedit_bench.backbones import load_backbone
+    from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.runner import Shard, pick_device
 
     suite = load_suite(suite_name)

@@ -1,0 +1,124 @@
+"""The named backbones (hub ids, shipped folders, tiny builders) and the special checkpoints each
+method needs per backbone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from partedit_bench.engine.tiny import build_tiny_sd, build_tiny_sdxl
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    family: str
+    resolution: int
+    description: str
+    hub_id: str | None = None
+    builder: Callable[[], dict[str, Any]] | None = None
+    folder: Path | None = None  # weights shipped in this repository
+
+
+#: The trained PartWorld model shipped with the repository (see its model card).
+PARTWORLD_FOLDER = Path(__file__).resolve().parents[2] / "models" / "partworld-sd"
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "partworld-sd",
+            "sd",
+            64,
+            "offline SD-family model trained on PartWorld (default)",
+            folder=PARTWORLD_FOLDER,
+        ),
+        BackboneSpec(
+            "sdxl",
+            "sdxl",
+            1024,
+            "Stable Diffusion XL base 1.0 (fp16-fixed VAE)",
+            hub_id="stabilityai/stable-diffusion-xl-base-1.0",
+        ),
+        BackboneSpec(
+            "sd21",
+            "sd",
+            512,
+            "Stable Diffusion 2.1 base (epsilon, 512 px)",
+            hub_id="stabilityai/stable-diffusion-2-1-base",
+        ),
+        BackboneSpec(
+            "tiny-sd", "sd", 64, "offline SD-shaped model, random weights", builder=build_tiny_sd
+        ),
+        BackboneSpec(
+            "tiny-sd-v",
+            "sd",
+            64,
+            "tiny-sd with v-prediction, random weights",
+            builder=lambda: build_tiny_sd(prediction_type="v_prediction"),
+        ),
+        BackboneSpec(
+            "tiny-sdxl",
+            "sdxl",
+            64,
+            "offline SDXL-shaped model, random weights",
+            builder=build_tiny_sdxl,
+        ),
+        BackboneSpec(
+            "sd-ip2p",
+            "sd",
+            512,
+            "InstructPix2Pix (SD 1.5 based, 8-channel UNet)",
+            hub_id="timbrooks/instruct-pix2pix",
+        ),
+        BackboneSpec(
+            "sdxl-ip2p",
+            "sdxl",
+            768,
+            "InstructPix2Pix SDXL (8-channel UNet)",
+            hub_id="diffusers/sdxl-instructpix2pix-768",
+        ),
+        BackboneSpec(
+            "sdxl-inpaint",
+            "sdxl",
+            1024,
+            "SDXL inpainting 0.1 (9-channel UNet)",
+            hub_id="diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+        ),
+        BackboneSpec(
+            "tiny-sd-ip2p",
+            "sd",
+            64,
+            "tiny-sd with an 8-channel UNet, random weights",
+            builder=lambda: build_tiny_sd(in_channels=8),
+        ),
+        BackboneSpec(
+            "tiny-sdxl-ip2p",
+            "sdxl",
+            64,
+            "tiny-sdxl with an 8-channel UNet, random weights",
+            builder=lambda: build_tiny_sdxl(in_channels=8),
+        ),
+        BackboneSpec(
+            "tiny-sdxl-inpaint",
+            "sdxl",
+            64,
+            "tiny-sdxl with a 9-channel UNet, random weights",
+            builder=lambda: build_tiny_sdxl(in_channels=9),
+        ),
+    )
+}
+
+#: Special checkpoints a method needs, per run backbone (by name, then by family).
+SPECIAL_CHECKPOINTS: dict[str, dict[str, str]] = {
+    "ip2p": {
+        "tiny-sd": "tiny-sd-ip2p",
+        "tiny-sd-v": "tiny-sd-ip2p",
+        "tiny-sdxl": "tiny-sdxl-ip2p",
+        "sd": "sd-ip2p",
+        "sdxl": "sdxl-ip2p",
+    },
+    "inpaint": {"tiny-sdxl": "tiny-sdxl-inpaint", "sdxl": "sdxl-inpaint"},
+}
