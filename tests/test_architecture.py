@@ -22,7 +22,12 @@ LIGHT = [
     "partedit_bench.data.masks",
     "partedit_bench.data.suites",
     "partedit_bench.data.partworld",
-    "partedit_bench.data.builders",
+    "partedit_bench.data.parts",
+    "partedit_bench.data.files_suite",
+    "partedit_bench.data.annotations",
+    "partedit_bench.data.hub",
+    "partedit_bench.data.part_datasets",
+    "partedit_bench.data.validate",
 ]
 HEAVY = (
     "torch",

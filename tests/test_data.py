@@ -14,10 +14,11 @@ import yaml
 from PIL import Image
 
 from partedit_bench.cli import main
-from partedit_bench.data.builders import canonical_part, validate_suite
 from partedit_bench.data.masks import polygons_to_mask, rle_string_to_counts, rle_to_mask
+from partedit_bench.data.parts import canonical_part
 from partedit_bench.data.schema import CANONICAL_PARTS, load_mask
 from partedit_bench.data.suites import available_suites, load_suite
+from partedit_bench.data.validate import validate_suite
 from tests.helpers import IDENTITY_RUN
 
 SHIPPED = ["partworld", "partworld-512", "partworld-train", "partedit-synth", "partedit-real-mini"]

@@ -70,10 +70,11 @@ def register(sub: Any) -> None:
 def command_data(args: argparse.Namespace, console: Any) -> int:
     from pathlib import Path
 
-    from partedit_bench.data import builders
+    from partedit_bench import synth
+    from partedit_bench.data import annotations, hub, part_datasets, validate
 
     if args.data_command == "validate":
-        count, problems = builders.validate_suite(args.suite)
+        count, problems = validate.validate_suite(args.suite)
         for problem in problems:
             console.print(f"[red]problem:[/] {problem}", highlight=False, soft_wrap=True)
         if problems:
@@ -82,7 +83,7 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
         console.print(f"{args.suite}: {count} samples, no problems")
         return 0
     if args.data_command == "build-synth":
-        suite_file, missing = builders.build_synth(
+        suite_file, missing = synth.build_synth(
             args.suite,
             args.backbone,
             args.output,
@@ -102,11 +103,13 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
             )
         return 0
     if args.data_command == "import-masks":
-        attached, missing = builders.import_masks(args.suite, args.source, args.format, args.label)
+        attached, missing = annotations.import_masks(
+            args.suite, args.source, args.format, args.label
+        )
         console.print(f"attached {attached} masks; {len(missing)} samples still without one")
         return 0
     if args.data_command == "import-hf":
-        suite_file, count, warnings = builders.import_hf(
+        suite_file, count, warnings = hub.import_hf(
             args.source, args.name, args.output, revision=args.revision, split=args.split
         )
         console.print(f"imported {count} samples into {suite_file}")
@@ -114,9 +117,9 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
             console.print(f"[yellow]check:[/] {warning} (kept as labelled)")
         return 0
     importer = (
-        builders.import_pascal_part
+        part_datasets.import_pascal_part
         if Path(args.annotations).is_dir()
-        else builders.import_partimagenet
+        else part_datasets.import_partimagenet
     )
     suite_file, count = importer(
         args.annotations, args.images, args.output, parts=_split(args.parts), limit=args.limit
