@@ -9,7 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from PIL import Image
+
+from partedit_bench.errors import UserError
 
 
 def _umask() -> int:
@@ -108,3 +111,17 @@ def script_json(data: object) -> str:
     import json
 
     return json.dumps(data).replace("<", "\\u003c")
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file read safely (no object construction), or one line saying why not."""
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"malformed YAML {path}: {str(exc).splitlines()[0]}") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not a text (UTF-8) file: {exc.reason}") from exc
+    except OSError as exc:  # no read permission, a folder, an I/O error
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from partedit_bench.data.files_suite import write_files_suite
-from partedit_bench.data.suites import data_root, load_suite
+from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.paths import data_root
 
 
 def build_synth(

@@ -34,7 +34,7 @@ TIMESTEP_SCHEDULES = ("intermediate", "strength-0.25")
 
 
 def tokens_root() -> Path:
-    from partedit_bench.data.suites import data_root
+    from partedit_bench.paths import data_root
 
     return data_root() / "tokens"
 

@@ -21,6 +21,8 @@ LIGHT = [
     "partedit_bench.data.schema",
     "partedit_bench.data.masks",
     "partedit_bench.data.suites",
+    "partedit_bench.data.generated",
+    "partedit_bench.paths",
     "partedit_bench.data.partworld",
     "partedit_bench.data.parts",
     "partedit_bench.data.files_suite",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from partedit_bench.data import partworld
+from partedit_bench.data.generated import part_schedule, partworld_samples
 from partedit_bench.data.schema import CANONICAL_PARTS, load_image, load_mask
-from partedit_bench.data.suites import part_schedule, partworld_samples
 
 
 def render_pair(index: int, part: str, resolution: int, correlation: float = 0.5):

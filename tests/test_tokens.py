@@ -218,7 +218,7 @@ def test_train_token_command_writes_tokens_where_runs_look(tmp_path, monkeypatch
     monkeypatch.setenv("PARTEDIT_BENCH_DATA", str(tmp_path / "data"))
     import shutil
 
-    from partedit_bench.data.suites import REPO_ROOT
+    from partedit_bench.paths import REPO_ROOT
 
     shutil.copytree(
         REPO_ROOT / "benchmark_data" / "partworld-train", tmp_path / "data" / "partworld-train"
@@ -275,7 +275,7 @@ def test_train_token_says_when_nothing_is_held_out(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("PARTEDIT_BENCH_DATA", str(tmp_path / "data"))
     import shutil
 
-    from partedit_bench.data.suites import REPO_ROOT
+    from partedit_bench.paths import REPO_ROOT
 
     shutil.copytree(
         REPO_ROOT / "benchmark_data" / "partworld-train", tmp_path / "data" / "partworld-train"
@@ -294,7 +294,7 @@ def test_train_token_says_when_nothing_is_held_out(tmp_path, monkeypatch, capsys
 def test_train_token_never_replaces_a_token_without_overwrite(tmp_path, monkeypatch, capsys):
     import shutil
 
-    from partedit_bench.data.suites import REPO_ROOT
+    from partedit_bench.paths import REPO_ROOT
 
     monkeypatch.setenv("PARTEDIT_BENCH_DATA", str(tmp_path / "data"))
     shutil.copytree(

@@ -24,9 +24,9 @@ from partedit_bench.data.parts import (
     partedit_prompt,
 )
 from partedit_bench.data.schema import Sample
-from partedit_bench.data.suites import data_root
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.paths import data_root
 
 HF_FIELDS = (
     "subject",

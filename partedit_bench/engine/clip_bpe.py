@@ -48,7 +48,7 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
     """A real CLIP BPE tokenizer; SDXL's second tokenizer (and SD 2.x's) pads with `!`."""
     from transformers import CLIPTokenizer
 
-    from partedit_bench.data.suites import cache_root
+    from partedit_bench.paths import cache_root
 
     folder = clip_tokenizer_files(cache_root() / "clip-bpe")
     return CLIPTokenizer(
