@@ -16,7 +16,8 @@ from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.engine.registry import PARTWORLD_FOLDER
 from partedit_bench.errors import UserError
 from partedit_bench.method_api import METHOD_REGISTRY
-from partedit_bench.partworld_model import PartWorldTrainConfig, Trainer, TrainingStopped
+from partedit_bench.partworld.model import PartWorldTrainConfig
+from partedit_bench.partworld.train import Trainer, TrainingStopped
 
 TINY = PartWorldTrainConfig(
     images=24,
@@ -131,7 +132,7 @@ def test_shipped_model_loads_offline_with_small_files_and_matching_tokens():
 def test_shipped_model_draws_the_object_class_its_prompt_names():
     from safetensors.torch import load_file
 
-    from partedit_bench.partworld_eval import (
+    from partedit_bench.partworld.evaluate import (
         TEST_SEED,
         AttributeClassifier,
         generate,

@@ -55,7 +55,8 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.engine.registry import PARTWORLD_FOLDER
 
     if args.world_command == "train":
-        from partedit_bench.partworld_model import STAGES, PartWorldTrainConfig, Trainer
+        from partedit_bench.partworld.model import STAGES, PartWorldTrainConfig
+        from partedit_bench.partworld.train import Trainer
 
         stages = tuple(_split(args.stages) or [])
 
@@ -73,7 +74,7 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
 
     from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.engine.registry import BACKBONES
-    from partedit_bench.partworld_eval import (
+    from partedit_bench.partworld.evaluate import (
         AttributeClassifier,
         prompt_following,
         train_classifier,

@@ -1,27 +1,7 @@
-"""The PartWorld backbone: a small SD-family text-to-image model trained from scratch on
-PartWorld renders and captions, so that the offline default run edits with a model that
-follows its prompts instead of random weights.
-
-The model is made of real diffusers / transformers classes (AutoencoderKL with 4x
-downsampling, a UNet2DConditionModel with cross-attention at latent 16, 8 and 4, a CLIP text
-encoder with the real CLIP BPE tokenizer, SD's DDIM schedule) and is saved as a diffusers
-folder, so every method adapter loads it with `from_pretrained` unchanged.
-
-Training runs in stages, each resumable from its last checkpoint:
-
-1. `data`: N scenes rendered at 64 px with a fixed data seed (disjoint from every suite's
-   seed), each with its full caption and a partial one that names the object and only one
-   part (so a caption alone carries the configurable part-color correlation).
-2. `vae`: the autoencoder alone (L1 + a small KL term), then `decoder`: the decoder alone
-   with the encoder frozen (L1 + MSE), which sharpens small part colors.
-3. `unet`: the UNet and the text encoder together on the frozen VAE's latents (epsilon
-   prediction, min-SNR-5 weighting, 10% empty captions for classifier-free guidance, EMA).
-4. `export`: the EMA weights as a diffusers folder with its config, data recipe and log.
-"""
+"""The staged PartWorld trainer: each stage resumes from its last checkpoint, bit-identically."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -35,229 +15,26 @@ import torch
 
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, json_bytes
-
-MODEL_VERSION = 1
-WORK = "_training"
-STAGES = ("data", "vae", "decoder", "unet", "export")
-
-
-@dataclass
-class PartWorldTrainConfig:
-    """Everything that determines the trained weights (saved beside them)."""
-
-    seed: int = 0
-    images: int = 24000
-    resolution: int = 64
-    data_seed: int = 20_251_127  # no suite uses this seed
-    correlation: float = 0.5
-    partial_captions: float = 0.3
-    empty_captions: float = 0.1
-    vae_channels: tuple[int, ...] = (16, 32, 64)
-    vae_steps: int = 1500
-    vae_batch: int = 16
-    vae_lr: float = 1e-3
-    kl_weight: float = 1e-6
-    decoder_steps: int = 1500  # then the decoder alone (the encoder, so the latents, frozen)
-    decoder_lr: float = 5e-4
-    unet_channels: tuple[int, ...] = (32, 64, 112)
-    unet_heads: tuple[int, ...] = (2, 4, 8)
-    text_width: int = 64
-    text_layers: int = 2
-    unet_steps: int = 5000
-    batch: int = 32
-    lr: float = 5e-4
-    warmup: int = 200
-    weight_decay: float = 0.01
-    min_snr_gamma: float = 5.0
-    ema_decay: float = 0.999
-    checkpoint_every: int = 250
-    threads: int = 0  # 0: torch's default
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PartWorldTrainConfig:
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise UserError(f"unknown PartWorld training setting(s): {', '.join(unknown)}")
-        values: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
-        }
-        return cls(**values)
-
-    def with_overrides(self, pairs: list[str]) -> PartWorldTrainConfig:
-        data = self.to_json()
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or key not in data:
-                raise UserError(f"--set expects KEY=VALUE with a known key, got {pair!r}")
-            current = data[key]
-            if isinstance(current, (tuple, list)):
-                data[key] = tuple(int(v) for v in value.split(","))
-            else:
-                data[key] = type(current)(value)
-        return PartWorldTrainConfig.from_json(data)
-
-
-# ---------------------------------------------------------------------------------------
-# Data
-
-
-def partial_caption(scene: Any, rng: np.random.Generator) -> str:
-    """The caption with one part phrase left out (object plus one part at most)."""
-    from partedit_bench.data import partworld as pw
-
-    a, where = scene.attrs, scene.setting
-    if scene.class_name == "humanoid":
-        pattern = "striped " if a["shirt_pattern"] == "striped" else ""
-        phrase = (
-            f"a person with {pw._hair_words(a)}"
-            if rng.random() < 0.5
-            else f"a person wearing {pw._article(a['shirt'] + ' ' + pattern + 'shirt')}"
-        )
-    elif scene.class_name == "quadruped":
-        phrase = pw._article(f"{a['fur']} {a['animal']}")
-    elif scene.class_name == "car":
-        phrase = pw._article(f"{a['body']} car")
-    else:
-        phrase = pw._article(f"{a['frame']} chair")
-    return f"a photo of {phrase} {where}"
-
-
-def render_dataset(config: PartWorldTrainConfig) -> dict[str, Any]:
-    """Renders the training set: images (N, R, R, 3) uint8, full and partial captions."""
-    from partedit_bench.data import partworld as pw
-
-    classes = list(pw.CLASSES)
-    images = np.empty((config.images, config.resolution, config.resolution, 3), np.uint8)
-    full, partial, labels = [], [], []
-    for i in range(config.images):
-        rng = np.random.default_rng([config.data_seed, i])
-        scene = pw.sample_scene(rng, classes[i % len(classes)], config.correlation)
-        images[i], _ = pw.render(scene, config.resolution)
-        full.append(pw.caption(scene))
-        partial.append(partial_caption(scene, rng))
-        labels.append({"class": scene.class_name, "setting": scene.setting, **_attrs(scene)})
-    return {"images": images, "full": full, "partial": partial, "labels": labels}
-
-
-def _attrs(scene: Any) -> dict[str, Any]:
-    return {k: v for k, v in scene.attrs.items() if isinstance(v, (str, bool))}
-
-
-# ---------------------------------------------------------------------------------------
-# Models
-
-
-def build_components(config: PartWorldTrainConfig) -> dict[str, Any]:
-    """Fresh, seeded modules of the PartWorld backbone."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from partedit_bench.engine.clip_bpe import clip_tokenizer
-
-    torch.manual_seed(config.seed)
-    levels = len(config.vae_channels)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        layers_per_block=1,
-        block_out_channels=config.vae_channels,
-        norm_num_groups=16,
-        sample_size=config.resolution,
-        down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels,
-    )
-    latent = config.resolution // 2 ** (levels - 1)
-    unet = UNet2DConditionModel(
-        sample_size=latent,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=config.unet_channels,
-        norm_num_groups=16,
-        cross_attention_dim=config.text_width,
-        attention_head_dim=config.unet_heads,
-        use_linear_projection=True,
-        down_block_types=("CrossAttnDownBlock2D",) * len(config.unet_channels),
-        up_block_types=("CrossAttnUpBlock2D",) * len(config.unet_channels),
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=config.text_width,
-            intermediate_size=4 * config.text_width,
-            num_hidden_layers=config.text_layers,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=config.text_width,
-            hidden_act="quick_gelu",
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=1,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
-    return {
-        "unet": unet,
-        "vae": vae,
-        "text_encoder": text_encoder,
-        "tokenizer": clip_tokenizer(),
-        "scheduler": scheduler,
-    }
-
-
-# ---------------------------------------------------------------------------------------
-# Checkpoints (torch.save of tensors and plain containers; loaded with weights_only=True)
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _rng_state(gen: torch.Generator, np_rng: np.random.Generator) -> dict[str, Any]:
-    return {"torch": gen.get_state(), "numpy": json.dumps(np_rng.bit_generator.state)}
-
-
-def _set_rng_state(state: dict[str, Any], gen: torch.Generator, np_rng: np.random.Generator):
-    gen.set_state(state["torch"])
-    np_rng.bit_generator.state = json.loads(state["numpy"])
-
-
-def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True)
-
-
-def _log(folder: Path, row: dict[str, Any]) -> None:
-    with open(folder / "log.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-# ---------------------------------------------------------------------------------------
-# Stages
+from partedit_bench.partworld.checkpoints import (
+    _load_checkpoint,
+    _log,
+    _progress,
+    _rng_state,
+    _save_checkpoint,
+    _set_rng_state,
+    load_ema,
+    load_module,
+    save_module,
+    trained_state,
+)
+from partedit_bench.partworld.model import (
+    MODEL_VERSION,
+    STAGES,
+    WORK,
+    PartWorldTrainConfig,
+    build_components,
+    render_dataset,
+)
 
 
 class TrainingStopped(Exception):
@@ -376,7 +153,7 @@ class Trainer:
         cfg, vae = self.config, self.components["vae"]
         final = self.work / ("vae.safetensors" if stage == "vae" else f"vae_{stage}.safetensors")
         if final.is_file():
-            self._load_module(vae, final)
+            load_module(vae, final)
             return
         images = torch.from_numpy(self.data()["images"]).permute(0, 3, 1, 2)
         ckpt_path = self.work / f"{stage}.ckpt"
@@ -420,7 +197,7 @@ class Trainer:
                 )
         bar.close()
         vae.eval()
-        self._save_module(vae, final)
+        save_module(vae, final)
         _log(self.work, {"stage": stage, "done": True, "seconds": round(time.time() - start, 1)})
 
     # latents ---------------------------------------------------------------------------
@@ -556,62 +333,19 @@ class Trainer:
         return self.stop_at is not None and step >= self.stop_at
 
     def _trained_state(self) -> dict[str, torch.Tensor]:
-        """The trained parameters, `unet.*` and `text_encoder.*` (the EMA covers these)."""
-        state = {}
-        for prefix in ("unet", "text_encoder"):
-            for name, p in self.components[prefix].named_parameters():
-                state[f"{prefix}.{name}"] = p
-        return state
+        return trained_state(self.components)
 
     def load_ema(self, path: Path | None = None) -> None:
         """Copies EMA weights (the final file, or the running checkpoint's) into the modules."""
-        path = path or self.work / "unet_ema.safetensors"
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            ema = load_file(path)
-        else:
-            state = _load_checkpoint(path)
-            if state is None:
-                raise UserError(f"no checkpoint at {path}")
-            ema = state["ema"]
-        with torch.no_grad():
-            for k, p in self._trained_state().items():
-                p.copy_(ema[k])
+        load_ema(self.components, path or self.work / "unet_ema.safetensors")
         scale = 1.0 / float(self.latents().std())
         self.components["vae"].register_to_config(scaling_factor=scale)
 
-    # export ----------------------------------------------------------------------------
-
     def _check_exportable(self) -> None:
-        if not (self.work / "unet_ema.safetensors").is_file():
-            raise UserError(
-                f"nothing to export in {self.out}: the unet stage has not finished "
-                "(run the stages data,vae,decoder,unet first)"
-            )
+        check_exportable(self.work, self.out)
 
     def export(self) -> Path:
-        from partedit_bench.engine.backbones import Backbone
-
-        self._check_exportable()
-        self.load_ema()
-        for module in self.components.values():
-            if isinstance(module, torch.nn.Module):
-                module.eval().requires_grad_(False)
-        backbone = Backbone(
-            "partworld-sd",
-            "sd",
-            self.components,
-            self.config.resolution,
-            str(self.out),
-            random_weights=False,
-        )
-        backbone.save(self.out)
-        atomic_write_bytes(
-            self.out / "training_config.json",
-            json_bytes({"version": MODEL_VERSION, **self.config.to_json()}),
-        )
-        return self.out
+        return export_model(self)
 
     def run(self, stages: tuple[str, ...] = STAGES) -> None:
         """Runs the stages in order; each one already done is loaded, not redone. The
@@ -631,15 +365,35 @@ class Trainer:
             self.train_decoder()
             self.export()
 
-    def _save_module(self, module: torch.nn.Module, path: Path) -> None:
-        from safetensors.torch import save_file
 
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, tmp)
-        os.replace(tmp, path)
+def check_exportable(work: Path, out: Path) -> None:
+    if not (work / "unet_ema.safetensors").is_file():
+        raise UserError(
+            f"nothing to export in {out}: the unet stage has not finished "
+            "(run the stages data,vae,decoder,unet first)"
+        )
 
-    def _load_module(self, module: torch.nn.Module, path: Path) -> None:
-        from safetensors.torch import load_file
 
-        module.load_state_dict(load_file(path))
-        module.eval()
+def export_model(trainer: Trainer) -> Path:
+    """The export stage: the EMA weights as a diffusers folder with its training config."""
+    from partedit_bench.engine.backbones import Backbone
+
+    check_exportable(trainer.work, trainer.out)
+    trainer.load_ema()
+    for module in trainer.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval().requires_grad_(False)
+    backbone = Backbone(
+        "partworld-sd",
+        "sd",
+        trainer.components,
+        trainer.config.resolution,
+        str(trainer.out),
+        random_weights=False,
+    )
+    backbone.save(trainer.out)
+    atomic_write_bytes(
+        trainer.out / "training_config.json",
+        json_bytes({"version": MODEL_VERSION, **trainer.config.to_json()}),
+    )
+    return trainer.out

@@ -216,7 +216,7 @@ def entanglement(
     person with blonde hair in a park"): how often does the generated partner take the value
     the training captions tie it to? Compared with how often the training scenes (drawn with
     `correlation`) and scenes drawn without correlation have the tied value."""
-    from partedit_bench.partworld_model import partial_caption
+    from partedit_bench.partworld.model import partial_caption
 
     rows = []
     for class_name, (named, left_out, tied) in ENTANGLED.items():
