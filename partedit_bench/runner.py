@@ -1,33 +1,26 @@
-"""Jobs (method variant x sample x seed), the result store, resume and sharding.
-
-Layout of a run folder (DESIGN.md, "Results on disk"):
-
-    run.json                                  configuration + provenance, written once
-    shards/<i>-of-<n>.json                    start/end time and counts of the latest invocation
-    shards/<i>-of-<n>/<ns>-<host>-<pid>.json   the same for every invocation (the history)
-    <variant>/<split>/<sample-id>__s<seed>.png    the edited image (the sample's size)
-    <variant>/<split>/<sample-id>__s<seed>.json   the job record (written last, atomically)
-"""
+"""The job executor: prepares a run (suite, variants, backbone, run folder), then computes
+each job it owns (resume: a job whose record is intact is not redone; workers on one folder
+split the jobs by claim files) and writes its record. The folder's layout is in `store`;
+shards, jobs and the run hash in `jobs`; `benchmark.run_benchmark` chains run, evaluate and
+report."""
 
 from __future__ import annotations
 
 import os
-import resource
 import socket
-import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from partedit_bench.config import RunConfig, Variant, resolve_variants, stable_hash
+from partedit_bench.config import RunConfig, resolve_variants, stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.data.suites import Suite, load_suite
 from partedit_bench.engine.backbones import check_backbone_name
+from partedit_bench.engine.devices import MemoryMeter, pick_device
 from partedit_bench.errors import UserError
 from partedit_bench.io import (
     atomic_write_bytes,
@@ -36,6 +29,7 @@ from partedit_bench.io import (
     png_bytes,
     remove_stale_temps,
 )
+from partedit_bench.jobs import Job, run_hash_of, shard_from
 from partedit_bench.method_api import EditRequest, EditResult, MethodUnavailable
 from partedit_bench.store import (
     RECORD_VERSION,
@@ -48,91 +42,6 @@ from partedit_bench.store import (
     read_json,
     safe_host,
 )
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int
-    count: int
-    local_rank: int | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.index}-of-{self.count}"
-
-
-def shard_from(arg: str | None, env: dict[str, str] | os._Environ = os.environ) -> Shard:
-    """The shard to run: `--shard i/n`, else RANK/WORLD_SIZE (torchrun, accelerate; the device
-    from LOCAL_RANK), else SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else 0/1."""
-    local = env.get("LOCAL_RANK")
-    local_rank = int(local) if local and local.isdigit() else None
-    if arg:
-        index_text, sep, count_text = arg.partition("/")
-        if not sep or not index_text.isdigit() or not count_text.isdigit():
-            raise UserError(f"--shard expects i/n with 0 <= i < n, got '{arg}'")
-        index, count = int(index_text), int(count_text)
-    elif env.get("WORLD_SIZE") and env.get("RANK"):
-        index, count = int(env["RANK"]), int(env["WORLD_SIZE"])
-    elif env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT"):
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        index, count = int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
-    else:
-        index, count = 0, 1
-    if not 0 <= index < count:
-        raise UserError(f"shard index {index} is outside 0..{count - 1}")
-    return Shard(index, count, local_rank)
-
-
-def pick_device(device: str, shard: Shard) -> str:
-    """`auto`: the shard's GPU when there is one, else the CPU; an explicit device is checked
-    (one line when it is not a device or not available here)."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return f"cuda:{shard.local_rank or 0}"
-        return "cpu"
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise UserError(f"--device '{device}' is not a device (cpu, cuda, cuda:N, mps)") from exc
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: no CUDA device is available on this machine")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise UserError(
-                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device {device}: MPS is not available on this machine")
-    if parsed.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"--device '{device}': only cpu, cuda and mps are supported")
-    return device
-
-
-@dataclass
-class Job:
-    variant: Variant
-    sample: Sample
-    seed: int
-
-    def stem(self, root: Path) -> Path:
-        folder = self.variant.name.replace(os.sep, "_")
-        return root / folder / self.sample.split / f"{self.sample.id}__s{self.seed}"
-
-
-def run_hash_of(cfg: RunConfig, suite: Suite, backbone_name: str) -> tuple[str, dict[str, Any]]:
-    """The run's configuration hash; it excludes --shard, --limit, the method list and the
-    device, so shards and reruns on other GPUs join the same folder."""
-    identity = {
-        "suite": suite.name,
-        "suite_version": suite.version,
-        "backbone": backbone_name,
-        "seeds": cfg.seed_list(),
-        "dtype": cfg.dtype,
-        "record_version": RECORD_VERSION,
-    }
-    return stable_hash(identity), identity
 
 
 class Runner:
@@ -477,63 +386,3 @@ class Runner:
         if cls.uses_gt_mask and not job.sample.gt_mask:
             return f"{cls.name} needs a GT mask and sample {job.sample.id} has none"
         return None
-
-
-class MemoryMeter:
-    """Peak memory of one job: CUDA allocator peak on a GPU, else the process's max RSS
-    (a high-water mark over the whole process, recorded as such)."""
-
-    def __init__(self, device: str):
-        self.cuda = device.startswith("cuda")
-        if self.cuda:
-            import torch
-
-            torch.cuda.reset_peak_memory_stats(device)
-        self.device = device
-
-    def read(self) -> dict[str, Any]:
-        if self.cuda:
-            import torch
-
-            return {
-                "bytes": int(torch.cuda.max_memory_allocated(self.device)),
-                "kind": "cuda_max_allocated",
-            }
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        scale = 1 if sys.platform == "darwin" else 1024
-        return {"bytes": int(rss * scale), "kind": "process_max_rss"}
-
-
-@dataclass
-class BenchmarkResult:
-    """What `run_benchmark` did: the run folder, the exit code (1 when a job failed), this
-    invocation's summary, and the report (None when the shard had no jobs)."""
-
-    root: Path
-    code: int
-    summary: dict[str, Any]
-    report: dict[str, Any] | None
-    runner: Runner
-
-
-def run_benchmark(cfg: RunConfig, console: Any = None) -> BenchmarkResult:
-    """`partedit-bench run` as one call: 1. run the jobs (resuming), 2. score this
-    invocation's jobs with the pixel metrics (cached), 3. write the report of the run folder.
-
-    Example:
-        >>> from partedit_bench.config import RunConfig
-        >>> result = run_benchmark(RunConfig(methods="identity", backbone="tiny-sd", limit=2))
-        >>> result.report["long"]  # the table in long form  # doctest: +SKIP
-    """
-    from partedit_bench.metrics.evaluate import evaluate_run
-    from partedit_bench.report import build_report
-
-    runner = Runner(cfg, console)
-    code = runner.run()  # 1.
-    if not runner.record_paths:  # e.g. --shard 999/1000 of a smaller run: nothing to do here
-        return BenchmarkResult(runner.root, 0, runner.summary, None, runner)
-    evaluate_run(  # 2.
-        runner.root, metrics=["psnr_bg"], only=set(runner.record_paths), console=runner.console
-    )
-    report = build_report([runner.root])  # 3.
-    return BenchmarkResult(runner.root, code, runner.summary, report, runner)

@@ -33,7 +33,8 @@ def build_synth(
     from rich.progress import Progress
 
     from partedit_bench.engine.backbones import load_backbone
-    from partedit_bench.runner import Shard, pick_device
+    from partedit_bench.engine.devices import pick_device
+    from partedit_bench.jobs import Shard
 
     suite = load_suite(suite_name)
     if suite.definition.get("generator", {}).get("type") != "prompt-config":

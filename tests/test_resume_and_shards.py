@@ -17,7 +17,7 @@ from PIL import Image
 
 from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError
-from partedit_bench.runner import shard_from
+from partedit_bench.jobs import shard_from
 from partedit_bench.store import iter_records
 from tests.conftest import REPO, cli_command, cli_env, run_cli
 

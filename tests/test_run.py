@@ -223,8 +223,8 @@ def test_a_log_file_gets_a_line_per_job(tmp_path):
 
 
 def test_the_benchmark_runs_from_python(tmp_path):
+    from partedit_bench.benchmark import run_benchmark
     from partedit_bench.config import RunConfig
-    from partedit_bench.runner import run_benchmark
 
     cfg = RunConfig(methods="identity", backbone="tiny-sd", limit=2, output=str(tmp_path / "r"))
     result = run_benchmark(cfg)

@@ -73,14 +73,15 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     from safetensors.torch import load_file, save_file
 
     from partedit_bench.engine.backbones import load_backbone
+    from partedit_bench.engine.devices import pick_device
     from partedit_bench.engine.registry import BACKBONES
+    from partedit_bench.jobs import Shard
     from partedit_bench.partworld.evaluate import (
         AttributeClassifier,
         prompt_following,
         train_classifier,
         write_result,
     )
-    from partedit_bench.runner import Shard, pick_device
 
     default_clf = PARTWORLD_FOLDER / "eval" / "classifier.safetensors"
     clf_path = Path(args.classifier) if args.classifier else default_clf

@@ -70,8 +70,8 @@ def register(sub: Any) -> None:
 def command_run(args: argparse.Namespace, console: Any) -> int:
     from rich.console import Console
 
+    from partedit_bench.benchmark import run_benchmark
     from partedit_bench.report import print_report
-    from partedit_bench.runner import run_benchmark
 
     cfg = RunConfig(**{f.name: getattr(args, f.name) for f in config_fields()})
     result = run_benchmark(cfg, console)

@@ -57,8 +57,9 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.data.schema import CANONICAL_PARTS
     from partedit_bench.data.suites import load_suite
     from partedit_bench.engine.backbones import load_backbone
+    from partedit_bench.engine.devices import pick_device
     from partedit_bench.errors import did_you_mean
-    from partedit_bench.runner import Shard, pick_device
+    from partedit_bench.jobs import Shard
     from partedit_bench.tokens import TIMESTEP_SCHEDULES, TrainConfig, token_path, train_token
 
     for name, low in (("steps", 1), ("images", 1), ("layers", 1), ("heldout", 0)):
