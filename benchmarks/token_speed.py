@@ -14,7 +14,7 @@ import time
 
 from partedit_bench.data.suites import load_suite
 from partedit_bench.engine.backbones import load_backbone
-from partedit_bench.tokens import TrainConfig, train_token
+from partedit_bench.tokens.training import TrainConfig, train_token
 
 
 def main() -> None:

@@ -23,12 +23,10 @@ from partedit_bench.engine.attention import (
 )
 from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.errors import UserError
-from partedit_bench.tokens import (
-    PartToken,
+from partedit_bench.tokens import PartToken, import_token, load_token
+from partedit_bench.tokens.training import (
     TrainConfig,
     cache_queries,
-    import_token,
-    load_token,
     token_maps,
     train_token,
     training_timesteps,

@@ -60,7 +60,8 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.engine.devices import pick_device
     from partedit_bench.errors import did_you_mean
     from partedit_bench.jobs import Shard
-    from partedit_bench.tokens import TIMESTEP_SCHEDULES, TrainConfig, token_path, train_token
+    from partedit_bench.tokens import token_path
+    from partedit_bench.tokens.training import TIMESTEP_SCHEDULES, TrainConfig, train_token
 
     for name, low in (("steps", 1), ("images", 1), ("layers", 1), ("heldout", 0)):
         if getattr(args, name) < low:
