@@ -55,3 +55,61 @@ def test_the_cli_runs_as_a_module(module):
         [sys.executable, "-m", module, "list", "methods"], cwd=REPO, capture_output=True, text=True
     )
     assert done.returncode == 0 and "partedit" in done.stdout, done.stderr
+
+
+def _module_graph(function_level: bool) -> dict[str, set[str]]:
+    """Imports among this project's modules (a `from pkg import submodule` names the
+    submodule; with `function_level`, imports inside functions count too)."""
+    import ast
+
+    files = {}
+    for base in ("partedit_bench", "methods"):
+        for path in (REPO / base).rglob("*.py"):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        nodes = list(ast.walk(tree)) if function_level else tree.body
+        found = set()
+        for node in nodes:
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & files.keys()
+                found |= subs or ({node.module} & files.keys())
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names} & files.keys()
+        graph[name] = found - {name}
+    return graph
+
+
+@pytest.mark.parametrize("function_level", [False, True])
+def test_no_import_cycles(function_level):
+    graph = _module_graph(function_level)
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for other in sorted(graph[node]):
+            if state.get(other) == 1:
+                cycles.append(" -> ".join([*path[path.index(other) :], other]))
+            elif other not in state:
+                visit(other, [*path, other])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_no_module_of_the_package_is_over_400_lines():
+    # the PartWorld renderer is one procedural drawing routine per class, kept together
+    exempt = {"partedit_bench/data/partworld.py"}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / "partedit_bench").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+        and str(p.relative_to(REPO)) not in exempt
+    }
+    assert long == {}

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from methods.partedit import core
-from methods.partedit.method import PartEditOptions, parts_of, plain_prompt, run_partedit
+from methods.partedit.options import PartEditOptions, parts_of, plain_prompt
+from methods.partedit.sampling import run_partedit
 from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
@@ -296,7 +297,7 @@ def test_ledits_inversion_option_runs_and_restores_the_processors():
 
 
 def test_localization_layer_choices(backbones):
-    from methods.partedit.method import localization_layers
+    from methods.partedit.sampling import localization_layers
     from partedit_bench.engine.attention import cross_attention_layers
     from partedit_bench.errors import UserError
 
@@ -328,7 +329,7 @@ def test_official_40_on_the_real_sdxl_unet_architecture():
     from diffusers import UNet2DConditionModel
 
     from benchmarks.partedit_speed import ARCHS
-    from methods.partedit.method import official_40
+    from methods.partedit.sampling import official_40
     from partedit_bench.engine.attention import cross_attention_layers
 
     with torch.device("meta"):  # the real SDXL config, no weights allocated
@@ -348,7 +349,7 @@ def test_official_40_on_the_real_sdxl_unet_architecture():
 
 
 def test_official_40_is_refused_on_other_unets(backbones):
-    from methods.partedit.method import localization_layers
+    from methods.partedit.sampling import localization_layers
     from partedit_bench.errors import UserError
 
     with pytest.raises(UserError, match="70 cross-attention layers"):

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from methods.partedit import core
+from partedit_bench.engine.backbones import added_conditioning
 
 LOC = 2
 
@@ -71,9 +72,7 @@ def reference_setup(
     )
     added = None
     if backbone.family == "sdxl":
-        from methods.partedit.method import _added
-
-        added = _added(
+        added = added_conditioning(
             backbone,
             [
                 rows["pu_src"],

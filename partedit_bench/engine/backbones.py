@@ -123,11 +123,7 @@ class Backbone:
                 num_images_per_prompt=1,
                 do_classifier_free_guidance=False,
             )
-            size = [self.resolution, self.resolution]
-            time_ids = torch.tensor(
-                [size + [0, 0] + size], device=self.device, dtype=embeds.dtype
-            ).repeat(len(prompts), 1)
-            return embeds, {"text_embeds": pooled, "time_ids": time_ids}
+            return embeds, added_conditioning(self, list(pooled[:, None]))
         embeds, _ = pipe.encode_prompt(prompts, self.device, 1, False)
         return embeds, None
 
@@ -360,3 +356,17 @@ def _load_from_hub(spec: BackboneSpec, torch_dtype: torch.dtype) -> dict[str, An
             "with network access, or pass --backbone /path/to/diffusers/folder"
         ) from exc
     return {k: v for k, v in pipe.components.items() if v is not None}
+
+
+def added_conditioning(backbone: Backbone, pooled: list[Any]) -> dict[str, torch.Tensor] | None:
+    """SDXL's added conditioning of a batch: the rows' pooled text embeddings and the time ids
+    of the native size without crop (original = target = the backbone's resolution); None on
+    the SD family."""
+    if backbone.family != "sdxl":
+        return None
+    res = backbone.resolution
+    embeds = torch.cat(pooled)
+    time_ids = torch.tensor(
+        [[res, res, 0, 0, res, res]], device=backbone.device, dtype=embeds.dtype
+    ).repeat(len(pooled), 1)
+    return {"text_embeds": embeds, "time_ids": time_ids}
