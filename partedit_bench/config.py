@@ -16,8 +16,7 @@ from typing import Any
 
 import yaml
 
-from partedit_bench.errors import UserError, did_you_mean, safe_name
-from partedit_bench.method_api import (
+from partedit_bench.api import (
     METHOD_REGISTRY,
     EditMethod,
     VariantSpec,
@@ -28,6 +27,7 @@ from partedit_bench.method_api import (
     resolve_method_class,
     split_method_list,
 )
+from partedit_bench.errors import UserError, did_you_mean, safe_name
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -187,7 +187,7 @@ def read_method_config(path: Path) -> tuple[dict[str, dict[str, Any]], list[Vari
     options = data.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise UserError(f"malformed method config {path}: 'options' maps method -> {{key: value}}")
-    from partedit_bench.method_api import METHOD_REGISTRY
+    from partedit_bench.api import METHOD_REGISTRY
 
     for method in options:
         if method not in METHOD_REGISTRY and ":" not in str(method):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from partedit_bench.api import EditRequest, EditResult, MethodUnavailable
 from partedit_bench.config import RunConfig, resolve_variants, stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.data.suites import Suite, load_suite
@@ -30,7 +31,6 @@ from partedit_bench.io import (
     remove_stale_temps,
 )
 from partedit_bench.jobs import Job, run_hash_of, shard_from
-from partedit_bench.method_api import EditRequest, EditResult, MethodUnavailable
 from partedit_bench.store import (
     RECORD_VERSION,
     bytes_digest,

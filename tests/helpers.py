@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+from partedit_bench.api import EditMethod, EditRequest, EditResult
 
 
 def plain_generation(backbone, prompt, seed, steps, guidance=7.5):

@@ -109,7 +109,26 @@ def test_no_module_of_the_package_is_over_400_lines():
     long = {
         str(p.relative_to(REPO)): n
         for p in (REPO / "partedit_bench").rglob("*.py")
-        if (n := len(p.read_text().splitlines())) > 400
-        and str(p.relative_to(REPO)) not in exempt
+        if (n := len(p.read_text().splitlines())) > 400 and str(p.relative_to(REPO)) not in exempt
     }
     assert long == {}
+
+
+def test_a_new_method_is_its_folder_only(tmp_path, monkeypatch):
+    import importlib
+
+    import methods
+    from partedit_bench import api
+
+    folder = tmp_path / "probe_method"
+    folder.mkdir()
+    (folder / "__init__.py").write_text(
+        "from methods.identity import Identity\n\n\n"
+        "class Probe(Identity):\n    name = 'probe_method'\n\n\nMETHOD = Probe\n"
+    )
+    monkeypatch.setattr(methods, "__path__", [*methods.__path__, str(tmp_path)])
+    assert methods.registry()["probe_method"] == "methods.probe_method:METHOD"
+    monkeypatch.setattr(api, "METHOD_REGISTRY", methods.registry())
+    cls = api.resolve_method_class("probe_method")
+    assert cls.name == "probe_method" and issubclass(cls, api.EditMethod)
+    importlib.invalidate_caches()

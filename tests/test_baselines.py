@@ -9,11 +9,11 @@ import torch
 
 from methods.blended_latent import BlendedLatentOptions, blend
 from methods.ef_ddpm import EFDDPMOptions, edit_latents
+from partedit_bench.api import EditRequest
 from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.data.suites import load_suite
 from partedit_bench.engine.backbones import load_backbone
-from partedit_bench.method_api import EditRequest
 from partedit_bench.store import iter_records
 from tests.helpers import plain_generation
 

@@ -683,7 +683,7 @@ def test_published_rows_import_validate_and_run(tmp_path, capsys, template_kind,
     assert validate_suite(str(out / "suite.yaml"))[1] == []
     # PartEdit's edit prompt gives back the dataset's edited words
     from methods.partedit.options import plain_prompt
-    from partedit_bench.method_api import target_prompt
+    from partedit_bench.api import target_prompt
 
     assert plain_prompt(bear) == "A bear with tiger head at a pool" == target_prompt(bear)
     run = tmp_path / "run"

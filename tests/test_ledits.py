@@ -16,12 +16,12 @@ from methods.ledits_pp import (
     edit_latents,
     masked_guidance,
 )
+from partedit_bench.api import EditRequest
 from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
 from partedit_bench.engine import inversion
 from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.errors import UserError
-from partedit_bench.method_api import EditRequest
 
 
 def run(backbone, sample, **options):

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from partedit_bench.api import METHOD_REGISTRY
 from partedit_bench.cli import main
 from partedit_bench.config import RunConfig, resolve_variants
 from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.engine.registry import PARTWORLD_FOLDER
 from partedit_bench.errors import UserError
-from partedit_bench.method_api import METHOD_REGISTRY
 from partedit_bench.partworld.model import PartWorldTrainConfig
 from partedit_bench.partworld.train import Trainer, TrainingStopped
 
@@ -155,10 +155,10 @@ def test_default_run_gives_partedit_and_ef_ddpm_the_same_inversion(monkeypatch):
     tiny-sd (the same code path) with the steps shortened for speed."""
     import yaml
 
+    from partedit_bench.api import EditRequest
     from partedit_bench.data.schema import load_image, load_mask
     from partedit_bench.data.suites import load_suite
     from partedit_bench.engine import inversion
-    from partedit_bench.method_api import EditRequest
 
     shipped_options = yaml.safe_load((PARTWORLD_FOLDER / "default_methods.yaml").read_text())
     ef, pe = shipped_options["options"]["ef_ddpm"], shipped_options["options"]["partedit"]
@@ -199,8 +199,8 @@ def test_default_run_gives_partedit_and_ef_ddpm_the_same_inversion(monkeypatch):
 
 @shipped
 def test_no_public_special_checkpoint_is_paired_with_the_trained_model():
+    from partedit_bench.api import MethodUnavailable
     from partedit_bench.engine.backbones import load_special
-    from partedit_bench.method_api import MethodUnavailable
 
     backbone = load_backbone("partworld-sd")
     for kind in ("ip2p", "inpaint"):

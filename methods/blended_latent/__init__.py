@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from partedit_bench.method_api import (
+from partedit_bench.api import (
     EditMethod,
     EditRequest,
     EditResult,

@@ -8,14 +8,14 @@ from typing import Any
 
 import torch
 
-from partedit_bench.engine import inversion
-from partedit_bench.method_api import (
+from partedit_bench.api import (
     EditMethod,
     EditRequest,
     EditResult,
     check_range,
     target_prompt,
 )
+from partedit_bench.engine import inversion
 
 
 @dataclass

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult
+from partedit_bench.api import EditMethod, EditRequest, EditResult
 
 
 class Identity(EditMethod):

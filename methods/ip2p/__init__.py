@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from partedit_bench.method_api import (
+from partedit_bench.api import (
     EditMethod,
     EditRequest,
     EditResult,

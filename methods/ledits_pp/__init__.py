@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from partedit_bench.api import EditMethod, EditRequest, EditResult, check_range
 from partedit_bench.errors import UserError
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult, check_range
 
 
 @dataclass

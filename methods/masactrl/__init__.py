@@ -9,14 +9,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from partedit_bench.engine import inversion
-from partedit_bench.method_api import (
+from partedit_bench.api import (
     EditMethod,
     EditRequest,
     EditResult,
     check_range,
     target_prompt,
 )
+from partedit_bench.engine import inversion
 
 SD_BLOCKS = 16  # the reference counts 16 SD transformer blocks: 6 down, 1 mid, 9 up
 

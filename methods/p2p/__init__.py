@@ -9,19 +9,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from partedit_bench.api import (
+    EditMethod,
+    EditRequest,
+    EditResult,
+    check_range,
+    target_prompt,
+)
 from partedit_bench.engine import inversion
 from partedit_bench.engine.alignment import (
     NotWordAligned,
     positions_of_words,
     refinement_mapper,
     word_swap_mapper,
-)
-from partedit_bench.method_api import (
-    EditMethod,
-    EditRequest,
-    EditResult,
-    check_range,
-    target_prompt,
 )
 
 # batch rows: [uncond src, uncond tgt, cond src, cond tgt]; the reference controllers edit

@@ -7,9 +7,9 @@ from typing import Any
 
 from methods.partedit.options import PartEditOptions, parts_of
 from methods.partedit.sampling import run_partedit
+from partedit_bench.api import EditMethod, EditRequest, EditResult
 from partedit_bench.data.schema import Sample
 from partedit_bench.errors import UserError
-from partedit_bench.method_api import EditMethod, EditRequest, EditResult
 
 __all__ = ["PartEdit", "PartEditOptions"]
 
@@ -29,7 +29,7 @@ class PartEdit(EditMethod):
 
     def preflight(self, backbone: Any, samples: list[Sample]) -> None:
         """Stops the run before any job when a needed token is missing or foreign."""
-        from partedit_bench.method_api import file_digest
+        from partedit_bench.api import file_digest
         from partedit_bench.tokens import load_token
 
         self.load(backbone)

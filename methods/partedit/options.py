@@ -36,7 +36,7 @@ class PartEditOptions:
     layers: str = "auto"  # auto | token | decoder | official-40 | comma-separated attn2 names
 
     def __post_init__(self) -> None:
-        from partedit_bench.method_api import check_range
+        from partedit_bench.api import check_range
 
         check_range("partedit", "steps", self.steps, 1)
         check_range("partedit", "t_e", self.t_e, 0)

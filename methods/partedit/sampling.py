@@ -11,12 +11,12 @@ import torch
 
 from methods.partedit import core
 from methods.partedit.options import PartEditOptions, parts_of, plain_prompt
+from partedit_bench.api import EditResult
 from partedit_bench.data.schema import Sample
 from partedit_bench.engine import inversion
 from partedit_bench.engine.alignment import NotWordAligned
 from partedit_bench.engine.backbones import added_conditioning as _added
 from partedit_bench.errors import UserError
-from partedit_bench.method_api import EditResult
 
 
 def encode(backbone: Any, prompt: str) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:

@@ -222,7 +222,7 @@ def command_list(what: str) -> int:
 
     table = Table()
     if what == "methods":
-        from partedit_bench.method_api import METHOD_REGISTRY, resolve_method_class
+        from partedit_bench.api import METHOD_REGISTRY, resolve_method_class
 
         for column in ("method", "families", "needs", "GT mask", "checkpoint", "description"):
             table.add_column(column)

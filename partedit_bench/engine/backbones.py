@@ -212,7 +212,7 @@ def load_special(backbone: Backbone, kind: str) -> Backbone:
     Raises:
         MethodUnavailable: no such checkpoint for this backbone, or its weights are missing.
     """
-    from partedit_bench.method_api import MethodUnavailable
+    from partedit_bench.api import MethodUnavailable
 
     table = SPECIAL_CHECKPOINTS.get(kind, {})
     own = Path(backbone.name).name

@@ -8,6 +8,7 @@ the methods it asks for. A method outside this repository can be named directly 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import importlib
@@ -24,17 +25,15 @@ from PIL import Image
 from partedit_bench.data.schema import Sample
 from partedit_bench.errors import UserError, did_you_mean
 
-METHOD_REGISTRY: dict[str, str] = {
-    "identity": "methods.identity:Identity",
-    "partedit": "methods.partedit:PartEdit",
-    "blended_latent": "methods.blended_latent:BlendedLatent",
-    "ef_ddpm": "methods.ef_ddpm:EFDDPM",
-    "ip2p": "methods.ip2p:InstructPix2Pix",
-    "ledits_pp": "methods.ledits_pp:LeditsPP",
-    "sdxl_inpaint": "methods.sdxl_inpaint:SDXLInpaint",
-    "masactrl": "methods.masactrl:MasaCtrl",
-    "p2p": "methods.p2p:PromptToPrompt",
-}
+
+def _registry() -> dict[str, str]:
+    import methods
+
+    return methods.registry()
+
+
+#: Method name -> `module:Class` (the index lives with the methods: `methods/__init__.py`).
+METHOD_REGISTRY: dict[str, str] = _registry()
 
 #: What a method may declare it needs from a sample.
 NEEDS = frozenset({"source_prompt", "target_prompt", "instruction", "mask", "part_token"})
@@ -95,7 +94,7 @@ class NoOptions:
     """A method without options."""
 
 
-class EditMethod:
+class EditMethod(abc.ABC):
     """Base class of every editing method adapter.
 
     Subclasses set the class attributes and implement `edit`. `load` is called once per run
@@ -122,7 +121,7 @@ class EditMethod:
     def __init__(self, options: Any):
         self.options = options
 
-    def load(self, backbone: Any) -> None:
+    def load(self, backbone: Any) -> None:  # noqa: B027 (optional: most methods need it)
         """Prepares models once per run (e.g. attention processors, extra checkpoints)."""
 
     def preflight(self, backbone: Any, samples: list[Sample]) -> None:
@@ -130,8 +129,9 @@ class EditMethod:
         tokens); raises UserError with one line naming what is missing. Also loads."""
         self.load(backbone)
 
+    @abc.abstractmethod
     def edit(self, request: EditRequest) -> EditResult:
-        raise NotImplementedError
+        """Makes one edit."""
 
     def inputs_fingerprint(self, sample: Sample) -> dict[str, Any]:
         """Fingerprints of everything besides the options, sample, seed and backbone that
