@@ -52,3 +52,19 @@ def _log_handlers_follow_the_capture():
             if type(handler) is logging.StreamHandler:
                 handler.stream = sys.stderr  # (setStream would flush the closed one first)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The one tiny-backbone fixture: `tiny(name, dtype)` builds each offline backbone once per
+    session (tests that change a backbone build their own with `load_backbone`)."""
+    from partedit_bench.engine.backbones import load_backbone
+
+    built: dict[tuple[str, str], object] = {}
+
+    def get(name: str = "tiny-sd", dtype: str = "float32"):
+        if (name, dtype) not in built:
+            built[name, dtype] = load_backbone(name, dtype=dtype)
+        return built[name, dtype]
+
+    return get

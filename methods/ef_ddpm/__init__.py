@@ -96,3 +96,5 @@ def edit_latents(
         mean, sigma = inversion.ddpm_mean_sigma(eps, x0_hat, inv.alphas[i], inv.alphas[i + 1])
         x = mean + sigma * inv.zs[i]
     return x.to(x0.dtype), {"target_prompt": target, "skip": options.skip}
+
+METHOD = EFDDPM  # what `methods.registry()` finds by the folder's name

@@ -91,3 +91,5 @@ class InstructPix2Pix(EditMethod):
             image=out.images[0],
             extras={"instruction": instruction, "checkpoint": self.special.name},
         )
+
+METHOD = InstructPix2Pix  # what `methods.registry()` finds by the folder's name

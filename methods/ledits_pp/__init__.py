@@ -303,3 +303,5 @@ def latent_psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     mse = float(((x - ref) ** 2).mean())
     peak = float(ref.max() - ref.min())
     return float(10 * np.log10(peak**2 / max(mse, 1e-30)))
+
+METHOD = LeditsPP  # what `methods.registry()` finds by the folder's name

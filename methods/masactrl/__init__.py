@@ -221,3 +221,5 @@ def edit_latents(
         "controlled_layers": len(layers),
         "first_controlled_layer": layers[0] if layers else None,
     }
+
+METHOD = MasaCtrl  # what `methods.registry()` finds by the folder's name

@@ -398,3 +398,5 @@ def edit_latents(
         "sampling": "synthetic" if synthetic else "real",
         "inversion": "none" if synthetic else ("null-text" if options.null_text else "ddim"),
     }
+
+METHOD = PromptToPrompt  # what `methods.registry()` finds by the folder's name

@@ -3,3 +3,5 @@
 from methods.partedit.method import PartEdit, PartEditOptions
 
 __all__ = ["PartEdit", "PartEditOptions"]
+
+METHOD = PartEdit  # what `methods.registry()` finds by the folder's name

@@ -401,7 +401,7 @@ def test_sigterm_ends_a_run_with_the_resume_hint(tmp_path):
     proc = subprocess.Popen(
         cli_command("run", "--methods", "tests.helpers:SlowIdentity[delay_s=0.5]", "--limit",
                     "20", "--output", str(out)),
-        cwd=Path(__file__).resolve().parents[1], env=cli_env(), stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2], env=cli_env(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.time() + 120

@@ -27,8 +27,8 @@ FAST = PartEditOptions(steps=3)
 
 
 @pytest.fixture(scope="module")
-def backbones():
-    return {name: load_backbone(name, dtype="float64") for name in ("tiny-sd", "tiny-sdxl")}
+def backbones(tiny):
+    return {name: tiny(name, "float64") for name in ("tiny-sd", "tiny-sdxl")}
 
 
 def random_tokens(backbone, parts, seed=0):

@@ -34,8 +34,8 @@ from partedit_bench.tokens.training import (
 
 
 @pytest.fixture(scope="module")
-def backbones():
-    return {name: load_backbone(name) for name in ("tiny-sd", "tiny-sdxl")}
+def backbones(tiny):
+    return {name: tiny(name) for name in ("tiny-sd", "tiny-sdxl")}
 
 
 def part_samples(part: str, count: int):

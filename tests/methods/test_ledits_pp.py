@@ -138,7 +138,7 @@ def test_concept_and_options():
 def test_partedit_with_ledits_inversion_keeps_the_source_path_on_the_input():
     from methods.partedit.options import PartEditOptions
     from methods.partedit.sampling import run_partedit
-    from tests.test_partedit import random_tokens, sample_of
+    from tests.methods.test_partedit import random_tokens, sample_of
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     sample = sample_of()
