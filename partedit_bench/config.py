@@ -1,7 +1,11 @@
-"""Run configuration: dataclasses whose fields carry their help text.
+"""Run configuration: `RunConfig`, whose fields carry their help text (the `run` flags are
+generated from them), and the method variants with their options.
 
-Precedence: command line > YAML (`--config FILE`, and `--method-config FILE` for method
-options) > defaults. Method variants and their options are resolved here.
+Method options: `--set method.key=value` over `--method-config FILE` (YAML `options:` and
+`variants:`; without it, a backbone folder's `default_methods.yaml`) over the method's own
+defaults.
+From Python: `RunConfig(methods="p2p", backbone="sdxl", ...)` and
+`partedit_bench.benchmark.run_benchmark(cfg)`.
 """
 
 from __future__ import annotations

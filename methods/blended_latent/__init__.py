@@ -139,4 +139,5 @@ def blend(
         image=image, extras={"target_prompt": target_prompt(request.sample), "guidance": guidance}
     ), mask
 
+
 METHOD = BlendedLatent  # what `methods.registry()` finds by the folder's name

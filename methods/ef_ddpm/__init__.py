@@ -97,4 +97,5 @@ def edit_latents(
         x = mean + sigma * inv.zs[i]
     return x.to(x0.dtype), {"target_prompt": target, "skip": options.skip}
 
+
 METHOD = EFDDPM  # what `methods.registry()` finds by the folder's name

@@ -92,4 +92,5 @@ class InstructPix2Pix(EditMethod):
             extras={"instruction": instruction, "checkpoint": self.special.name},
         )
 
+
 METHOD = InstructPix2Pix  # what `methods.registry()` finds by the folder's name

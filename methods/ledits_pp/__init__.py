@@ -304,4 +304,5 @@ def latent_psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     peak = float(ref.max() - ref.min())
     return float(10 * np.log10(peak**2 / max(mse, 1e-30)))
 
+
 METHOD = LeditsPP  # what `methods.registry()` finds by the folder's name

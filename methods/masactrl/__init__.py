@@ -222,4 +222,5 @@ def edit_latents(
         "first_controlled_layer": layers[0] if layers else None,
     }
 
+
 METHOD = MasaCtrl  # what `methods.registry()` finds by the folder's name

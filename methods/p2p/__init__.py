@@ -399,4 +399,5 @@ def edit_latents(
         "inversion": "none" if synthetic else ("null-text" if options.null_text else "ddim"),
     }
 
+
 METHOD = PromptToPrompt  # what `methods.registry()` finds by the folder's name

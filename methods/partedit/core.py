@@ -1,6 +1,7 @@
 """PartEdit's mechanics: part-token localization from the source path's queries, the mask
 (aggregation, Otsu, adaptive threshold) and its timing, the padding strategies, feature
-blending and the prompt-to-prompt layer, all through attention processors.
+blending and the prompt-to-prompt layer, all through attention processors. The denoising
+loop that drives them is `sampling.run_partedit`.
 
 Facts: reference/partedit-paper.md (Sections 3.3-3.4, Appendices C, D, M) and
 reference/official-partedit-code.md; every behaviour that differs between the paper's text and

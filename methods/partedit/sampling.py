@@ -114,6 +114,7 @@ def run_partedit(
     """
     from partedit_bench.engine.attention import processors
 
+    # 1. prompts: the source and the edit, encoded (SDXL: with pooled embeddings)
     unet = backbone.unet
     parts = parts_of(sample)
     source_prompt, edit_prompt = sample.prompt_original, plain_prompt(sample)
@@ -121,10 +122,12 @@ def run_partedit(
     c_edit, u_edit, p_edit, pu_edit = encode(backbone, edit_prompt)
     if options.share_pooled and p_src is not None:
         p_edit, pu_edit = p_src, pu_src
+    # 2. the part tokens, padded to the prompt length
     padded = {
         part: core.pad_token(tokens[part].embedding.to(backbone.device), options.padding, c_src[0])
         for part in parts
     }
+    # 3. the attention state: word swap, mask resolution and timing, blending, layers
     size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
     swap, p2p_status = prompt_swap(backbone, sample, source_prompt, edit_prompt, options)
     attn_res = -(-backbone.resolution // 32)  # the released pipeline's attn_res, ceil(W / 32)
@@ -144,6 +147,7 @@ def run_partedit(
         force_mask=torch.zeros((size, size), device=backbone.device) if zero_mask else None,
         keep_maps=keep_maps,
     )
+    # 4. the batch rows and the processors that read and write them
     rows = {
         "u_src": u_src,
         "u_edit": u_edit,
@@ -168,6 +172,7 @@ def run_partedit(
             )
             for n in unet.attn_processors
         }
+    # 5. the start of the source path: generation (synthetic) or an inversion (real)
     prediction = backbone.components["scheduler"].config.prediction_type
     real = options.mode == "real" or (options.mode == "auto" and not synthetic)
     generator = torch.Generator("cpu").manual_seed(seed if real else sample.seed)
@@ -225,6 +230,7 @@ def run_partedit(
         )
         start_latents = x.to(backbone.device) * scheduler.init_noise_sigma
         scales = (options.guidance,) * paths
+    # 6. the denoising loop: every step localizes, blends and steps both paths
     with processors(unet, installed):
         if not real or ledits:
             latents = start_latents.to(c_src.dtype).repeat(paths, 1, 1, 1)
@@ -280,6 +286,7 @@ def run_partedit(
                     stepped[2] = inv.xs[i + 1][0]
                 latents = stepped.to(c_src.dtype)
                 end_step(start)
+    # 7. the images, the mean blend mask and what the job records
     edited, source = backbone.decode_latents(latents[[1, 0]])
     mean_mask = state.mean_mask()
     predicted = None if mean_mask is None else core.numpy_mask(mean_mask, image.size)

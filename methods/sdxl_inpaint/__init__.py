@@ -77,4 +77,5 @@ class SDXLInpaint(EditMethod):
             image=out.images[0], extras={"target_prompt": prompt, "checkpoint": self.special.name}
         )
 
+
 METHOD = SDXLInpaint  # what `methods.registry()` finds by the folder's name

@@ -105,71 +105,24 @@ def command_evaluate(args: argparse.Namespace, console: Any) -> int:
 
 
 def command_score(args: argparse.Namespace) -> int:
-    import math
+    from partedit_bench.metrics import METRICS
+    from partedit_bench.metrics.evaluate import score_files
 
-    import numpy as np
-    from PIL import Image
-
-    from partedit_bench.data.schema import load_image, load_mask
-    from partedit_bench.metrics import METRICS, ScoredEdit, foreground_text
-    from partedit_bench.metrics.evaluate import AlphaClipGroup, pixel_group, to_float
-
-    source = load_image(args.source)
-    edited = load_image(args.edited)
-    if edited.size != source.size:  # as evaluate: an edit of another size is not scored
-        raise UserError(
-            f"{args.edited} is {edited.size[0]}x{edited.size[1]} but {args.source} is "
-            f"{source.size[0]}x{source.size[1]}; resize the edit first if that is intended"
-        )
-    mask = load_mask(args.mask, source.size)
-    target = load_image(args.target) if args.target else None
-    if target is not None and target.size != source.size:
-        raise UserError(f"--target {args.target} is {target.size}, not {source.size}")
-    predicted = None
-    if args.predicted_mask:  # a soft mask: gray levels / 255, at the source's size
-        try:
-            with Image.open(args.predicted_mask) as img:
-                gray = img.convert("L")
-        except OSError as exc:
-            raise UserError(f"--predicted-mask {args.predicted_mask}: unreadable ({exc})") from exc
-        if gray.size != source.size:
-            raise UserError(
-                f"--predicted-mask {args.predicted_mask} is {gray.size}, not {source.size}"
-            )
-        predicted = np.asarray(gray, np.float64) / 255
-    edit = ScoredEdit(
-        to_float(source),
-        to_float(edited),
-        mask,
-        target=None if target is None else to_float(target),
-        predicted_mask=predicted,
-        fg_text=foreground_text(args.prompt, args.part),
+    clean, missing = score_files(
+        args.source,
+        args.edited,
+        args.mask,
+        target=args.target,
+        predicted_mask=args.predicted_mask,
+        prompt=args.prompt,
+        part=args.part,
+        alpha_clip=args.alpha_clip,
+        clip=args.clip,
+        variant=args.alpha_clip_variant,
+        device=args.device,
     )
-    values: dict[str, float | None] = dict(pixel_group(edit))
-    reason = None
-    if args.prompt:
-        from partedit_bench.metrics.alpha_clip import DEFAULT_VARIANT, AlphaCLIP
-
-        variant = args.alpha_clip_variant or DEFAULT_VARIANT
-        try:
-            scorer = AlphaCLIP.load(args.alpha_clip, args.clip, variant, args.device)
-            values.update(AlphaClipGroup(scorer, variant)(edit))
-        except UserError as exc:
-            if args.alpha_clip:
-                raise
-            reason = str(exc)
-    else:
-        reason = "aclip_* need --prompt"
-    for name in METRICS:
-        values.setdefault(name, None)
-    clean = {k: (None if v is None or math.isnan(v) else v) for k, v in values.items()}
+    reason = next((v for k, v in missing.items() if k.startswith("aclip")), None)
     if args.json:
-        why = {"mask_iou": "needs --predicted-mask", "psnr_fg_gt": "needs --target"}
-        missing = {
-            k: (reason if k.startswith("aclip") else why.get(k)) or "undefined for this input"
-            for k, v in clean.items()
-            if v is None
-        }
         print(json.dumps({**clean, "not_available": missing}))
         return 0
     from rich.console import Console

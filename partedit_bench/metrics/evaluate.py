@@ -190,3 +190,80 @@ def evaluate_run(
                 )
                 counts["computed"] += 1
     return counts
+
+
+def score_files(
+    source: str,
+    edited: str,
+    mask: str,
+    target: str | None = None,
+    predicted_mask: str | None = None,
+    prompt: str = "",
+    part: str = "",
+    alpha_clip: str | None = None,
+    clip: str | None = None,
+    variant: str | None = None,
+    device: str = "cpu",
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Every available metric of one edit given as files (what `partedit-bench score` prints):
+    the values (None when not available) and, for each missing one, why.
+
+    Raises:
+        UserError: an unreadable input, or inputs of different sizes (an edit of another size
+            is not scored, as `evaluate` does not).
+    """
+    import math
+
+    from partedit_bench.data.schema import load_image, load_mask
+
+    src, out = load_image(source), load_image(edited)
+    if out.size != src.size:  # as evaluate: an edit of another size is not scored
+        raise UserError(
+            f"{edited} is {out.size[0]}x{out.size[1]} but {source} is "
+            f"{src.size[0]}x{src.size[1]}; resize the edit first if that is intended"
+        )
+    part_mask = load_mask(mask, src.size)
+    true_edit = load_image(target) if target else None
+    if true_edit is not None and true_edit.size != src.size:
+        raise UserError(f"--target {target} is {true_edit.size}, not {src.size}")
+    soft = None
+    if predicted_mask:  # a soft mask: gray levels / 255, at the source's size
+        try:
+            with Image.open(predicted_mask) as img:
+                gray = img.convert("L")
+        except OSError as exc:
+            raise UserError(f"--predicted-mask {predicted_mask}: unreadable ({exc})") from exc
+        if gray.size != src.size:
+            raise UserError(f"--predicted-mask {predicted_mask} is {gray.size}, not {src.size}")
+        soft = np.asarray(gray, np.float64) / 255
+    edit = ScoredEdit(
+        to_float(src),
+        to_float(out),
+        part_mask,
+        target=None if true_edit is None else to_float(true_edit),
+        predicted_mask=soft,
+        fg_text=foreground_text(prompt, part),
+    )
+    values: dict[str, float | None] = dict(pixel_group(edit))
+    reason = "aclip_* need --prompt"
+    if prompt:
+        from partedit_bench.metrics.alpha_clip import DEFAULT_VARIANT, AlphaCLIP
+
+        chosen = variant or DEFAULT_VARIANT
+        try:
+            scorer = AlphaCLIP.load(alpha_clip, clip, chosen, device)
+            values.update(AlphaClipGroup(scorer, chosen)(edit))
+        except UserError as exc:
+            if alpha_clip:
+                raise
+            reason = str(exc)
+    for name in METRICS:
+        values.setdefault(name, None)
+    clean = {k: (None if v is None or math.isnan(v) else v) for k, v in values.items()}
+    why = {"mask_iou": "needs --predicted-mask", "psnr_fg_gt": "needs --target"}
+    missing = {
+        k: (reason if k.startswith("aclip") else why.get(k)) or "undefined for this input"
+        for k, v in clean.items()
+        if v is None
+    }
+    return clean, missing

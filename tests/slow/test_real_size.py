@@ -37,7 +37,7 @@ SDXL = dict(
 
 @pytest.mark.parametrize(
     ("config", "family", "layers", "query_sides"),
-    [(SD21, "sd", 16, {32, 16, 8}), (SDXL, "sdxl", 70, {16, 8})],
+    [(SD21, "sd", 16, {32, 16, 8, 4}), (SDXL, "sdxl", 70, {16, 8})],  # with the mid block
     ids=["sd21", "sdxl"],
 )
 def test_real_size_unet_layers_and_processors(config, family, layers, query_sides):
@@ -75,5 +75,5 @@ def test_real_size_unet_layers_and_processors(config, family, layers, query_side
             ours = unet(x, 500, context, added_cond_kwargs=added).sample
     assert torch.allclose(ours, reference, atol=1e-4, rtol=1e-4)
     # LEDITS++'s mask resolution is latent / 4: a cross-attention map of that size exists
-    sides = {int(v[0].shape[1] ** 0.5) for k, v in store.items() if ".attn2." in k}
+    sides = {int(v[0].shape[1] ** 0.5) for k, v in store.items() if ".attn2:" in k}
     assert sides == query_sides and side // 4 in sides
