@@ -37,14 +37,9 @@ class MasaCtrlOptions:
 
 def self_attention_layers(unet: Any) -> list[str]:
     """`attn1` module names in execution order (down, mid, up)."""
-    order = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+    from partedit_bench.engine.attention import attention_layers
 
-    def key(name: str) -> tuple:
-        return (order[name.split(".")[0]], *(int(p) if p.isdigit() else p for p in name.split(".")))
-
-    return sorted(
-        (n.removesuffix(".processor") for n in unet.attn_processors if ".attn1." in n), key=key
-    )
+    return attention_layers(unet, "attn1")
 
 
 def controlled_layers(unet: Any, start_layer: int) -> list[str]:

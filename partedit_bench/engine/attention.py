@@ -16,16 +16,21 @@ def _numeric_key(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.]", name))
 
 
-def cross_attention_layers(unet: Any, where: str = "all") -> list[str]:
-    """Module names of the cross-attention (`attn2`) layers in execution order: down blocks,
-    mid block, up blocks (`where` = all | down | mid | up)."""
-    names = [n.removesuffix(".processor") for n in unet.attn_processors if ".attn2." in n]
+def attention_layers(unet: Any, kind: str = "attn2", where: str = "all") -> list[str]:
+    """Module names of the UNet's `attn1` (self) or `attn2` (cross) attention layers in
+    execution order: down blocks, mid block, up blocks (`where` = all | down | mid | up)."""
+    names = [n.removesuffix(".processor") for n in unet.attn_processors if f".{kind}." in n]
     order = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
     names = sorted(names, key=lambda n: (order[n.split(".")[0]], _numeric_key(n)))
     if where == "all":
         return names
     prefix = {"down": "down_blocks", "mid": "mid_block", "up": "up_blocks"}[where]
     return [n for n in names if n.startswith(prefix)]
+
+
+def cross_attention_layers(unet: Any, where: str = "all") -> list[str]:
+    """The cross-attention (`attn2`) layers in execution order (see `attention_layers`)."""
+    return attention_layers(unet, "attn2", where)
 
 
 def decoder_cross_attention_layers(unet: Any, count: int = 8) -> list[str]:
