@@ -17,6 +17,7 @@ from partedit_bench.api import (
     target_prompt,
 )
 from partedit_bench.engine import inversion
+from partedit_bench.engine.attention import require_plain_attention
 
 SD_BLOCKS = 16  # the reference counts 16 SD transformer blocks: 6 down, 1 mid, 9 up
 
@@ -78,6 +79,7 @@ class MutualSelfAttentionProcessor:
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
+        require_plain_attention(attn, hidden_states, attention_mask, "masactrl")
         batch = hidden_states.shape[0]
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         heads = attn.heads

@@ -23,6 +23,7 @@ from partedit_bench.engine.alignment import (
     refinement_mapper,
     word_swap_mapper,
 )
+from partedit_bench.engine.attention import require_plain_attention
 
 # batch rows: [uncond src, uncond tgt, cond src, cond tgt]; the reference controllers edit
 # only the conditional half
@@ -115,6 +116,7 @@ class P2PProcessor:
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
+        require_plain_attention(attn, hidden_states, attention_mask, "p2p")
         state, heads, batch = self.state, attn.heads, hidden_states.shape[0]
         cross = encoder_hidden_states is not None
         context = encoder_hidden_states if cross else hidden_states

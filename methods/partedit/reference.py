@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from methods.partedit import core
+from partedit_bench.engine.attention import require_plain_attention
 from partedit_bench.engine.backbones import added_conditioning
 
 LOC = 2
@@ -33,6 +34,9 @@ class ReferenceProcessor:
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
+        require_plain_attention(
+            attn, hidden_states, attention_mask, "the PartEdit 3-path reference"
+        )
         state, heads = self.state, attn.heads
         batch = hidden_states.shape[0]
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states

@@ -113,6 +113,33 @@ class RecordingAttnProcessor:
         return hidden_states / attn.rescale_output_factor
 
 
+def require_plain_attention(
+    attn: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, who: str
+) -> None:
+    """Processors that rewrite attention maps (p2p, masactrl, the PartEdit 3-path reference)
+    implement the transformer-block attention of SD / SDXL UNets only. A layer that also uses
+    a spatial or group norm, a residual, a cross-attention norm, 4-D input, an attention mask
+    or an output rescale is refused here, instead of being computed without it."""
+    unsupported = [
+        name
+        for name, used in (
+            ("spatial_norm", attn.spatial_norm is not None),
+            ("group_norm", attn.group_norm is not None),
+            ("residual_connection", bool(attn.residual_connection)),
+            ("norm_cross", bool(attn.norm_cross)),
+            ("4-D input", hidden_states.ndim == 4),
+            ("an attention mask", attention_mask is not None),
+            ("rescale_output_factor", attn.rescale_output_factor != 1.0),
+        )
+        if used
+    ]
+    if unsupported:
+        raise NotImplementedError(
+            f"{who} implements the attention of SD / SDXL transformer blocks; this layer uses "
+            f"{', '.join(unsupported)}"
+        )
+
+
 @contextlib.contextmanager
 def processors(unet: Any, replacements: dict[str, Any]) -> Iterator[None]:
     """Installs processors for some layers (module names) and restores all afterwards."""

@@ -132,3 +132,19 @@ def test_a_new_method_is_its_folder_only(tmp_path, monkeypatch):
     cls = api.resolve_method_class("probe_method")
     assert cls.name == "probe_method" and issubclass(cls, api.EditMethod)
     importlib.invalidate_caches()
+
+
+def test_map_rewriting_processors_refuse_attention_they_do_not_implement():
+    import torch
+    from diffusers.models.attention_processor import Attention
+
+    from partedit_bench.engine.attention import require_plain_attention
+
+    plain = Attention(32, heads=2, dim_head=16)
+    x = torch.zeros(1, 4, 32)
+    require_plain_attention(plain, x, None, "p2p")  # SD / SDXL transformer-block attention
+    vae_like = Attention(32, heads=2, dim_head=16, norm_num_groups=8, residual_connection=True)
+    with pytest.raises(NotImplementedError, match="group_norm, residual_connection"):
+        require_plain_attention(vae_like, x, None, "p2p")
+    with pytest.raises(NotImplementedError, match="4-D input, an attention mask"):
+        require_plain_attention(plain, torch.zeros(1, 32, 2, 2), torch.ones(1, 4), "masactrl")
