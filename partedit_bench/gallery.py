@@ -15,7 +15,7 @@ from PIL import Image
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.io import atomic_write_bytes, png_bytes, script_json
 from partedit_bench.metrics import METRICS
-from partedit_bench.store import iter_records, load_run, read_json, suite_samples
+from partedit_bench.store import first_seed_edits, load_run, suite_samples
 
 PAGE = Path(__file__).with_name("userstudy") / "gallery.html"
 
@@ -33,18 +33,8 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
     assets = out / "gallery"
     rows: dict[str, dict[str, Any]] = {}
     variants: list[str] = []
-    current = [
-        (path, record)
-        for path in iter_records(root)
-        if (record := read_json(path))
-        and record.get("status") == "ok"
-        and record.get("run_hash") == info["run_hash"]  # not a replaced configuration's
-    ]
-    # the run's first seed (a run need not have seed 0)
-    seed = min((int(r.get("seed") or 0) for _, r in current), default=0)
+    seed, current = first_seed_edits(root, info)
     for path, record in current:
-        if record.get("seed") != seed:
-            continue
         sample = samples.get(record["sample_id"])
         if sample is None:
             continue

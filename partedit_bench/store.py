@@ -187,3 +187,18 @@ def suite_samples(info: dict[str, Any]) -> dict[str, Any]:
 def safe_host() -> str:
     """The host name as a file-name part."""
     return re.sub(r"[^0-9A-Za-z.-]", "_", socket.gethostname())[:64] or "host"
+
+
+def first_seed_edits(root: Path, info: dict[str, Any]) -> tuple[int, list[tuple[Path, dict]]]:
+    """The finished jobs of the run's current configuration (not those a replaced one left)
+    at the run's first seed (a run need not have seed 0): (that seed, [(record path, record)]),
+    what the gallery and the user study show."""
+    current = [
+        (path, record)
+        for path in iter_records(root)
+        if (record := read_json(path))
+        and record.get("status") == "ok"
+        and record.get("run_hash") == info["run_hash"]
+    ]
+    seed = min((int(r.get("seed") or 0) for _, r in current), default=0)
+    return seed, [(p, r) for p, r in current if r.get("seed") == seed]

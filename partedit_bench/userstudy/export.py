@@ -14,7 +14,7 @@ from typing import Any
 
 from partedit_bench.errors import UserError
 from partedit_bench.io import script_json
-from partedit_bench.store import iter_records, load_run, read_json, suite_samples
+from partedit_bench.store import first_seed_edits, load_run, suite_samples
 from partedit_bench.userstudy import INSTRUCTION
 
 PAGE = Path(__file__).with_name("study.html")
@@ -49,19 +49,10 @@ def export_study(
         if value < 0:
             raise UserError(f"userstudy export {flag} must be at least 0, got {value}")
     info = load_run(run_dir)
-    current = [
-        (path, record)
-        for path in iter_records(run_dir)
-        if (record := read_json(path))
-        and record.get("status") == "ok"
-        and record.get("run_hash") == info["run_hash"]  # not a replaced configuration's
-    ]
-    # one edit per (method, sample): the run's first seed (a run need not have seed 0)
-    edit_seed = min((int(r.get("seed") or 0) for _, r in current), default=0)
+    _, current = first_seed_edits(run_dir, info)  # one edit per (method, sample)
     edits: dict[tuple[str, str], Path] = {
         (record["variant"], record["sample_id"]): path.parent / record["image"]
         for path, record in current
-        if record.get("seed") == edit_seed
     }
     variants = {v for v, _ in edits}
     for a, b in pairs:
