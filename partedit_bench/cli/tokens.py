@@ -51,17 +51,15 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from pathlib import Path
 
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     from partedit_bench.data.schema import CANONICAL_PARTS
     from partedit_bench.data.suites import load_suite
-    from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.engine.devices import pick_device
     from partedit_bench.errors import did_you_mean
     from partedit_bench.jobs import Shard
     from partedit_bench.tokens import token_path
-    from partedit_bench.tokens.training import TIMESTEP_SCHEDULES, TrainConfig, train_token
+    from partedit_bench.tokens.training import TIMESTEP_SCHEDULES, TrainConfig
 
     for name, low in (("steps", 1), ("images", 1), ("layers", 1), ("heldout", 0)):
         if getattr(args, name) < low:
@@ -96,55 +94,31 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
             f"train-token would replace {len(existing)} existing token(s) ({existing[0]}"
             f"{', ...' if len(existing) > 1 else ''}); pass --overwrite, or --output-root DIR"
         )
-    rows = []
+    from partedit_bench.tokens.training import train_tokens
+
     device = pick_device(args.device, Shard(0, 1))
-    for backbone_name in _split(args.backbone) or []:
-        backbone = load_backbone(backbone_name, device, args.dtype)
-        for part in parts:
-            samples = [s for s in suite.samples if s.part_token == part]
-            for i, schedule in enumerate(schedules):
-                config = TrainConfig(
-                    steps=args.steps,
-                    lr=args.lr,
-                    loss=args.loss,
-                    timesteps=schedule,
-                    mode=args.mode,
-                    layers=args.layers,
-                    images=args.images,
-                    heldout=args.heldout,
-                    seed=args.seed,
-                )
-                with Progress(console=console, transient=True) as progress:
-                    task = progress.add_task(f"{backbone_name} {part} {schedule}", total=args.steps)
-                    result = train_token(
-                        backbone,
-                        part,
-                        samples,
-                        config,
-                        lambda loss, t=task, p=progress: p.update(
-                            t, advance=1, description=f"loss {loss:.4f}"
-                        ),
-                    )
-                if i == 0:
-                    path = result.token.save(token_path(backbone.name, part, root))
-                    console.print(f"saved {path}")
-                if not result.heldout:
-                    console.print(
-                        f"[yellow]{part}: no image held out ({len(samples)} images, "
-                        f"--images {args.images}); its mIoU is on the training images[/]"
-                    )
-                rows.append(
-                    [
-                        backbone_name,
-                        part,
-                        schedule,
-                        f"{result.miou:.3f}" + ("" if result.heldout else " (training)"),
-                        f"{result.miou_all_part:.3f}",
-                        f"{result.miou_random:.3f}",
-                        f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}",
-                        f"{result.seconds:.0f}",
-                    ]
-                )
+    config = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        loss=args.loss,
+        timesteps=schedules[0],
+        mode=args.mode,
+        layers=args.layers,
+        images=args.images,
+        heldout=args.heldout,
+        seed=args.seed,
+    )
+    rows = train_tokens(
+        _split(args.backbone) or [],
+        parts,
+        suite,
+        schedules,
+        config,
+        root,
+        device,
+        args.dtype,
+        console,
+    )
     header = [
         "backbone",
         "part",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from partedit_bench.engine.attention import (
     processors,
 )
 from partedit_bench.errors import UserError
-from partedit_bench.tokens import PartToken
+from partedit_bench.tokens import PartToken, token_path
 
 TIMESTEP_SCHEDULES = ("intermediate", "strength-0.25")
 
@@ -331,3 +332,65 @@ def coupled_step(
         return token_loss(maps, masks, config.loss)
 
     return step
+
+
+def train_tokens(
+    backbones: list[str],
+    parts: list[str],
+    suite: Any,
+    schedules: list[str],
+    config: TrainConfig,
+    root: Path | None,
+    device: str,
+    dtype: str,
+    console: Any,
+) -> list[list[str]]:
+    """`partedit-bench train-token`: for every backbone and part, a token trained with each
+    timestep schedule (the first one saved under `root`, default benchmark_data/tokens), and
+    one table row each (backbone, part, schedule, held-out mIoU, all-part mask and random-token
+    baselines, loss first -> last, seconds)."""
+    import dataclasses
+
+    from rich.progress import Progress
+
+    from partedit_bench.engine.backbones import load_backbone
+
+    rows = []
+    for backbone_name in backbones:
+        backbone = load_backbone(backbone_name, device, dtype)
+        for part in parts:
+            samples = [s for s in suite.samples if s.part_token == part]
+            for i, schedule in enumerate(schedules):
+                one = dataclasses.replace(config, timesteps=schedule)
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task(f"{backbone_name} {part} {schedule}", total=one.steps)
+                    result = train_token(
+                        backbone,
+                        part,
+                        samples,
+                        one,
+                        lambda loss, t=task, p=progress: p.update(
+                            t, advance=1, description=f"loss {loss:.4f}"
+                        ),
+                    )
+                if i == 0:
+                    path = result.token.save(token_path(backbone.name, part, root))
+                    console.print(f"saved {path}")
+                if not result.heldout:
+                    console.print(
+                        f"[yellow]{part}: no image held out ({len(samples)} images, "
+                        f"--images {one.images}); its mIoU is on the training images[/]"
+                    )
+                rows.append(
+                    [
+                        backbone_name,
+                        part,
+                        schedule,
+                        f"{result.miou:.3f}" + ("" if result.heldout else " (training)"),
+                        f"{result.miou_all_part:.3f}",
+                        f"{result.miou_random:.3f}",
+                        f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}",
+                        f"{result.seconds:.0f}",
+                    ]
+                )
+    return rows
