@@ -51,7 +51,7 @@ def _tiny_vae(seed: int) -> Any:
 def build_tiny_sd(prediction_type: str = "epsilon", in_channels: int = 4) -> dict[str, Any]:
     """An SD 2.1-shaped model: 3 cross-attention levels (latent 16, 8, 4 at 64 px), linear
     projections, one 32-wide CLIP text encoder, DDIM scheduler with SD's betas."""
-    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -67,15 +67,7 @@ def build_tiny_sd(prediction_type: str = "epsilon", in_channels: int = 4) -> dic
         down_block_types=("CrossAttnDownBlock2D",) * 3,
         up_block_types=("CrossAttnUpBlock2D",) * 3,
     ).eval()  # type: ignore[attr-defined]
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type=prediction_type,
-    )
+    scheduler = sd_ddim_scheduler(prediction_type)
     return {
         "unet": unet,
         "vae": _tiny_vae(1),
@@ -125,3 +117,19 @@ def build_tiny_sdxl(in_channels: int = 4) -> dict[str, Any]:
         "tokenizer_2": clip_tokenizer(pad_token="!"),
         "scheduler": scheduler,
     }
+
+
+def sd_ddim_scheduler(prediction_type: str = "epsilon") -> Any:
+    """Stable Diffusion's DDIM schedule (scaled-linear betas 0.00085 .. 0.012, steps_offset 1),
+    the scheduler of the tiny SD models and of the PartWorld backbone."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )

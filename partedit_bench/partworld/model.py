@@ -129,7 +129,7 @@ def _attrs(scene: Any) -> dict[str, Any]:
 
 def build_components(config: PartWorldTrainConfig) -> dict[str, Any]:
     """Fresh, seeded modules of the PartWorld backbone."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from partedit_bench.engine.clip_bpe import clip_tokenizer
@@ -176,15 +176,9 @@ def build_components(config: PartWorldTrainConfig) -> dict[str, Any]:
             pad_token_id=1,
         )
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
+    from partedit_bench.engine.tiny import sd_ddim_scheduler
+
+    scheduler = sd_ddim_scheduler("epsilon")
     return {
         "unet": unet,
         "vae": vae,
