@@ -126,8 +126,16 @@ class EditMethod(abc.ABC):
 
     def preflight(self, backbone: Any, samples: list[Sample]) -> None:
         """Checks, before any job runs, that everything the run needs exists (e.g. part
-        tokens); raises UserError with one line naming what is missing. Also loads."""
+        tokens); raises UserError with one line naming what is missing, or MethodUnavailable.
+        Also loads (a special checkpoint is loaded later, when the method's first job starts:
+        see `release`)."""
         self.load(backbone)
+
+    def release(self) -> None:  # noqa: B027 (optional: only methods with extra models)
+        """Frees what the method holds beyond the run's backbone (a special checkpoint). The
+        runner calls it after the method's last job, so that a run of several methods holds
+        one extra checkpoint at a time; a later `edit` or `inputs_fingerprint` loads it again.
+        Raising MethodUnavailable from either records the method's jobs as skipped."""
 
     @abc.abstractmethod
     def edit(self, request: EditRequest) -> EditResult:

@@ -73,6 +73,11 @@ class RunConfig:
         "default_methods.yaml when it ships one; `none` for the methods' own defaults)",
         default=None,
     )
+    check_tensors: bool = _help(
+        "check that every tensor entering the models is on their device and in their dtype "
+        "(slower; for a new method, dtype or device)",
+        default=False,
+    )
     recompute: bool = _help("redo jobs that already have a complete record", default=False)
     overwrite: bool = _help("replace a run folder whose configuration differs", default=False)
 

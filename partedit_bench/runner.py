@@ -212,12 +212,14 @@ class Runner:
             task = progress.add_task(
                 f"shard {self.shard.index}/{self.shard.count}", total=len(jobs)
             )
-            for job in jobs:
+            last_job = {job.variant.name: i for i, job in enumerate(jobs)}
+            self.released: set[str] = set()
+            for index, job in enumerate(jobs):
+                self.release_finished(methods, jobs, last_job, index)
                 if job.sample.id not in digests:
                     self.rerender_if_missing(job.sample)
                     digests[job.sample.id] = job.sample.digest()
-                runner_of = methods.get(job.variant.name)
-                inputs = None if runner_of is None else runner_of.inputs_fingerprint(job.sample)
+                inputs = self.method_inputs(methods, job)
                 job_hash = self.job_hash(job, digests[job.sample.id], inputs)
                 stem = job.stem(self.root)
                 self.record_paths.append(stem.with_suffix(".json"))
@@ -253,6 +255,7 @@ class Runner:
                         highlight=False,
                         markup=False,
                     )
+        self.release_finished(methods, jobs, {}, len(jobs))
         summary = {
             "shard": self.shard.label,
             "started": started,
@@ -271,6 +274,58 @@ class Runner:
         atomic_write_bytes(history, json_bytes(summary))
         self.summary = summary
         return 1 if failures else 0
+
+    def tensor_check(self) -> Any:
+        """`--check-tensors`: the job's tensors checked at every layer of the backbone and of
+        the special checkpoints loaded now."""
+        import contextlib
+
+        if not self.cfg.check_tensors:
+            return contextlib.nullcontext()
+        from partedit_bench.engine.backbones import loaded_specials
+        from partedit_bench.engine.devices import checked_tensors
+
+        return checked_tensors([self.backbone, *loaded_specials()])
+
+    def method_inputs(self, methods: dict[str, Any], job: Job) -> dict[str, Any] | None:
+        """The method's own inputs for the job hash (this may load its special checkpoint);
+        a method that turns out unavailable here has its jobs recorded as skipped."""
+        method = methods.get(job.variant.name)
+        if method is None or job.variant.name in self.unavailable:
+            return None
+        try:
+            return method.inputs_fingerprint(job.sample)
+        except MethodUnavailable as exc:
+            self.unavailable[job.variant.name] = str(exc)
+            self.console.print(f"[yellow]skipping {job.variant.name}:[/] {exc}")
+            return None
+
+    def release_finished(
+        self, methods: dict[str, Any], jobs: list[Job], last_job: dict[str, int], index: int
+    ) -> None:
+        """Releases the special checkpoints of methods whose last job is done, before the next
+        method loads its own, except one the next method shares (the same checkpoint kind):
+        a run holds the backbone and at most one special checkpoint at a time."""
+        upcoming = jobs[index].variant.cls.special_checkpoint if index < len(jobs) else None
+        freed = False
+        for name, method in methods.items():
+            done = last_job.get(name, -1) < index
+            if done and name not in self.released:
+                if method.special_checkpoint is not None and (
+                    method.special_checkpoint == upcoming
+                ):
+                    continue  # shared: released once the next holder has it
+                method.release()
+                self.released.add(name)
+                freed = True
+        if freed:
+            import gc
+
+            gc.collect()
+            if str(self.device).startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
 
     def reusable(self, stem: Path, job_hash: str) -> bool:
         """Whether the job's record can be trusted as done (same hash, files intact)."""
@@ -326,7 +381,8 @@ class Runner:
                 mask=mask,
                 synthetic=self.suite.is_synthetic_for(self.backbone.name),
             )
-            result: EditResult = methods[job.variant.name].edit(request)
+            with self.tensor_check():
+                result: EditResult = methods[job.variant.name].edit(request)
             edited = result.image.convert("RGB")
             record["native_size"] = list(edited.size)
             if edited.size != image.size:
@@ -351,6 +407,9 @@ class Runner:
             )
         except KeyboardInterrupt:
             raise
+        except MethodUnavailable as exc:  # e.g. its special checkpoint went missing
+            self.unavailable[job.variant.name] = str(exc)
+            record.update(status="skipped", error=str(exc))
         except Exception as exc:  # a failing job is recorded; the run goes on
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tail)

@@ -119,7 +119,9 @@ def blend(
     def noise() -> torch.Tensor:
         if queue is not None:
             return queue.pop(0).to(x0.device, x0.dtype)
-        return torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        return torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(
+            x0.device
+        )
 
     if backbone.family == "sdxl":  # the source noised to the first kept step
         latents = scheduler.add_noise(x0, noise(), timesteps[:1])

@@ -41,35 +41,49 @@ class InstructPix2Pix(EditMethod):
     Options = IP2POptions
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
-        from diffusers import (
-            StableDiffusionInstructPix2PixPipeline,
-            StableDiffusionXLInstructPix2PixPipeline,
-        )
+        from partedit_bench.engine.backbones import special_name
 
-        from partedit_bench.engine.backbones import load_special
-
-        self.special = load_special(backbone, "ip2p")  # raises MethodUnavailable
-        if self.special.unet.config.in_channels != 8:
-            raise MethodUnavailable(
-                f"{self.special.name} has a "
-                f"{self.special.unet.config.in_channels}-channel UNet, not 8"
-            )
-        cls = (
-            StableDiffusionXLInstructPix2PixPipeline
-            if self.special.family == "sdxl"
-            else StableDiffusionInstructPix2PixPipeline
-        )
-        self.pipe = self.special.pipeline(cls)
+        self.backbone, self.pipe = backbone, None
+        special_name(backbone, "ip2p")  # raises MethodUnavailable: none for this backbone
         without = [s.id for s in samples if not s.instructp2p_edit]
         if without:
             raise MethodUnavailable(
                 f"{len(without)} samples have no instruction ({', '.join(without[:3])})"
             )
 
+    def _loaded(self) -> Any:
+        """The instruction-tuned checkpoint, loaded when the method's first job starts (the
+        runner releases it after the last)."""
+        if self.pipe is None:
+            from diffusers import (
+                StableDiffusionInstructPix2PixPipeline,
+                StableDiffusionXLInstructPix2PixPipeline,
+            )
+
+            from partedit_bench.engine.backbones import load_special
+
+            special = load_special(self.backbone, "ip2p")  # raises MethodUnavailable
+            if special.unet.config.in_channels != 8:
+                raise MethodUnavailable(
+                    f"{special.name} has a {special.unet.config.in_channels}-channel UNet, not 8"
+                )
+            cls = (
+                StableDiffusionXLInstructPix2PixPipeline
+                if special.family == "sdxl"
+                else StableDiffusionInstructPix2PixPipeline
+            )
+            self.special, self.pipe = special, special.pipeline(cls)
+        return self.special
+
+    def release(self) -> None:
+        self.special = self.pipe = None
+
     def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
-        return {"checkpoint": self.special.name, "weights": self.special.fingerprint}
+        special = self._loaded()
+        return {"checkpoint": special.name, "weights": special.fingerprint}
 
     def edit(self, request: EditRequest) -> EditResult:
+        self._loaded()
         instructions = request.sample.instructp2p_edit
         instruction = instructions[min(self.options.instruction, len(instructions) - 1)]
         size = self.special.resolution

@@ -123,10 +123,10 @@ def _cat_added(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # type: ignore[index]
 
 
-def gaussian_kernel(dtype: torch.dtype) -> torch.Tensor:
+def gaussian_kernel(dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
     """The reference's 3 x 3 smoothing kernel: per axis exp(-((x - 1) / (2 sigma))^2) with
     sigma = 0.5 (so a Gaussian of std sigma * sqrt(2)), normalized, built in float32."""
-    x = torch.arange(3, dtype=torch.float32)
+    x = torch.arange(3, dtype=torch.float32, device=device)
     sigma = 0.5
     g = 1 / (sigma * math.sqrt(2 * math.pi)) * torch.exp(-(((x - 1) / (2 * sigma)) ** 2))
     kernel = g[:, None] * g[None, :]
@@ -144,7 +144,7 @@ def attention_mask(
     mean = stacked.sum(0) / stacked.shape[0]
     word = mean[..., 1 : 1 + tokens].sum(-1)
     padded = F.pad(word[None, None], (1, 1, 1, 1), mode="reflect")
-    smooth = F.conv2d(padded, gaussian_kernel(padded.dtype))[0]  # (1, res, res)
+    smooth = F.conv2d(padded, gaussian_kernel(padded.dtype, padded.device))[0]  # (1, res, res)
     level = torch.quantile(smooth.flatten(1), threshold, dim=1)
     binary = torch.where(smooth >= level[:, None, None], 1.0, 0.0).to(smooth.dtype)
     return F.interpolate(binary[None], size=latent_hw)[0, 0]

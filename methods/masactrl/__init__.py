@@ -191,7 +191,10 @@ def edit_latents(
         size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
         generator = torch.Generator("cpu").manual_seed(synthetic_from[1])
         x_t = torch.randn(
-            (1, unet.config.in_channels, size, size), generator=generator, dtype=embeds.dtype
+            (1, unet.config.in_channels, size, size),
+            generator=generator,
+            dtype=embeds.dtype,
+            device="cpu",
         )
         latents = x_t.to(backbone.device).repeat(2, 1, 1, 1)
     scheduler.set_timesteps(options.steps, device=backbone.device)

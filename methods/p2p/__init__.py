@@ -150,7 +150,8 @@ class P2PProcessor:
             state.blend_mid or not self.name.startswith("mid_block")
         )
         if cross and in_blend:
-            maps = probs[[src, tgt]].sum(1)  # heads summed: (2, N, 77)
+            # heads summed (2, N, 77), accumulated over layers and steps in float32 on purpose
+            maps = probs[[src, tgt]].to(torch.promote_types(probs.dtype, torch.float32)).sum(1)
             state.blend_step = maps if state.blend_step is None else state.blend_step + maps
         out = torch.bmm(probs.reshape(batch * heads, *probs.shape[2:]), value)
         out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(out)))
@@ -193,8 +194,12 @@ def null_text_optimization(
     current latent lands on the inverted trajectory (Adam, lr 1e-2 (1 - i/100), early stop at
     loss < 1e-5 + 2e-5 i); returns one unconditional embedding per step."""
     unet = backbone.unet
-    embedding = uncond[0].detach().clone()
-    latent = trajectory[0].to(embedding.dtype)
+    dtype = uncond[0].dtype
+    # the optimized embedding is a float32 master copy, cast for each UNet call, and the loss
+    # is float32: in half precision Adam's epsilon (1e-8) is 0 and the update divides by zero
+    master = torch.promote_types(dtype, torch.float32)
+    embedding = uncond[0].detach().to(master)
+    latent = trajectory[0].to(dtype)
     out: list[torch.Tensor] = []
     for i, t in enumerate(timesteps):
         with torch.no_grad():
@@ -209,21 +214,24 @@ def null_text_optimization(
         for _ in range(inner_steps):
             with torch.enable_grad():
                 uncond_out = unet(
-                    latent, t, encoder_hidden_states=embedding, added_cond_kwargs=uncond[1]
+                    latent,
+                    t,
+                    encoder_hidden_states=embedding.to(dtype),
+                    added_cond_kwargs=uncond[1],
                 ).sample
                 guided = uncond_out + guidance * (cond_out - uncond_out)
                 step = scheduler.step(guided, t, latent).prev_sample
-                loss = F.mse_loss(step, target)
+                loss = F.mse_loss(step.to(master), target.to(master))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             if loss.item() < 1e-5 + i * 2e-5:
                 break
         embedding = embedding.detach().clone()
-        out.append(embedding)
+        out.append(embedding.to(dtype))
         with torch.no_grad():
             uncond_out = unet(
-                latent, t, encoder_hidden_states=embedding, added_cond_kwargs=uncond[1]
+                latent, t, encoder_hidden_states=out[-1], added_cond_kwargs=uncond[1]
             ).sample
             latent = scheduler.step(
                 uncond_out + guidance * (cond_out - uncond_out), t, latent
@@ -305,7 +313,10 @@ def edit_latents(
         scheduler.set_timesteps(options.steps, device=backbone.device)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
         x_t = torch.randn(
-            (1, unet.config.in_channels, h, w), generator=generator, dtype=embeds.dtype
+            (1, unet.config.in_channels, h, w),
+            generator=generator,
+            dtype=embeds.dtype,
+            device="cpu",
         ).to(backbone.device)
         latents = (x_t * scheduler.init_noise_sigma).repeat(2, 1, 1, 1)
     else:

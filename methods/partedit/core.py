@@ -199,7 +199,7 @@ def word_swap(
         NotWordAligned: the prompts differ in word count.
     """
     mapper, changed, edit_pos = word_swap_mapper(tokenizer, source, edit)
-    window = torch.zeros(mapper.shape[0])
+    window = torch.zeros(mapper.shape[0], device=mapper.device)
     chosen = (
         changed
         if window_words is None
@@ -394,7 +394,8 @@ class PartEditProcessor:
             q_src = query[row * heads : (row + 1) * heads]
             for part, padded in state.padded_tokens.items():
                 k = attn.head_to_batch_dim(attn.to_k(padded[None].to(context.dtype)))
-                part_probs = attn.get_attention_scores(q_src, k)[..., 1].sum(0)  # heads summed
+                work = work_dtype(q_src.dtype)  # the maps' softmax in float32 on purpose
+                part_probs = attn.get_attention_scores(q_src.to(work), k.to(work))[..., 1].sum(0)
                 state.maps.setdefault(part, []).append(self._square(part_probs))
         swap_cross = self.is_cross and state.alpha is not None
         swap_self = not self.is_cross and state.replace_self(key.shape[1])

@@ -226,7 +226,10 @@ def run_partedit(
         # as diffusers' randn_tensor: drawn on the CPU generator in the latents' dtype (the
         # released pipeline draws all its rows at once; the first row is the same draw)
         x = torch.randn(
-            (1, unet.config.in_channels, size, size), generator=generator, dtype=c_src.dtype
+            (1, unet.config.in_channels, size, size),
+            generator=generator,
+            dtype=c_src.dtype,
+            device="cpu",
         )
         start_latents = x.to(backbone.device) * scheduler.init_noise_sigma
         scales = (options.guidance,) * paths

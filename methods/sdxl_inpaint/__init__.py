@@ -42,20 +42,35 @@ class SDXLInpaint(EditMethod):
     Options = InpaintOptions
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
-        from diffusers import StableDiffusionXLInpaintPipeline
+        from partedit_bench.engine.backbones import special_name
 
-        from partedit_bench.engine.backbones import load_special
+        self.backbone, self.pipe = backbone, None
+        special_name(backbone, "inpaint")  # raises MethodUnavailable: none for this backbone
 
-        self.special = load_special(backbone, "inpaint")
-        channels = self.special.unet.config.in_channels
-        if channels != 9:
-            raise MethodUnavailable(f"{self.special.name} has a {channels}-channel UNet, not 9")
-        self.pipe = self.special.pipeline(StableDiffusionXLInpaintPipeline)
+    def _loaded(self) -> Any:
+        """The inpainting checkpoint, loaded when the method's first job starts (the runner
+        releases it after the last)."""
+        if self.pipe is None:
+            from diffusers import StableDiffusionXLInpaintPipeline
+
+            from partedit_bench.engine.backbones import load_special
+
+            special = load_special(self.backbone, "inpaint")  # raises MethodUnavailable
+            channels = special.unet.config.in_channels
+            if channels != 9:
+                raise MethodUnavailable(f"{special.name} has a {channels}-channel UNet, not 9")
+            self.special, self.pipe = special, special.pipeline(StableDiffusionXLInpaintPipeline)
+        return self.special
+
+    def release(self) -> None:
+        self.special = self.pipe = None
 
     def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
-        return {"checkpoint": self.special.name, "weights": self.special.fingerprint}
+        special = self._loaded()
+        return {"checkpoint": special.name, "weights": special.fingerprint}
 
     def edit(self, request: EditRequest) -> EditResult:
+        self._loaded()
         size = (self.special.resolution, self.special.resolution)
         assert request.mask is not None
         mask = Image.fromarray(np.asarray(request.mask, np.uint8) * 255).resize(

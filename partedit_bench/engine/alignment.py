@@ -125,8 +125,9 @@ def refinement_mapper(
     x = tokenizer(source, truncation=True, max_length=length).input_ids
     y = tokenizer(target, truncation=True, max_length=length).input_ids
     partner = _global_alignment(x, y)
-    mapper = torch.arange(length)
-    alphas = torch.ones(length)
-    mapper[: len(partner)] = torch.tensor(partner, dtype=torch.long)
+    # token bookkeeping, on the CPU: the processors move it to the latents' device
+    mapper = torch.arange(length, device="cpu")
+    alphas = torch.ones(length, device="cpu")
+    mapper[: len(partner)] = torch.tensor(partner, dtype=torch.long, device="cpu")
     alphas[: len(partner)] = (mapper[: len(partner)] >= 0).float()
     return mapper, alphas

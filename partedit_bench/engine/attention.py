@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+HALF = (torch.float16, torch.bfloat16)
+
 
 def _numeric_key(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.]", name))
@@ -101,9 +103,18 @@ class RecordingAttnProcessor:
         self.calls += 1
         key = attn.head_to_batch_dim(attn.to_k(context))
         value = attn.head_to_batch_dim(attn.to_v(context))
-        probs = attn.get_attention_scores(query, key, attention_mask)
-        self._keep("queries", query)
-        self._keep("probs", probs)
+        if "probs" in self.record and query.dtype in HALF:
+            # recorded maps are computed in float32 on purpose: a half-precision softmax keeps
+            # 3 significant digits, and the maps' normalization and thresholds amplify the
+            # small probabilities it rounds (the layer's output uses them rounded back)
+            probs = attn.get_attention_scores(query.float(), key.float(), attention_mask)
+            self._keep("queries", query)
+            self._keep("probs", probs)
+            probs = probs.to(query.dtype)
+        else:
+            probs = attn.get_attention_scores(query, key, attention_mask)
+            self._keep("queries", query)
+            self._keep("probs", probs)
         hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
@@ -162,9 +173,12 @@ def module(unet: Any, name: str) -> Any:
 def probs_against(attn: Any, queries: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
     """Attention probabilities of head-split `queries` (B*heads, N, hd) against the keys of
     `embedding` (T, d): (B*heads, N, T), as the layer itself would compute them."""
-    context = embedding[None]
+    context = embedding[None].to(attn.to_k.weight.dtype)
     if attn.norm_cross:
         context = attn.norm_encoder_hidden_states(context)
     key = attn.head_to_batch_dim(attn.to_k(context))  # (heads, T, hd)
     repeat = queries.shape[0] // key.shape[0]
-    return attn.get_attention_scores(queries, key.repeat(repeat, 1, 1))
+    # the keys in the layer's dtype, the scores and softmax in at least float32 on purpose
+    # (these maps are normalized and thresholded: see RecordingAttnProcessor)
+    work = torch.promote_types(queries.dtype, torch.float32)
+    return attn.get_attention_scores(queries.to(work), key.repeat(repeat, 1, 1).to(work))

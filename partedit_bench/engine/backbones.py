@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,7 @@ def weights_fingerprint(components: dict[str, Any], per_tensor: int = 4096) -> s
             step = max(1, flat.numel() // per_tensor)
             values = flat[::step][:per_tensor].to("cpu", torch.float16).contiguous()
             h.update(f"{comp_name}.{name}:{tuple(tensor.shape)}".encode())
-            h.update(values.numpy().tobytes())
+            h.update(values.cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -205,12 +206,12 @@ def weights_fingerprint(components: dict[str, Any], per_tensor: int = 4096) -> s
 # A real CLIP tokenizer, written from the BPE vocabulary shipped inside open_clip_torch.
 
 
-def load_special(backbone: Backbone, kind: str) -> Backbone:
-    """The special checkpoint (`ip2p`, `inpaint`) that goes with a run's backbone, on its device
-    and dtype.
+def special_name(backbone: Backbone, kind: str) -> str:
+    """The name of the special checkpoint (`ip2p`, `inpaint`) that goes with a run's backbone,
+    without loading it.
 
     Raises:
-        MethodUnavailable: no such checkpoint for this backbone, or its weights are missing.
+        MethodUnavailable: no such checkpoint for this backbone.
     """
     from partedit_bench.api import MethodUnavailable
 
@@ -222,15 +223,46 @@ def load_special(backbone: Backbone, kind: str) -> Backbone:
     name = table.get(own) or table.get(backbone.family)
     if name is None:
         raise MethodUnavailable(f"no {kind} checkpoint for {backbone.family} backbones")
+    return name
+
+
+#: Loaded special checkpoints, while some method holds them: two variants of one method (or
+#: two methods on one checkpoint) share a copy; the last release frees it.
+_SPECIALS: weakref.WeakValueDictionary[tuple[str, str, str], Backbone] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def loaded_specials() -> list[Backbone]:
+    """The special checkpoints some method holds now."""
+    return list(_SPECIALS.values())
+
+
+def load_special(backbone: Backbone, kind: str) -> Backbone:
+    """The special checkpoint (`ip2p`, `inpaint`) that goes with a run's backbone, on its device
+    and dtype (the copy another holder has loaded, if any).
+
+    Raises:
+        MethodUnavailable: no such checkpoint for this backbone, or its weights are missing.
+    """
+    from partedit_bench.api import MethodUnavailable
+
+    name = special_name(backbone, kind)
+    dtype = {
+        torch.float16: "float16",
+        torch.bfloat16: "bfloat16",
+        torch.float64: "float64",
+    }.get(backbone.dtype, "float32")
+    key = (name, str(backbone.device), dtype)
+    loaded = _SPECIALS.get(key)
+    if loaded is not None:
+        return loaded
     try:
-        dtype = {
-            torch.float16: "float16",
-            torch.bfloat16: "bfloat16",
-            torch.float64: "float64",
-        }.get(backbone.dtype, "float32")
-        return load_backbone(name, backbone.device, dtype)
+        loaded = load_backbone(name, backbone.device, dtype)
     except UserError as exc:
         raise MethodUnavailable(str(exc)) from exc
+    _SPECIALS[key] = loaded
+    return loaded
 
 
 def resolve_dtype(dtype: str, device: torch.device, random_weights: bool) -> torch.dtype:
@@ -285,19 +317,59 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
         backbone.name = name
     elif spec is not None:
         torch_dtype = resolve_dtype(dtype, device, random_weights=False)
-        components = _load_from_hub(spec, torch_dtype)
+        components = _load_from_hub(spec, _load_dtype(torch_dtype))
         backbone = Backbone(name, spec.family, components, spec.resolution, spec.hub_id or "")
     else:
         check_backbone_name(name)
         backbone, torch_dtype = _load_folder(Path(name), device, dtype)
-    for module in backbone.components.values():
-        if isinstance(module, torch.nn.Module):
-            module.to(device)
-            if next(module.parameters()).dtype != torch_dtype:
-                module.to(torch_dtype)
-            module.requires_grad_(False)
+    modules = [m for m in backbone.components.values() if isinstance(m, torch.nn.Module)]
+    if any(next(m.parameters()).dtype != torch_dtype for m in modules):
+        # fingerprinted before the cast: the weights' identity does not depend on the run's
+        # dtype (bfloat16 keeps fewer mantissa bits than the float16 the fingerprint samples)
+        backbone.fingerprint  # noqa: B018 (computed and cached)
+    for module in modules:
+        module.requires_grad_(False)
+        if next(module.parameters()).dtype != torch_dtype:
+            _cast(module, torch_dtype)
+        module.to(device)
     backbone.device, backbone.dtype = device, torch_dtype
+    vae = backbone.components.get("vae")
+    if vae is not None and hasattr(vae, "decoder"):
+        vae.decoder.register_forward_pre_hook(_refuse_non_finite)
     return backbone
+
+
+class NonFiniteLatents(RuntimeError):
+    """Latents with NaN or inf values reached the VAE decoder: decoded, they would be a black
+    or noise image scored as an edit."""
+
+
+def _refuse_non_finite(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+    x = args[0]
+    if isinstance(x, torch.Tensor) and not bool(torch.isfinite(x).all()):
+        raise NonFiniteLatents(
+            "the latents to decode hold NaN or inf values: the edit overflowed or diverged "
+            "(in float16, try --dtype bfloat16, which has float32's range, or float32)"
+        )
+
+
+def _load_dtype(torch_dtype: torch.dtype) -> torch.dtype:
+    """The dtype to read weights in: the run's, except bfloat16, read as float32 so that the
+    weights are fingerprinted as stored and cast afterwards."""
+    return torch.float32 if torch_dtype == torch.bfloat16 else torch_dtype
+
+
+def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Casts a module's floating-point weights, keeping the modules diffusers marks as float32
+    (`_keep_in_fp32_modules`) in float32 as `from_pretrained(dtype=...)` does."""
+    keep = getattr(module, "_keep_in_fp32_modules", None) or []
+    if not keep:
+        torch.nn.Module.to(module, dtype)  # (diffusers' own .to warns even with nothing to keep)
+        return
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not any(k in name for k in keep):
+            tensor.data = tensor.data.to(dtype)
 
 
 def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbone, torch.dtype]:
@@ -312,6 +384,7 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
     marker = json.loads(marker_path.read_text()) if marker_path.is_file() else {}
     random_weights = bool(marker.get("random_weights", False))
     torch_dtype = resolve_dtype(dtype, device, random_weights)
+    load_dtype = _load_dtype(torch_dtype)
     pickled = [p for ext in ("*.bin", "*.pt", "*.ckpt", "*.pth") for p in folder.rglob(ext)]
     if pickled and not any(folder.rglob("*.safetensors")):
         raise UserError(
@@ -321,7 +394,7 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
         )
     try:
         # safetensors only: a pickle checkpoint is never unpickled
-        pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch_dtype, use_safetensors=True)
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=load_dtype, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"cannot load backbone folder {folder}: {str(exc).splitlines()[0]}"

@@ -1,10 +1,14 @@
-"""Devices: picking one (`auto`: the shard's GPU, else the CPU; explicit ones checked) and a
-job's peak memory."""
+"""Devices: picking one (`auto`: the shard's GPU, else the CPU; explicit ones checked), a
+job's peak memory, and a check that every tensor entering a model is on its device and in its
+dtype (`run --check-tensors`)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import resource
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from partedit_bench.errors import UserError
@@ -61,3 +65,61 @@ class MemoryMeter:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         scale = 1 if sys.platform == "darwin" else 1024
         return {"bytes": int(rss * scale), "kind": "process_max_rss"}
+
+
+class TensorMismatch(RuntimeError):
+    """A tensor reached a model layer on another device or in another dtype than its weights."""
+
+
+@contextlib.contextmanager
+def checked_tensors(backbones: Iterable[Any]) -> Iterator[None]:
+    """While active, every layer with weights of the backbones' models (UNet, VAE, text
+    encoders) checks each tensor it is called with: on the weights' device, and, when floating,
+    in their dtype; a mismatch raises TensorMismatch naming the layer. On a CPU the dtype half
+    finds silent float32 promotions in a half-precision run; on a GPU the device half finds
+    tensors made without `device=`."""
+    import torch
+
+    handles = []
+    for backbone in backbones:
+        for part, model in backbone.components.items():
+            if not isinstance(model, torch.nn.Module):
+                continue
+            for name, layer in model.named_modules():
+                if next(layer.parameters(recurse=False), None) is None:
+                    continue
+                hook = functools.partial(_check_inputs, f"{part}.{name}".rstrip("."))
+                handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _tensors(value: Any) -> Iterator[Any]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+def _check_inputs(where: str, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    weight = next(layer.parameters(recurse=False))
+    for tensor in _tensors((args, kwargs)):
+        if tensor.device != weight.device:
+            raise TensorMismatch(
+                f"{where} was called with a tensor on {tensor.device}; its weights are on "
+                f"{weight.device}"
+            )
+        if tensor.is_floating_point() and tensor.dtype != weight.dtype:
+            raise TensorMismatch(
+                f"{where} was called with a {str(tensor.dtype).split('.')[-1]} tensor; its "
+                f"weights are {str(weight.dtype).split('.')[-1]}"
+            )

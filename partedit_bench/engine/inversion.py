@@ -85,7 +85,7 @@ def invert(
     x0f = x0.to(work)
     xs = []
     for a in alphas[:-1]:
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device, work)
+        noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device, work)
         xs.append(a.sqrt() * x0f + (1 - a).sqrt() * noise)
     xs.append(x0f)
     zs = []
@@ -257,9 +257,11 @@ def ledits_invert(
     work = torch.promote_types(x0.dtype, torch.float32)
     x0w = x0.to(work)
     bar_w = bar.to(x0.device, work)
-    noisy: list[torch.Tensor] = [torch.empty(0)] * len(timesteps)
+    noisy: list[torch.Tensor] = [torch.empty(0, device=x0.device)] * len(timesteps)
     for i in reversed(range(len(timesteps))):  # least noisy first
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device, work)
+        # drawn in float32 on the CPU generator: in half precision the noise maps, from which
+        # the edit's z_t are computed back, would lose their low bits
+        noise = torch.randn(x0.shape, generator=generator, dtype=work, device="cpu").to(x0.device)
         a = bar_w[int(timesteps[i])]
         noisy[i] = a**0.5 * x0w + (1 - a) ** 0.5 * noise
     xs = [*noisy, x0w]

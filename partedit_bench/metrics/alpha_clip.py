@@ -147,8 +147,8 @@ class AlphaCLIP:
         size = (self.image_size, self.image_size)
         x = torch.as_tensor(np.ascontiguousarray(images), dtype=torch.float32).permute(0, 3, 1, 2)
         x = F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
-        mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
         a = torch.as_tensor(np.ascontiguousarray(alphas), dtype=torch.float32)[:, None]
         a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
         return (x - mean) / std, (a - ALPHA_MEAN) / ALPHA_STD

@@ -115,7 +115,7 @@ def _targets(labels: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     out = {}
     for name, (_, values) in ATTRIBUTES.items():
         out[name] = torch.tensor(
-            [values.index(lab[name]) if name in lab else -100 for lab in labels]
+            [values.index(lab[name]) if name in lab else -100 for lab in labels], device="cpu"
         )
     return out
 
@@ -130,14 +130,16 @@ def train_classifier(
     model = AttributeClassifier()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator("cpu").manual_seed(seed)
     model.train()
     for _ in range(steps):
-        idx = torch.randint(0, images, (batch,), generator=gen)
+        idx = torch.randint(0, images, (batch,), generator=gen, device="cpu")
         batch_x = x[idx]
         # small brightness jitter and 1-2 px shifts: generated images are never pixel-exact
-        batch_x = batch_x * (1 + 0.1 * (torch.rand(batch, 1, 1, 1, generator=gen) - 0.5))
-        shift = [int(v) for v in torch.randint(-2, 3, (2,), generator=gen)]
+        batch_x = batch_x * (
+            1 + 0.1 * (torch.rand(batch, 1, 1, 1, generator=gen, device="cpu") - 0.5)
+        )
+        shift = [int(v) for v in torch.randint(-2, 3, (2,), generator=gen, device="cpu")]
         batch_x = torch.roll(batch_x, shifts=shift, dims=(2, 3))
         logits = model(batch_x)
         loss = sum(
@@ -349,7 +351,8 @@ def reconstruction_psnr(backbone: Any, images: torch.Tensor) -> float:
     from PIL import Image
 
     pil = [
-        Image.fromarray(((im.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()) for im in images
+        Image.fromarray(((im.permute(1, 2, 0) + 1) * 127.5).round().byte().cpu().numpy())
+        for im in images
     ]
     values = []
     for start in range(0, len(pil), 64):
@@ -365,7 +368,7 @@ def reconstruction_psnr(backbone: Any, images: torch.Tensor) -> float:
 def save_grid(images: torch.Tensor, path: Path, columns: int = 8) -> None:
     from PIL import Image
 
-    arr = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    arr = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     n, h, w, _ = arr.shape
     rows = math.ceil(n / columns)
     grid = np.full((rows * (h + 2), columns * (w + 2), 3), 255, np.uint8)

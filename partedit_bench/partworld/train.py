@@ -104,7 +104,9 @@ class Trainer:
 
         def loss_at(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
             posterior = vae.encode(x).latent_dist
-            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+            z = posterior.mean + posterior.std * torch.randn(
+                posterior.mean.shape, generator=gen, device="cpu"
+            )
             rec = (vae.decode(z).sample - x).abs().mean()
             kl = posterior.kl().mean() / x[0].numel()
             return rec + cfg.kl_weight * kl * x[0].numel(), {"l1": rec.item(), "kl": kl.item()}
@@ -127,7 +129,7 @@ class Trainer:
             with torch.no_grad():
                 posterior = vae.encode(x).latent_dist
                 z = posterior.mean + posterior.std * torch.randn(
-                    posterior.mean.shape, generator=gen
+                    posterior.mean.shape, generator=gen, device="cpu"
                 )
             recon = vae.decode(z).sample
             l1 = (recon - x).abs().mean()
@@ -157,7 +159,7 @@ class Trainer:
             return
         images = torch.from_numpy(self.data()["images"]).permute(0, 3, 1, 2)
         ckpt_path = self.work / f"{stage}.ckpt"
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator("cpu").manual_seed(seed)
         np_rng = np.random.default_rng(seed)
         opt = torch.optim.AdamW(params, lr=lr_at(0), weight_decay=0.0)
         step = 0
@@ -251,7 +253,7 @@ class Trainer:
         params = list(unet.parameters()) + list(text_encoder.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = {k: v.detach().clone() for k, v in self._trained_state().items()}
-        gen = torch.Generator().manual_seed(cfg.seed + 2)
+        gen = torch.Generator("cpu").manual_seed(cfg.seed + 2)
         np_rng = np.random.default_rng(cfg.seed + 2)
         ckpt_path = self.work / "unet.ckpt"
         step = 0
@@ -280,8 +282,8 @@ class Trainer:
             empty = torch.from_numpy(roll > 1 - cfg.empty_captions)
             tokens[empty] = empty_ids[0]
             x0 = latents[torch.from_numpy(idx)]
-            t = torch.randint(0, len(alphas), (cfg.batch,), generator=gen)
-            noise = torch.randn(x0.shape, generator=gen)
+            t = torch.randint(0, len(alphas), (cfg.batch,), generator=gen, device="cpu")
+            noise = torch.randn(x0.shape, generator=gen, device="cpu")
             a = alphas[t][:, None, None, None]
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
             lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)

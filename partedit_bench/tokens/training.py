@@ -96,7 +96,9 @@ def cache_queries(
         for index in range(latents.shape[0]):
             x0 = latents[index : index + 1]
             for t in timesteps:
-                noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+                noise = torch.randn(x0.shape, generator=generator, device="cpu").to(
+                    x0.device, x0.dtype
+                )
                 backbone.unet(
                     backbone.noise_to(x0, t, noise),
                     t,
@@ -208,7 +210,10 @@ def train_token(
         held = held[: config.heldout]
     start = time.perf_counter()
     initial = torch.randn(
-        2, backbone.text_width, generator=torch.Generator().manual_seed(config.seed)
+        2,
+        backbone.text_width,
+        generator=torch.Generator("cpu").manual_seed(config.seed),
+        device="cpu",
     ).to(backbone.device)
     embedding = torch.nn.Parameter(initial.clone())
     optimizer = torch.optim.AdamW([embedding], lr=config.lr)
@@ -302,7 +307,9 @@ def coupled_step(
         backbone.noise_to(
             latents,
             t,
-            torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype),
+            torch.randn(latents.shape, generator=generator, device="cpu").to(
+                latents.device, latents.dtype
+            ),
         )
         for t in timesteps
     ]

@@ -1,0 +1,110 @@
+"""Half precision on the CPU: every method, the inversions, token training and evaluation run
+on both tiny backbones in float16 and bfloat16, with every tensor that enters a model layer
+checked for its device and dtype (`--check-tensors`), and finite outputs (a NaN latent fails
+its job instead of decoding to a black image)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from partedit_bench.api import METHOD_REGISTRY
+from partedit_bench.cli import main
+from partedit_bench.store import iter_records
+
+SHORT = {
+    "partedit": {"steps": 3, "t_e": 3},
+    "blended_latent": {"steps": 3},
+    "ef_ddpm": {"steps": 4, "skip": 1},
+    "ip2p": {"steps": 3},
+    "ledits_pp": {"steps": 4, "warmup": 1},
+    "sdxl_inpaint": {"steps": 3},
+    "masactrl": {"steps": 3, "start_step": 1, "start_layer": 1},
+    "p2p": {"steps": 3, "null_text_inner_steps": 1},
+}
+#: the other real-image paths: PartEdit through LEDITS++'s inversion, P2P through plain DDIM
+VARIANTS = {
+    "partedit_ledits": ("partedit", {"steps": 3, "t_e": 3, "inversion": "ledits"}),
+    "p2p_ddim": ("p2p", {"steps": 3, "null_text": False}),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("backbone", ["tiny-sd", "tiny-sdxl"])
+def test_every_method_runs_in_half_precision(tmp_path, backbone, dtype):
+    import yaml
+
+    config = tmp_path / "methods.yaml"
+    rows = [{"method": m, "label": label, "options": o} for label, (m, o) in VARIANTS.items()]
+    config.write_text(yaml.safe_dump({"options": SHORT, "variants": rows}))
+    out = tmp_path / "run"
+    args = [
+        "run", "--backbone", backbone, "--dtype", dtype, "--limit", "1", "--check-tensors",
+        "--method-config", str(config), "--output", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    records = {r["variant"]: r for r in (json.loads(p.read_text()) for p in iter_records(out))}
+    skipped = {"sdxl_inpaint"} if backbone == "tiny-sd" else set()  # an SDXL-only method
+    assert set(records) == set(METHOD_REGISTRY) | set(VARIANTS)
+    for name, record in records.items():
+        assert record["status"] == ("skipped" if name in skipped else "ok"), (name, record)
+    info = json.loads((out / "run.json").read_text())
+    assert info["backbone"]["dtype"] == dtype
+    scored = list(out.glob("*/*/*.metrics.json"))
+    assert len(scored) == len(records) - len(skipped)
+    for path in scored:  # evaluation of the half-precision edits: every metric a number
+        values = json.loads(path.read_text())["values"]
+        assert all(v is None or math.isfinite(v) for k, v in values.items() if k != "mask_iou")
+
+
+@pytest.mark.parametrize(("mode", "dtype"), [("decoupled", "bfloat16"), ("coupled", "float16")])
+def test_token_training_in_half_precision_keeps_a_float32_token(tmp_path, mode, dtype):
+    from partedit_bench.tokens import load_token
+
+    args = [
+        "train-token", "--backbone", "tiny-sdxl", "--dtype", dtype, "--part", "animal-head",
+        "--steps", "2", "--images", "3", "--heldout", "1", "--mode", mode,
+        "--output-root", str(tmp_path),
+    ]  # fmt: skip
+    assert main(args) == 0
+    token = load_token(tmp_path / "tiny-sdxl" / "animal-head.safetensors")
+    assert token.embedding.dtype == torch.float32 and bool(token.embedding.isfinite().all())
+
+
+def test_a_bfloat16_backbone_keeps_the_float32_fingerprint(tiny):
+    """bfloat16 rounds more than the float16 values the fingerprint samples: the weights are
+    fingerprinted before the cast, so tokens trained in float32 apply."""
+    assert tiny("tiny-sdxl", "bfloat16").fingerprint == tiny("tiny-sdxl").fingerprint
+    assert tiny("tiny-sdxl", "float16").fingerprint == tiny("tiny-sdxl").fingerprint
+
+
+def test_latents_with_nan_fail_the_decode_with_one_line(tiny):
+    from partedit_bench.engine.backbones import NonFiniteLatents
+
+    backbone = tiny("tiny-sd")
+    bad = torch.zeros(1, 4, 8, 8)
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLatents, match="NaN or inf"):
+        backbone.decode_latents(bad)
+    assert backbone.decode_latents(torch.zeros(1, 4, 16, 16))[0].size == (64, 64)
+
+
+def test_the_tensor_check_names_the_layer_of_a_mismatch(tiny):
+    from partedit_bench.engine.devices import TensorMismatch, checked_tensors
+
+    backbone = tiny("tiny-sd", "bfloat16")
+    context = torch.zeros(1, 77, 32, dtype=torch.bfloat16)
+    x = torch.zeros(1, 4, 8, 8)  # float32 latents: the mistake a half-precision path makes
+    mistake = r"unet\.\S+ was called with a float32 tensor; its weights are bfloat16"
+    with checked_tensors([backbone]), pytest.raises(TensorMismatch, match=mistake):
+        backbone.unet(x, 10, encoder_hidden_states=context)
+    with checked_tensors([backbone]):  # the right dtype passes every layer
+        backbone.unet(x.to(torch.bfloat16), 10, encoder_hidden_states=context)
+    with pytest.raises(RuntimeError):  # (hooks removed: torch's own error, not ours)
+        try:
+            backbone.unet(x, 10, encoder_hidden_states=context)
+        except TensorMismatch:
+            pytest.fail("the check outlived its context")
