@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 RUN_ARGS ?=
 
-.PHONY: run test test-slow lint type install clean partworld-numbers
+.PHONY: run test test-slow gpu-check lint type install clean partworld-numbers
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
+
+# The first thing to run where a GPU is at hand (about 8 minutes on one H200): real-size SDXL
+# and SD 2.1 architectures with random weights in fp16 on CUDA, every method, token training,
+# speed ratios and peak memory -> results/gpu_check/gpu_check.{json,md}. Without CUDA it stops
+# with one line; `benchmarks/gpu_check.py --dry` checks it on the CPU.
+gpu-check: $(STAMP)
+	$(BIN)/python -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 # The PartWorld backbone's numbers (README and models/partworld-sd/README.md), about 15 min on
 # 2 CPU cores: prompt following, part tokens with held-out mIoU, the default run and its report.

@@ -98,12 +98,15 @@ def encode(backbone: Any, image: Any, how: str, generator: torch.Generator) -> t
         return backbone.encode_images([image])
     from PIL import Image
 
+    from partedit_bench.engine.backbones import vae_precision
+
     size = (backbone.resolution, backbone.resolution)
     array = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BICUBIC), np.float32)
     pixels = torch.from_numpy(array / 127.5 - 1.0).permute(2, 0, 1)[None]
     vae = backbone.vae
-    pixels = pixels.to(backbone.device, next(vae.parameters()).dtype)
-    latents = vae.encode(pixels).latent_dist.sample(generator)
+    with vae_precision(vae):
+        pixels = pixels.to(backbone.device, next(vae.parameters()).dtype)
+        latents = vae.encode(pixels).latent_dist.sample(generator)
     return (latents * vae.config.scaling_factor).to(backbone.dtype)
 
 

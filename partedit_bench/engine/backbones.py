@@ -8,9 +8,11 @@ the plumbing, not the methods.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,8 +145,9 @@ class Backbone:
         ]
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         vae = self.vae
-        pixels = pixels.to(self.device, next(vae.parameters()).dtype)
-        latents = vae.encode(pixels).latent_dist.mean
+        with vae_precision(vae):
+            pixels = pixels.to(self.device, next(vae.parameters()).dtype)
+            latents = vae.encode(pixels).latent_dist.mean
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return ((latents - shift) * vae.config.scaling_factor).to(self.dtype)
 
@@ -156,8 +159,9 @@ class Backbone:
 
         vae = self.vae
         shift = getattr(vae.config, "shift_factor", None) or 0.0
-        scaled = latents.to(next(vae.parameters()).dtype) / vae.config.scaling_factor + shift
-        pixels = vae.decode(scaled).sample.float().clamp(-1, 1)
+        with vae_precision(vae):
+            scaled = latents.to(next(vae.parameters()).dtype) / vae.config.scaling_factor + shift
+            pixels = vae.decode(scaled).sample.float().clamp(-1, 1)
         arrays = ((pixels + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
 
@@ -179,6 +183,23 @@ class Backbone:
             "random_weights": self.random_weights,
         }
         (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def vae_precision(vae: Any) -> Iterator[None]:
+    """A float16 VAE whose config asks for it (`force_upcast`: SDXL's original VAE overflows in
+    float16) runs in float32 for the duration, as diffusers' pipelines do; SDXL's fp16-fixed
+    VAE and bfloat16 (float32's range) run as they are."""
+    upcast = next(vae.parameters()).dtype == torch.float16 and bool(
+        getattr(vae.config, "force_upcast", False)
+    )
+    if upcast:
+        torch.nn.Module.to(vae, torch.float32)
+    try:
+        yield
+    finally:
+        if upcast:
+            torch.nn.Module.to(vae, torch.float16)
 
 
 def weights_fingerprint(components: dict[str, Any], per_tensor: int = 4096) -> str:
@@ -301,7 +322,10 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
     device = torch.device(device)
     spec = BACKBONES.get(name)
     if spec is not None and spec.builder is not None:
-        components = spec.builder()
+        import contextlib
+
+        with torch.device(device) if spec.build_on_device else contextlib.nullcontext():
+            components = spec.builder()
         torch_dtype = resolve_dtype(dtype, device, random_weights=True)
         backbone = Backbone(
             name, spec.family, components, spec.resolution, "in-process", random_weights=True

@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from partedit_bench.engine.fullsize import (
+    build_random_sd15_ip2p,
+    build_random_sd21,
+    build_random_sdxl,
+)
 from partedit_bench.engine.tiny import build_tiny_sd, build_tiny_sdxl
 
 
@@ -20,6 +25,10 @@ class BackboneSpec:
     hub_id: str | None = None
     builder: Callable[[], dict[str, Any]] | None = None
     folder: Path | None = None  # weights shipped in this repository
+    #: built directly on the run's device (real-size random weights: seconds on a GPU instead
+    #: of a minute on the CPU; the tiny ones are built on the CPU, so their weights, and the
+    #: tokens trained on them, are the same everywhere)
+    build_on_device: bool = False
 
 
 #: The trained PartWorld model shipped with the repository (see its model card).
@@ -108,6 +117,46 @@ BACKBONES: dict[str, BackboneSpec] = {
             "tiny-sdxl with a 9-channel UNet, random weights",
             builder=lambda: build_tiny_sdxl(in_channels=9),
         ),
+        BackboneSpec(
+            "random-sdxl",
+            "sdxl",
+            1024,
+            "SDXL base 1.0's architecture, random weights (speed, memory and dtype checks)",
+            builder=build_random_sdxl,
+            build_on_device=True,
+        ),
+        BackboneSpec(
+            "random-sd21",
+            "sd",
+            512,
+            "SD 2.1 base's architecture, random weights (speed, memory and dtype checks)",
+            builder=build_random_sd21,
+            build_on_device=True,
+        ),
+        BackboneSpec(
+            "random-sdxl-ip2p",
+            "sdxl",
+            768,
+            "InstructPix2Pix SDXL's architecture, random weights",
+            builder=lambda: build_random_sdxl(in_channels=8),
+            build_on_device=True,
+        ),
+        BackboneSpec(
+            "random-sdxl-inpaint",
+            "sdxl",
+            1024,
+            "SDXL inpainting 0.1's architecture, random weights",
+            builder=lambda: build_random_sdxl(in_channels=9),
+            build_on_device=True,
+        ),
+        BackboneSpec(
+            "random-sd15-ip2p",
+            "sd",
+            512,
+            "InstructPix2Pix (SD 1.5)'s architecture, random weights",
+            builder=build_random_sd15_ip2p,
+            build_on_device=True,
+        ),
     )
 }
 
@@ -117,8 +166,14 @@ SPECIAL_CHECKPOINTS: dict[str, dict[str, str]] = {
         "tiny-sd": "tiny-sd-ip2p",
         "tiny-sd-v": "tiny-sd-ip2p",
         "tiny-sdxl": "tiny-sdxl-ip2p",
+        "random-sdxl": "random-sdxl-ip2p",
+        "random-sd21": "random-sd15-ip2p",
         "sd": "sd-ip2p",
         "sdxl": "sdxl-ip2p",
     },
-    "inpaint": {"tiny-sdxl": "tiny-sdxl-inpaint", "sdxl": "sdxl-inpaint"},
+    "inpaint": {
+        "tiny-sdxl": "tiny-sdxl-inpaint",
+        "random-sdxl": "random-sdxl-inpaint",
+        "sdxl": "sdxl-inpaint",
+    },
 }

@@ -31,7 +31,7 @@ def _tiny_text_encoder(seed: int, with_projection: bool = False) -> Any:
     return model.eval()
 
 
-def _tiny_vae(seed: int) -> Any:
+def _tiny_vae(seed: int, force_upcast: bool = True) -> Any:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
@@ -45,6 +45,7 @@ def _tiny_vae(seed: int) -> Any:
         sample_size=64,
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
+        force_upcast=force_upcast,
     ).eval()  # type: ignore[attr-defined]
 
 
@@ -110,7 +111,7 @@ def build_tiny_sdxl(in_channels: int = 4) -> dict[str, Any]:
     )
     return {
         "unet": unet,
-        "vae": _tiny_vae(1),
+        "vae": _tiny_vae(1, force_upcast=False),  # as SDXL's fp16-safe VAE
         "text_encoder": _tiny_text_encoder(2),
         "text_encoder_2": _tiny_text_encoder(3, with_projection=True),
         "tokenizer": clip_tokenizer(),

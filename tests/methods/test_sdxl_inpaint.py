@@ -24,6 +24,8 @@ def test_the_mask_and_prompt_reach_the_pipeline_and_the_seed_decides(tiny):
     sample = load_suite("partworld").samples[0]
     method = SDXLInpaint(InpaintOptions(steps=2))
     method.preflight(backbone, [sample])
+    assert method.pipe is None  # loaded when the method's first job starts
+    method.inputs_fingerprint(sample)
     seen = {}
     pipe = method.pipe
 
@@ -47,5 +49,7 @@ def test_a_checkpoint_without_nine_channels_is_refused(tiny, monkeypatch):
 
     backbone = tiny("tiny-sdxl")
     monkeypatch.setattr(backbones, "load_special", lambda b, kind: tiny("tiny-sdxl"))
+    method = SDXLInpaint(InpaintOptions())
+    method.preflight(backbone, [])
     with pytest.raises(MethodUnavailable, match="4-channel UNet, not 9"):
-        SDXLInpaint(InpaintOptions()).preflight(backbone, [])
+        method.inputs_fingerprint(load_suite("partworld").samples[0])
