@@ -31,6 +31,7 @@ from partedit_bench.io import (
     remove_stale_temps,
 )
 from partedit_bench.jobs import Job, run_hash_of, shard_from
+from partedit_bench.methodset import MethodSet
 from partedit_bench.store import (
     RECORD_VERSION,
     bytes_digest,
@@ -172,19 +173,7 @@ class Runner:
         self.prepare()
         remove_stale_temps(self.root)  # of killed runs, evaluations and reports
         self.load_backbone()
-        methods: dict[str, Any] = {}
-        self.unavailable: dict[str, str] = {}
-        for variant in self.variants:
-            if variant.cls.uses_backbone and self.backbone.family not in variant.cls.families:
-                continue  # its jobs are recorded as skipped
-            method = variant.cls(variant.options)
-            try:
-                method.preflight(self.backbone, self.samples)
-            except MethodUnavailable as exc:
-                self.unavailable[variant.name] = str(exc)
-                self.console.print(f"[yellow]skipping {variant.name}:[/] {exc}")
-                continue
-            methods[variant.name] = method
+        self.methods = MethodSet(self.variants, self.backbone, self.samples, self.console)
         self.write_run_json()
         started = now()
         jobs = self.jobs()
@@ -212,14 +201,13 @@ class Runner:
             task = progress.add_task(
                 f"shard {self.shard.index}/{self.shard.count}", total=len(jobs)
             )
-            last_job = {job.variant.name: i for i, job in enumerate(jobs)}
-            self.released: set[str] = set()
+            self.methods.plan(jobs)
             for index, job in enumerate(jobs):
-                self.release_finished(methods, jobs, last_job, index)
+                self.methods.release_finished(index)
                 if job.sample.id not in digests:
                     self.rerender_if_missing(job.sample)
                     digests[job.sample.id] = job.sample.digest()
-                inputs = self.method_inputs(methods, job)
+                inputs = self.methods.inputs(job)
                 job_hash = self.job_hash(job, digests[job.sample.id], inputs)
                 stem = job.stem(self.root)
                 self.record_paths.append(stem.with_suffix(".json"))
@@ -240,7 +228,7 @@ class Runner:
                     continue
                 progress.update(task, description=f"{job.variant.name} {job.sample.id}")
                 try:
-                    status = self.run_job(job, job_hash, stem, methods)
+                    status = self.run_job(job, job_hash, stem)
                 finally:
                     claim.unlink(missing_ok=True)
                 counts[status] += 1
@@ -255,7 +243,7 @@ class Runner:
                         highlight=False,
                         markup=False,
                     )
-        self.release_finished(methods, jobs, {}, len(jobs))
+        self.methods.release_finished(len(jobs))
         summary = {
             "shard": self.shard.label,
             "started": started,
@@ -282,50 +270,10 @@ class Runner:
 
         if not self.cfg.check_tensors:
             return contextlib.nullcontext()
-        from partedit_bench.engine.backbones import loaded_specials
         from partedit_bench.engine.devices import checked_tensors
+        from partedit_bench.engine.specials import loaded_specials
 
         return checked_tensors([self.backbone, *loaded_specials()])
-
-    def method_inputs(self, methods: dict[str, Any], job: Job) -> dict[str, Any] | None:
-        """The method's own inputs for the job hash (this may load its special checkpoint);
-        a method that turns out unavailable here has its jobs recorded as skipped."""
-        method = methods.get(job.variant.name)
-        if method is None or job.variant.name in self.unavailable:
-            return None
-        try:
-            return method.inputs_fingerprint(job.sample)
-        except MethodUnavailable as exc:
-            self.unavailable[job.variant.name] = str(exc)
-            self.console.print(f"[yellow]skipping {job.variant.name}:[/] {exc}")
-            return None
-
-    def release_finished(
-        self, methods: dict[str, Any], jobs: list[Job], last_job: dict[str, int], index: int
-    ) -> None:
-        """Releases the special checkpoints of methods whose last job is done, before the next
-        method loads its own, except one the next method shares (the same checkpoint kind):
-        a run holds the backbone and at most one special checkpoint at a time."""
-        upcoming = jobs[index].variant.cls.special_checkpoint if index < len(jobs) else None
-        freed = False
-        for name, method in methods.items():
-            done = last_job.get(name, -1) < index
-            if done and name not in self.released:
-                if method.special_checkpoint is not None and (
-                    method.special_checkpoint == upcoming
-                ):
-                    continue  # shared: released once the next holder has it
-                method.release()
-                self.released.add(name)
-                freed = True
-        if freed:
-            import gc
-
-            gc.collect()
-            if str(self.device).startswith("cuda"):
-                import torch
-
-                torch.cuda.empty_cache()
 
     def reusable(self, stem: Path, job_hash: str) -> bool:
         """Whether the job's record can be trusted as done (same hash, files intact)."""
@@ -338,7 +286,7 @@ class Runner:
             and (record["status"] != "ok" or outputs_intact(stem.parent, record))
         )
 
-    def run_job(self, job: Job, job_hash: str, stem: Path, methods: dict[str, Any]) -> str:
+    def run_job(self, job: Job, job_hash: str, stem: Path) -> str:
         cls = job.variant.cls
         record: dict[str, Any] = {
             "record_version": RECORD_VERSION,
@@ -382,7 +330,7 @@ class Runner:
                 synthetic=self.suite.is_synthetic_for(self.backbone.name),
             )
             with self.tensor_check():
-                result: EditResult = methods[job.variant.name].edit(request)
+                result: EditResult = self.methods[job.variant.name].edit(request)
             edited = result.image.convert("RGB")
             record["native_size"] = list(edited.size)
             if edited.size != image.size:
@@ -408,7 +356,7 @@ class Runner:
         except KeyboardInterrupt:
             raise
         except MethodUnavailable as exc:  # e.g. its special checkpoint went missing
-            self.unavailable[job.variant.name] = str(exc)
+            self.methods.skip(job.variant.name, str(exc))
             record.update(status="skipped", error=str(exc))
         except Exception as exc:  # a failing job is recorded; the run goes on
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
@@ -434,8 +382,8 @@ class Runner:
         load_suite(self.cfg.suite)  # renders every missing file of the suite again
 
     def skip_reason(self, job: Job) -> str | None:
-        if job.variant.name in getattr(self, "unavailable", {}):
-            return self.unavailable[job.variant.name]
+        if job.variant.name in self.methods.unavailable:
+            return self.methods.unavailable[job.variant.name]
         cls = job.variant.cls
         if cls.uses_backbone and self.backbone.family not in cls.families:
             return (

@@ -41,7 +41,7 @@ class InstructPix2Pix(EditMethod):
     Options = IP2POptions
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
-        from partedit_bench.engine.backbones import special_name
+        from partedit_bench.engine.specials import special_name
 
         self.backbone, self.pipe = backbone, None
         special_name(backbone, "ip2p")  # raises MethodUnavailable: none for this backbone
@@ -60,7 +60,7 @@ class InstructPix2Pix(EditMethod):
                 StableDiffusionXLInstructPix2PixPipeline,
             )
 
-            from partedit_bench.engine.backbones import load_special
+            from partedit_bench.engine.specials import load_special
 
             special = load_special(self.backbone, "ip2p")  # raises MethodUnavailable
             if special.unet.config.in_channels != 8:

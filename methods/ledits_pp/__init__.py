@@ -98,7 +98,7 @@ def encode(backbone: Any, image: Any, how: str, generator: torch.Generator) -> t
         return backbone.encode_images([image])
     from PIL import Image
 
-    from partedit_bench.engine.backbones import vae_precision
+    from partedit_bench.engine.precision import vae_precision
 
     size = (backbone.resolution, backbone.resolution)
     array = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BICUBIC), np.float32)

@@ -42,7 +42,7 @@ class SDXLInpaint(EditMethod):
     Options = InpaintOptions
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
-        from partedit_bench.engine.backbones import special_name
+        from partedit_bench.engine.specials import special_name
 
         self.backbone, self.pipe = backbone, None
         special_name(backbone, "inpaint")  # raises MethodUnavailable: none for this backbone
@@ -53,7 +53,7 @@ class SDXLInpaint(EditMethod):
         if self.pipe is None:
             from diffusers import StableDiffusionXLInpaintPipeline
 
-            from partedit_bench.engine.backbones import load_special
+            from partedit_bench.engine.specials import load_special
 
             special = load_special(self.backbone, "inpaint")  # raises MethodUnavailable
             channels = special.unet.config.in_channels

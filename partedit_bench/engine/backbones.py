@@ -11,19 +11,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from partedit_bench.engine.registry import (
-    BACKBONES,
-    SPECIAL_CHECKPOINTS,
-    BackboneSpec,
+from partedit_bench.engine.precision import (
+    cast_module,
+    read_dtype,
+    refuse_non_finite,
+    resolve_dtype,
+    vae_precision,
 )
+from partedit_bench.engine.registry import BACKBONES, BackboneSpec
 from partedit_bench.errors import UserError, did_you_mean
 from partedit_bench.store import RANDOM_WEIGHTS_NOTE
 
@@ -185,23 +186,6 @@ class Backbone:
         (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
 
 
-@contextlib.contextmanager
-def vae_precision(vae: Any) -> Iterator[None]:
-    """A float16 VAE whose config asks for it (`force_upcast`: SDXL's original VAE overflows in
-    float16) runs in float32 for the duration, as diffusers' pipelines do; SDXL's fp16-fixed
-    VAE and bfloat16 (float32's range) run as they are."""
-    upcast = next(vae.parameters()).dtype == torch.float16 and bool(
-        getattr(vae.config, "force_upcast", False)
-    )
-    if upcast:
-        torch.nn.Module.to(vae, torch.float32)
-    try:
-        yield
-    finally:
-        if upcast:
-            torch.nn.Module.to(vae, torch.float16)
-
-
 def weights_fingerprint(components: dict[str, Any], per_tensor: int = 4096) -> str:
     """A hash identifying the weights of every torch module among `components`.
 
@@ -223,86 +207,6 @@ def weights_fingerprint(components: dict[str, Any], per_tensor: int = 4096) -> s
     return h.hexdigest()[:16]
 
 
-# ---------------------------------------------------------------------------------------
-# A real CLIP tokenizer, written from the BPE vocabulary shipped inside open_clip_torch.
-
-
-def special_name(backbone: Backbone, kind: str) -> str:
-    """The name of the special checkpoint (`ip2p`, `inpaint`) that goes with a run's backbone,
-    without loading it.
-
-    Raises:
-        MethodUnavailable: no such checkpoint for this backbone.
-    """
-    from partedit_bench.api import MethodUnavailable
-
-    table = SPECIAL_CHECKPOINTS.get(kind, {})
-    own = Path(backbone.name).name
-    if own in BACKBONES and BACKBONES[own].folder is not None and own not in table:
-        # a model trained here: the family's public checkpoint belongs to other weights
-        raise MethodUnavailable(f"no {kind} checkpoint was trained for {own}")
-    name = table.get(own) or table.get(backbone.family)
-    if name is None:
-        raise MethodUnavailable(f"no {kind} checkpoint for {backbone.family} backbones")
-    return name
-
-
-#: Loaded special checkpoints, while some method holds them: two variants of one method (or
-#: two methods on one checkpoint) share a copy; the last release frees it.
-_SPECIALS: weakref.WeakValueDictionary[tuple[str, str, str], Backbone] = (
-    weakref.WeakValueDictionary()
-)
-
-
-def loaded_specials() -> list[Backbone]:
-    """The special checkpoints some method holds now."""
-    return list(_SPECIALS.values())
-
-
-def load_special(backbone: Backbone, kind: str) -> Backbone:
-    """The special checkpoint (`ip2p`, `inpaint`) that goes with a run's backbone, on its device
-    and dtype (the copy another holder has loaded, if any).
-
-    Raises:
-        MethodUnavailable: no such checkpoint for this backbone, or its weights are missing.
-    """
-    from partedit_bench.api import MethodUnavailable
-
-    name = special_name(backbone, kind)
-    dtype = {
-        torch.float16: "float16",
-        torch.bfloat16: "bfloat16",
-        torch.float64: "float64",
-    }.get(backbone.dtype, "float32")
-    key = (name, str(backbone.device), dtype)
-    loaded = _SPECIALS.get(key)
-    if loaded is not None:
-        return loaded
-    try:
-        loaded = load_backbone(name, backbone.device, dtype)
-    except UserError as exc:
-        raise MethodUnavailable(str(exc)) from exc
-    _SPECIALS[key] = loaded
-    return loaded
-
-
-def resolve_dtype(dtype: str, device: torch.device, random_weights: bool) -> torch.dtype:
-    if dtype == "auto":
-        return torch.float16 if device.type == "cuda" and not random_weights else torch.float32
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-        "float64": torch.float64,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-    }
-    if dtype not in table:
-        raise UserError(f"unknown dtype '{dtype}'{did_you_mean(dtype, table)}")
-    return table[dtype]
-
-
 def check_backbone_name(name: str) -> None:
     """Raises the unknown-backbone error for a name that is neither registered nor a folder."""
     if name not in BACKBONES and not Path(name).is_dir():
@@ -322,8 +226,6 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
     device = torch.device(device)
     spec = BACKBONES.get(name)
     if spec is not None and spec.builder is not None:
-        import contextlib
-
         with torch.device(device) if spec.build_on_device else contextlib.nullcontext():
             components = spec.builder()
         torch_dtype = resolve_dtype(dtype, device, random_weights=True)
@@ -341,7 +243,7 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
         backbone.name = name
     elif spec is not None:
         torch_dtype = resolve_dtype(dtype, device, random_weights=False)
-        components = _load_from_hub(spec, _load_dtype(torch_dtype))
+        components = _load_from_hub(spec, read_dtype(torch_dtype))
         backbone = Backbone(name, spec.family, components, spec.resolution, spec.hub_id or "")
     else:
         check_backbone_name(name)
@@ -354,46 +256,13 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
     for module in modules:
         module.requires_grad_(False)
         if next(module.parameters()).dtype != torch_dtype:
-            _cast(module, torch_dtype)
+            cast_module(module, torch_dtype)
         module.to(device)
     backbone.device, backbone.dtype = device, torch_dtype
     vae = backbone.components.get("vae")
     if vae is not None and hasattr(vae, "decoder"):
-        vae.decoder.register_forward_pre_hook(_refuse_non_finite)
+        vae.decoder.register_forward_pre_hook(refuse_non_finite)
     return backbone
-
-
-class NonFiniteLatents(RuntimeError):
-    """Latents with NaN or inf values reached the VAE decoder: decoded, they would be a black
-    or noise image scored as an edit."""
-
-
-def _refuse_non_finite(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-    x = args[0]
-    if isinstance(x, torch.Tensor) and not bool(torch.isfinite(x).all()):
-        raise NonFiniteLatents(
-            "the latents to decode hold NaN or inf values: the edit overflowed or diverged "
-            "(in float16, try --dtype bfloat16, which has float32's range, or float32)"
-        )
-
-
-def _load_dtype(torch_dtype: torch.dtype) -> torch.dtype:
-    """The dtype to read weights in: the run's, except bfloat16, read as float32 so that the
-    weights are fingerprinted as stored and cast afterwards."""
-    return torch.float32 if torch_dtype == torch.bfloat16 else torch_dtype
-
-
-def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Casts a module's floating-point weights, keeping the modules diffusers marks as float32
-    (`_keep_in_fp32_modules`) in float32 as `from_pretrained(dtype=...)` does."""
-    keep = getattr(module, "_keep_in_fp32_modules", None) or []
-    if not keep:
-        torch.nn.Module.to(module, dtype)  # (diffusers' own .to warns even with nothing to keep)
-        return
-    tensors = [*module.named_parameters(), *module.named_buffers()]
-    for name, tensor in tensors:
-        if tensor.is_floating_point() and not any(k in name for k in keep):
-            tensor.data = tensor.data.to(dtype)
 
 
 def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbone, torch.dtype]:
@@ -408,7 +277,7 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
     marker = json.loads(marker_path.read_text()) if marker_path.is_file() else {}
     random_weights = bool(marker.get("random_weights", False))
     torch_dtype = resolve_dtype(dtype, device, random_weights)
-    load_dtype = _load_dtype(torch_dtype)
+    load_dtype = read_dtype(torch_dtype)
     pickled = [p for ext in ("*.bin", "*.pt", "*.ckpt", "*.pth") for p in folder.rglob(ext)]
     if pickled and not any(folder.rglob("*.safetensors")):
         raise UserError(

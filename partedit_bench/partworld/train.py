@@ -104,9 +104,8 @@ class Trainer:
 
         def loss_at(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
             posterior = vae.encode(x).latent_dist
-            z = posterior.mean + posterior.std * torch.randn(
-                posterior.mean.shape, generator=gen, device="cpu"
-            )
+            eps = torch.randn(posterior.mean.shape, generator=gen, device="cpu")
+            z = posterior.mean + posterior.std * eps
             rec = (vae.decode(z).sample - x).abs().mean()
             kl = posterior.kl().mean() / x[0].numel()
             return rec + cfg.kl_weight * kl * x[0].numel(), {"l1": rec.item(), "kl": kl.item()}

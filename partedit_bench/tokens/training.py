@@ -96,9 +96,7 @@ def cache_queries(
         for index in range(latents.shape[0]):
             x0 = latents[index : index + 1]
             for t in timesteps:
-                noise = torch.randn(x0.shape, generator=generator, device="cpu").to(
-                    x0.device, x0.dtype
-                )
+                noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0)
                 backbone.unet(
                     backbone.noise_to(x0, t, noise),
                     t,
@@ -307,9 +305,7 @@ def coupled_step(
         backbone.noise_to(
             latents,
             t,
-            torch.randn(latents.shape, generator=generator, device="cpu").to(
-                latents.device, latents.dtype
-            ),
+            torch.randn(latents.shape, generator=generator, device="cpu").to(latents),
         )
         for t in timesteps
     ]

@@ -82,7 +82,7 @@ def test_a_bfloat16_backbone_keeps_the_float32_fingerprint(tiny):
 
 
 def test_latents_with_nan_fail_the_decode_with_one_line(tiny):
-    from partedit_bench.engine.backbones import NonFiniteLatents
+    from partedit_bench.engine.precision import NonFiniteLatents
 
     backbone = tiny("tiny-sd")
     bad = torch.zeros(1, 4, 8, 8)

@@ -45,10 +45,10 @@ def test_the_mask_and_prompt_reach_the_pipeline_and_the_seed_decides(tiny):
 
 
 def test_a_checkpoint_without_nine_channels_is_refused(tiny, monkeypatch):
-    import partedit_bench.engine.backbones as backbones
+    import partedit_bench.engine.specials as specials
 
     backbone = tiny("tiny-sdxl")
-    monkeypatch.setattr(backbones, "load_special", lambda b, kind: tiny("tiny-sdxl"))
+    monkeypatch.setattr(specials, "load_special", lambda b, kind: tiny("tiny-sdxl"))
     method = SDXLInpaint(InpaintOptions())
     method.preflight(backbone, [])
     with pytest.raises(MethodUnavailable, match="4-channel UNet, not 9"):
