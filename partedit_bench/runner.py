@@ -13,13 +13,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from partedit_bench.api import EditRequest, EditResult, MethodUnavailable
 from partedit_bench.config import RunConfig, resolve_variants, stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.data.suites import Suite, load_suite
+from partedit_bench.editing import finish, mask_image
 from partedit_bench.engine.backbones import check_backbone_name
 from partedit_bench.engine.devices import MemoryMeter, pick_device
 from partedit_bench.errors import UserError
@@ -331,20 +329,14 @@ class Runner:
             )
             with self.tensor_check():
                 result: EditResult = self.methods[job.variant.name].edit(request)
-            edited = result.image.convert("RGB")
-            record["native_size"] = list(edited.size)
-            if edited.size != image.size:
-                edited = edited.resize(image.size, Image.Resampling.LANCZOS)
+            record["native_size"] = list(result.image.size)
+            edited, _ = finish(EditResult(result.image), image.size)
             data = png_bytes(edited)
             atomic_write_bytes(stem.with_suffix(".png"), data)
             record["image"] = stem.with_suffix(".png").name
             record["files"] = {record["image"]: bytes_digest(data)}
             if result.predicted_mask is not None:
-                mask_img = Image.fromarray(
-                    np.clip(np.asarray(result.predicted_mask) * 255, 0, 255).astype(np.uint8)
-                )
-                if mask_img.size != image.size:
-                    mask_img = mask_img.resize(image.size, Image.Resampling.BILINEAR)
+                mask_img = mask_image(result.predicted_mask, image.size)
                 mask_path = stem.parent / f"{stem.name}_mask.png"
                 data = png_bytes(mask_img)
                 atomic_write_bytes(mask_path, data)

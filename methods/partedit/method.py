@@ -45,7 +45,8 @@ class PartEdit(EditMethod):
             raise UserError(
                 f"partedit needs tokens for ({backbone.name}: {', '.join(missing)}); "
                 f"train them with `partedit-bench train-token --backbone "
-                f"{backbone.name} --part {','.join(missing)}`"
+                f"{backbone.name} --part {','.join(missing)}`, or bring released ones with "
+                f"`partedit-bench import-token FILE --backbone {backbone.name} --part PART`"
             )
 
     def inputs_fingerprint(self, sample: Sample) -> dict[str, Any]:

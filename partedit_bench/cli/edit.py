@@ -1,0 +1,151 @@
+"""`edit`: one part edit on your own image (or on one generated from the prompt), and `demo`,
+the same in a browser."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from partedit_bench.errors import UserError
+
+
+def register(sub: Any) -> None:
+    edit = sub.add_parser(
+        "edit",
+        help="edit one image (or, without IMAGE, one generated from --prompt and --seed)",
+    )
+    edit.add_argument("image", nargs="?", default=None, help="the image to edit (PNG, JPEG)")
+    edit.add_argument("--prompt", required=True, help='describes the source: "a photo of a man"')
+    edit.add_argument(
+        "--edit",
+        required=True,
+        help='the edit, the part as a token: "a photo of a man with a robotic <humanoid-head>"',
+    )
+    edit.add_argument("--method", default="partedit", help="any method of `list methods`")
+    edit.add_argument("--backbone", default="partworld-sd", help="a backbone or diffusers folder")
+    edit.add_argument(
+        "--t-e", type=int, default=None, help="partedit: blend for the first T_e steps"
+    )
+    edit.add_argument("--steps", type=int, default=None, help="denoising steps (method default)")
+    edit.add_argument("--seed", type=int, default=0, help="the source's seed (synthetic) and noise")
+    edit.add_argument("--mask", default=None, help="part mask, for methods that take one")
+    edit.add_argument("--instruction", default=None, help="for instruction editors (ip2p)")
+    edit.add_argument(
+        "--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="method option"
+    )
+    edit.add_argument("--out", default="edited.png", help="the edited image (PNG)")
+    edit.add_argument("--device", default="auto")
+    edit.add_argument("--dtype", default="auto")
+
+    demo = sub.add_parser("demo", help="part edits in the browser (gradio; pip install .[demo])")
+    demo.add_argument("--backbone", default="partworld-sd")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--dtype", default="auto")
+    demo.add_argument("--share", action="store_true", help="a public gradio link")
+
+
+def options_of(args: argparse.Namespace) -> dict[str, Any]:
+    """--t-e, --steps and --set METHOD.KEY=VALUE as the method's options."""
+    from partedit_bench.api import parse_scalar
+
+    options: dict[str, Any] = {}
+    if args.steps is not None:
+        options["steps"] = args.steps
+    if args.t_e is not None:
+        if args.method != "partedit":
+            raise UserError(f"--t-e is PartEdit's option; {args.method} has none")
+        options["t_e"] = args.t_e
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        method, dot, option = key.rpartition(".")
+        if not sep or not dot or not option:
+            raise UserError(f"--set expects method.key=value, got '{item}'")
+        if method != args.method:
+            raise UserError(f"--set names method '{method}'; this edit runs {args.method}")
+        options[option] = parse_scalar(value)
+    return options
+
+
+def outputs(out: Path, synthetic: bool, with_mask: bool) -> dict[str, Path]:
+    stem = out.with_suffix("")
+    paths = {"edited": out.with_suffix(".png")}
+    if synthetic:
+        paths["source"] = Path(f"{stem}_source.png")
+    if with_mask:
+        paths["mask"] = Path(f"{stem}_mask.png")
+        paths["overlay"] = Path(f"{stem}_overlay.png")
+    return paths
+
+
+def command_edit(args: argparse.Namespace, console: Any) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from partedit_bench.editing import cached_backbone, edit, mask_image, overlay, parts_in
+    from partedit_bench.io import atomic_write_bytes, png_bytes
+
+    parts_in(args.edit)  # checked before anything loads
+    options = options_of(args)
+    out = Path(args.out)
+    if out.suffix.lower() not in ("", ".png"):
+        raise UserError(f"--out {out}: the edit is written as PNG (name it .png)")
+    if out.exists() and out.is_dir():
+        raise UserError(f"--out {out} is a folder; name the edited image, e.g. {out}/edited.png")
+    if args.image is not None and not Path(args.image).is_file():
+        raise UserError(f"image not found: {args.image}")
+    loading = time.perf_counter()
+    with console.status(f"loading backbone {args.backbone}"):
+        backbone = cached_backbone(args.backbone, args.device, args.dtype)
+    loading = time.perf_counter() - loading
+    start = time.perf_counter()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{args.method}: denoising", total=None)
+
+        def step(calls: int) -> None:
+            progress.update(task, description=f"{args.method}: {calls} UNet calls")
+
+        result = edit(
+            args.image,
+            prompt=args.prompt,
+            edit_prompt=args.edit,
+            method=args.method,
+            backbone=backbone,
+            seed=args.seed,
+            options=options,
+            mask=args.mask,
+            instruction=args.instruction,
+            on_step=step,
+        )
+    paths = outputs(out, result.synthetic, result.mask is not None)
+    files = {"edited": png_bytes(result.image)}
+    if result.synthetic:
+        files["source"] = png_bytes(result.source)
+    if result.mask is not None:
+        files["mask"] = png_bytes(mask_image(result.mask, result.image.size))
+        files["overlay"] = png_bytes(overlay(result.image, result.mask))
+    for kind, data in files.items():
+        atomic_write_bytes(paths[kind], data)
+    total = time.perf_counter() - start
+    for kind, path in paths.items():
+        print(f"{kind:8s} {path}")
+    if backbone.random_weights:
+        console.print(f"[yellow]{backbone.name}: {backbone.note}[/]")
+    made = "generated, then edited" if result.synthetic else "edited"
+    print(
+        f"{made} with {result.method} on {result.backbone}: {result.seconds:.1f} s for the "
+        f"edit, {total:.1f} s in all (the backbone loaded in {loading:.1f} s)"
+    )
+    return 0
+
+
+def command_demo(args: argparse.Namespace, console: Any) -> int:
+    from partedit_bench.demo import launch
+
+    return launch(args.backbone, args.host, args.port, args.device, args.dtype, args.share)
+
+
+COMMANDS = {"edit": command_edit, "demo": command_demo}

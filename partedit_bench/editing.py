@@ -1,0 +1,288 @@
+"""One part edit on one image, from Python: `edit(...)` (the `edit` command and the demo call
+it), and `finish`, the step the runner shares with it (the edit and its mask brought back to
+the source's size).
+
+    >>> from partedit_bench import edit
+    >>> result = edit("photo.jpg", prompt="a photo of a man",
+    ...               edit_prompt="a photo of a man with a robotic <humanoid-head>",
+    ...               backbone="sdxl", method="partedit")  # doctest: +SKIP
+    >>> result.image.save("out.png"); result.mask  # (H, W) float in [0, 1]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from partedit_bench.api import EditResult
+from partedit_bench.data.schema import CANONICAL_PARTS, Sample
+from partedit_bench.errors import UserError, did_you_mean
+
+TOKEN = re.compile(r"<([^<>\s]+)>")
+
+
+@dataclass
+class Edit:
+    """What `edit` returns.
+
+    Args:
+        image: the edited image, at the source's size.
+        mask: (H, W) float in [0, 1], the method's own estimate of the edited region (PartEdit's
+            blend mask), or None for a method without one.
+        source: the image that was edited (the input, or the one generated from the prompt).
+        seconds: the edit's wall time (the backbone's loading excluded).
+        method, backbone: what made it.
+        synthetic: True when the source was generated from the prompt and seed.
+        extras: the method's own notes (e.g. an inversion's reconstruction error).
+    """
+
+    image: Image.Image
+    mask: np.ndarray | None
+    source: Image.Image
+    seconds: float
+    method: str
+    backbone: str
+    synthetic: bool
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def finish(result: EditResult, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray | None]:
+    """The edit resized to the source's `size` (Lanczos; what the metrics score) and the
+    predicted mask at that size (bilinear, clipped to [0, 1])."""
+    edited = result.image.convert("RGB")
+    if edited.size != size:
+        edited = edited.resize(size, Image.Resampling.LANCZOS)
+    if result.predicted_mask is None:
+        return edited, None
+    mask = np.clip(np.asarray(result.predicted_mask, dtype=np.float32), 0, 1)
+    if mask.shape != (size[1], size[0]):
+        mask = np.asarray(Image.fromarray(mask, mode="F").resize(size, Image.Resampling.BILINEAR))
+    return edited, np.clip(mask, 0, 1)
+
+
+def mask_image(predicted: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A predicted mask as the 8-bit PNG the runner stores: scaled to 0..255, truncated, then
+    resized to the source's `size` (bilinear)."""
+    image = Image.fromarray(np.clip(np.asarray(predicted) * 255, 0, 255).astype(np.uint8))
+    return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
+
+
+def parts_in(edit_prompt: str) -> list[str]:
+    """The part tokens written in an edit prompt (`... a robotic <humanoid-head>`), checked."""
+    found = TOKEN.findall(edit_prompt)
+    if not found:
+        raise UserError(
+            f"the edit prompt names no part: write it as a token, e.g. 'a robotic "
+            f"<humanoid-head>' (parts: {', '.join(CANONICAL_PARTS)})"
+        )
+    for part in found:
+        if part not in CANONICAL_PARTS:
+            raise UserError(
+                f"unknown part <{part}> in the edit prompt{did_you_mean(part, CANONICAL_PARTS)} "
+                f"(parts: {', '.join(CANONICAL_PARTS)})"
+            )
+    return list(dict.fromkeys(found))
+
+
+def edit_sample(
+    prompt: str, edit_prompt: str, seed: int, instruction: str | None, synthetic: bool
+) -> Sample:
+    """The benchmark item of an ad-hoc edit: the prompts as given, the P2P target with each
+    part token written as its words, the instruction if any."""
+    parts = parts_in(edit_prompt)
+    words = {p: p.replace("-", " ") for p in parts}
+    template = TOKEN.sub(lambda m: words[m.group(1)], edit_prompt)
+    edit_words = [w for w in template.split() if w not in prompt.split()]
+    return Sample(
+        id="edit",
+        split="synth" if synthetic else "real",
+        class_name="",
+        part=words[parts[0]],
+        part_token=parts[0],
+        edit=" ".join(edit_words),
+        prompt_original=prompt,
+        prompt_changed=edit_prompt,
+        p2p_prompt=prompt,
+        p2p_template=template,
+        instructp2p_edit=[instruction] if instruction else [],
+        blend_words=[words[parts[0]].split()[-1]],
+        seed=seed,
+    )
+
+
+_BACKBONES: dict[tuple[str, str, str], Any] = {}
+
+
+def cached_backbone(name: str, device: str = "auto", dtype: str = "auto") -> Any:
+    """A loaded backbone, kept for the next edit of this process (the demo's, a notebook's)."""
+    from partedit_bench.engine.backbones import load_backbone
+    from partedit_bench.engine.devices import pick_device
+    from partedit_bench.jobs import Shard
+
+    key = (name, device, dtype)
+    if key not in _BACKBONES:
+        _BACKBONES[key] = load_backbone(name, pick_device(device, Shard(0, 1)), dtype)
+    return _BACKBONES[key]
+
+
+def edit(
+    image: str | Path | Image.Image | None = None,
+    *,
+    prompt: str,
+    edit_prompt: str,
+    method: str = "partedit",
+    backbone: str | Any = "partworld-sd",
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    mask: str | Path | np.ndarray | None = None,
+    instruction: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    on_step: Callable[[int], None] | None = None,
+) -> Edit:
+    """Edits one image, or, with `image=None`, generates the source from `prompt` and `seed`
+    and edits it (the paper's synthetic setting).
+
+    Args:
+        image: a file, a PIL image, or None.
+        prompt: describes the source ("a photo of a man").
+        edit_prompt: the edit, naming the part as a token ("a photo of a man with a robotic
+            <humanoid-head>").
+        method: any registered method (or `module:Class`).
+        backbone: a registry name, a diffusers folder, or a loaded `Backbone`.
+        options: the method's options (`{"t_e": 30, "omega": 1.0}`).
+        mask: the part mask, for methods that take one (blended_latent, sdxl_inpaint).
+        instruction: for instruction editors (ip2p).
+        on_step: called with the count of UNet calls so far (a progress bar).
+
+    Raises:
+        UserError: bad input (one line): an unreadable image, no known part token, a method
+            that cannot run on this backbone, a missing token or mask, a mask of another size.
+    """
+    from partedit_bench.api import MethodUnavailable, build_options, resolve_method_class
+    from partedit_bench.data.schema import load_image, load_mask
+
+    cls = resolve_method_class(method)
+    chosen = build_options(cls, with_step_counts(cls, dict(options or {})))
+    synthetic = image is None
+    sample = edit_sample(prompt, edit_prompt, seed, instruction, synthetic)
+    source = None
+    if isinstance(image, Image.Image):
+        source = image.convert("RGB")
+    elif image is not None:
+        source = load_image(image)
+    if cls.uses_gt_mask and mask is None:
+        raise UserError(f"{cls.name} edits inside a given mask: pass --mask (mask=...)")
+    if "instruction" in cls.needs and not instruction:
+        raise UserError(f"{cls.name} edits from an instruction: pass --instruction TEXT")
+    loaded = backbone if not isinstance(backbone, (str, Path)) else None
+    if loaded is None:
+        loaded = cached_backbone(str(backbone), device, dtype)
+    if cls.uses_backbone and loaded.family not in cls.families:
+        raise UserError(
+            f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
+            f"{loaded.family} ({loaded.name})"
+        )
+    runner = cls(chosen)
+    try:
+        runner.preflight(loaded, [sample])  # e.g. the part token exists for this backbone
+        runner.inputs_fingerprint(sample)  # loads a special checkpoint
+    except MethodUnavailable as exc:
+        raise UserError(f"{cls.name} cannot run here: {exc}") from exc
+    if source is None:
+        source = generate_source(loaded, prompt, seed, chosen)
+    gt = None
+    if mask is not None:
+        gt = load_mask(mask, source.size) if isinstance(mask, (str, Path)) else np.asarray(mask)
+        if gt.shape != (source.size[1], source.size[0]):
+            raise UserError(
+                f"the mask is {gt.shape[1]}x{gt.shape[0]}, the image {source.size[0]}x"
+                f"{source.size[1]}"
+            )
+        gt = gt.astype(bool)
+    from partedit_bench.api import EditRequest
+
+    request = EditRequest(sample, source, seed, chosen, loaded, gt, synthetic)
+    start = time.perf_counter()
+    with counting_unet_calls(loaded, on_step):
+        result = runner.edit(request)
+    seconds = time.perf_counter() - start
+    runner.release()
+    edited, predicted = finish(result, source.size)
+    return Edit(edited, predicted, source, seconds, cls.name, loaded.name, synthetic, result.extras)
+
+
+#: options counted in steps, kept at the same fraction of the steps when only `steps` changes
+STEP_COUNTS = ("skip", "start_step")
+
+
+def with_step_counts(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` where a changed `steps` also scales the method's step-count options the user
+    left alone (EF-DDPM skips 36 of 100 steps: 9 of 25), as the default run's config does."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)}
+    base = defaults.get("steps")
+    if "steps" not in options or not isinstance(base, int) or base <= 0:
+        return options
+    for key in STEP_COUNTS:
+        if key in defaults and key not in options and isinstance(defaults[key], int):
+            options[key] = round(defaults[key] * options["steps"] / base)
+    return options
+
+
+def generate_source(backbone: Any, prompt: str, seed: int, options: Any) -> Image.Image:
+    """The synthetic setting's source: the backbone's own text-to-image pipeline from `prompt`
+    and a CPU generator seeded with `seed`, at the method's steps and guidance (or 50 and
+    7.5), as `data build-synth` renders a suite; methods that regenerate the source in their
+    own loop (partedit, p2p, masactrl) reproduce this image."""
+    import torch
+
+    steps = getattr(options, "steps", None) or 50
+    guidance = getattr(options, "guidance", None) or 7.5
+    return backbone.pipeline()(
+        prompt,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        height=backbone.resolution,
+        width=backbone.resolution,
+    ).images[0]
+
+
+class counting_unet_calls:  # noqa: N801 (a context manager, used as a function)
+    """Calls `on_step(n)` after every UNet call (n so far) while active."""
+
+    def __init__(self, backbone: Any, on_step: Callable[[int], None] | None):
+        self.unet, self.on_step, self.calls, self.handle = backbone.unet, on_step, 0, None
+
+    def __enter__(self) -> counting_unet_calls:
+        if self.on_step is not None:
+            self.handle = self.unet.register_forward_hook(self._called)
+        return self
+
+    def _called(self, module: Any, args: Any, output: Any) -> None:
+        self.calls += 1
+        assert self.on_step is not None
+        self.on_step(self.calls)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+
+def overlay(
+    image: Image.Image, mask: np.ndarray, color: tuple[int, int, int] = (255, 0, 0)
+) -> Image.Image:
+    """The image with the mask shown as a half-transparent color."""
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    alpha = 0.5 * np.clip(mask, 0, 1)[..., None]
+    tinted = base * (1 - alpha) + np.asarray(color, np.float32) * alpha
+    return Image.fromarray(tinted.round().astype(np.uint8))
