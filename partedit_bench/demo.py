@@ -125,6 +125,9 @@ def launch(
     dtype: str = "auto",
     share: bool = False,
 ) -> int:
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
     try:
         import gradio  # noqa: F401
     except ImportError as exc:

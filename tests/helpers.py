@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from partedit_bench.api import EditMethod, EditRequest, EditResult
 
@@ -47,3 +49,40 @@ class SlowIdentity(EditMethod):
         if request.sample.id == self.options.fail_on:
             raise RuntimeError(f"deliberate failure on {request.sample.id}")
         return EditResult(image=request.image.copy())
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+NO_BROWSER = (
+    "browser test needs Debian's chromium and chromium-driver "
+    "(apt-get install chromium chromium-driver); .ci/run installs them"
+)
+
+
+def chrome(download_dir: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={download_dir.parent / 'profile'}",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(download_dir), "download.prompt_for_download": False},
+    )
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd(
+        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)}
+    )
+    return driver

@@ -4,7 +4,6 @@ with the keyboard in headless Chromium, downloaded and analyzed; the gallery in 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -16,9 +15,7 @@ from PIL import Image
 from partedit_bench.cli import main
 from partedit_bench.data.suites import load_suite
 from partedit_bench.userstudy.stats import binomial_test, wilson_interval
-from tests.helpers import IDENTITY_RUN
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+from tests.helpers import CHROMEDRIVER, CHROMIUM, IDENTITY_RUN, chrome
 
 
 def test_wilson_interval_hand_computed():
@@ -115,36 +112,6 @@ def test_export_writes_a_study_and_an_mturk_batch(tmp_path):
         )
         == 2
     )
-
-
-def chrome(download_dir: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={download_dir.parent / 'profile'}",
-    ):
-        options.add_argument(flag)
-    options.add_experimental_option(
-        "prefs",
-        {"download.default_directory": str(download_dir), "download.prompt_for_download": False},
-    )
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd(
-        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)}
-    )
-    return driver
 
 
 @pytest.mark.skipif(
