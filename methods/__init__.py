@@ -21,6 +21,7 @@ INDEX: dict[str, str] = {
     "sdxl_inpaint": "methods.sdxl_inpaint:SDXLInpaint",
     "masactrl": "methods.masactrl:MasaCtrl",
     "p2p": "methods.p2p:PromptToPrompt",
+    "flux_kontext": "methods.flux_kontext:FluxKontext",
 }
 
 

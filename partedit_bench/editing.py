@@ -261,7 +261,8 @@ class counting_unet_calls:  # noqa: N801 (a context manager, used as a function)
     """Calls `on_step(n)` after every UNet call (n so far) while active."""
 
     def __init__(self, backbone: Any, on_step: Callable[[int], None] | None):
-        self.unet, self.on_step, self.calls, self.handle = backbone.unet, on_step, 0, None
+        denoiser = backbone.components.get("unet") or backbone.components.get("transformer")
+        self.unet, self.on_step, self.calls, self.handle = denoiser, on_step, 0, None
 
     def __enter__(self) -> counting_unet_calls:
         if self.on_step is not None:

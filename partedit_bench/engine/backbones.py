@@ -83,7 +83,9 @@ class Backbone:
             "fingerprint": self.fingerprint,
             "random_weights": self.random_weights,
             "dtype": str(self.dtype).split(".")[-1],
-            "prediction_type": self.components["scheduler"].config.prediction_type,
+            "prediction_type": getattr(
+                self.components["scheduler"].config, "prediction_type", "flow"
+            ),
         }
 
     def pipeline(self, cls: type | None = None, **overrides: Any) -> Any:
@@ -94,11 +96,12 @@ class Backbone:
         import diffusers
 
         if cls is None:
-            cls = (
-                diffusers.StableDiffusionXLPipeline
-                if self.family == "sdxl"
-                else diffusers.StableDiffusionPipeline
-            )
+            cls = {
+                "sdxl": diffusers.StableDiffusionXLPipeline,
+                "flux": diffusers.FluxKontextPipeline
+                if "kontext" in self.name.lower()
+                else diffusers.FluxPipeline,
+            }.get(self.family, diffusers.StableDiffusionPipeline)
         params = inspect.signature(cls).parameters
         kwargs = {k: v for k, v in {**self.components, **overrides}.items() if k in params}
         for optional in ("safety_checker", "feature_extractor", "image_encoder"):
@@ -242,7 +245,7 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
         backbone, torch_dtype = _load_folder(spec.folder, device, dtype)
         backbone.name = name
     elif spec is not None:
-        torch_dtype = resolve_dtype(dtype, device, random_weights=False)
+        torch_dtype = resolve_dtype(dtype, device, random_weights=False, family=spec.family)
         components = _load_from_hub(spec, read_dtype(torch_dtype))
         backbone = Backbone(name, spec.family, components, spec.resolution, spec.hub_id or "")
     else:
@@ -276,7 +279,9 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
     marker_path = folder / MARKER_FILE
     marker = json.loads(marker_path.read_text()) if marker_path.is_file() else {}
     random_weights = bool(marker.get("random_weights", False))
-    torch_dtype = resolve_dtype(dtype, device, random_weights)
+    index = json.loads((folder / "model_index.json").read_text())
+    flux = "Flux" in str(index.get("_class_name", ""))
+    torch_dtype = resolve_dtype(dtype, device, random_weights, "flux" if flux else "")
     load_dtype = read_dtype(torch_dtype)
     pickled = [p for ext in ("*.bin", "*.pt", "*.ckpt", "*.pth") for p in folder.rglob(ext)]
     if pickled and not any(folder.rglob("*.safetensors")):
@@ -293,9 +298,14 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
             f"cannot load backbone folder {folder}: {str(exc).splitlines()[0]}"
         ) from exc
     components = {k: v for k, v in pipe.components.items() if v is not None}
-    family = "sdxl" if "text_encoder_2" in components else "sd"
+    if "transformer" in components and type(components["transformer"]).__name__.startswith("Flux"):
+        family = "flux"
+    else:
+        family = "sdxl" if "text_encoder_2" in components else "sd"
+    denoiser = components.get("unet") or components["transformer"]
     resolution = int(
-        marker.get("resolution") or components["unet"].config.sample_size * pipe.vae_scale_factor
+        marker.get("resolution")
+        or getattr(denoiser.config, "sample_size", 128) * pipe.vae_scale_factor
     )
     name = str(folder)
     return Backbone(

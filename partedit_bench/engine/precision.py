@@ -13,9 +13,15 @@ import torch
 from partedit_bench.errors import UserError, did_you_mean
 
 
-def resolve_dtype(dtype: str, device: torch.device, random_weights: bool) -> torch.dtype:
+def resolve_dtype(
+    dtype: str, device: torch.device, random_weights: bool, family: str = ""
+) -> torch.dtype:
+    """`auto`: real weights on a GPU in float16 (bfloat16 for FLUX, which is trained and
+    released in it), everything else in float32."""
     if dtype == "auto":
-        return torch.float16 if device.type == "cuda" and not random_weights else torch.float32
+        if device.type != "cuda" or random_weights:
+            return torch.float32
+        return torch.bfloat16 if family == "flux" else torch.float16
     table = {
         "float32": torch.float32,
         "fp32": torch.float32,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from partedit_bench.engine.flux import build_tiny_flux
 from partedit_bench.engine.fullsize import (
     build_random_sd15_ip2p,
     build_random_sd21,
@@ -118,6 +119,34 @@ BACKBONES: dict[str, BackboneSpec] = {
             builder=lambda: build_tiny_sdxl(in_channels=9),
         ),
         BackboneSpec(
+            "flux-dev",
+            "flux",
+            1024,
+            "FLUX.1 [dev] (flow-matching transformer, bf16 on a GPU)",
+            hub_id="black-forest-labs/FLUX.1-dev",
+        ),
+        BackboneSpec(
+            "flux-kontext",
+            "flux",
+            1024,
+            "FLUX.1 Kontext [dev] (instruction editing, bf16 on a GPU)",
+            hub_id="black-forest-labs/FLUX.1-Kontext-dev",
+        ),
+        BackboneSpec(
+            "tiny-flux",
+            "flux",
+            64,
+            "offline FLUX-shaped model, random weights",
+            builder=build_tiny_flux,
+        ),
+        BackboneSpec(
+            "tiny-flux-kontext",
+            "flux",
+            64,
+            "tiny-flux behind FLUX.1 Kontext's pipeline, random weights",
+            builder=build_tiny_flux,
+        ),
+        BackboneSpec(
             "random-sdxl",
             "sdxl",
             1024,
@@ -171,6 +200,7 @@ SPECIAL_CHECKPOINTS: dict[str, dict[str, str]] = {
         "sd": "sd-ip2p",
         "sdxl": "sdxl-ip2p",
     },
+    "kontext": {"tiny-flux": "tiny-flux-kontext", "flux": "flux-kontext"},
     "inpaint": {
         "tiny-sdxl": "tiny-sdxl-inpaint",
         "random-sdxl": "random-sdxl-inpaint",

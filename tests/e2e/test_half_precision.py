@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from partedit_bench.api import METHOD_REGISTRY
+from partedit_bench.api import METHOD_REGISTRY, resolve_method_class
 from partedit_bench.cli import main
 from partedit_bench.store import iter_records
 
@@ -47,7 +47,8 @@ def test_every_method_runs_in_half_precision(tmp_path, backbone, dtype):
     ]  # fmt: skip
     assert main(args) == 0
     records = {r["variant"]: r for r in (json.loads(p.read_text()) for p in iter_records(out))}
-    skipped = {"sdxl_inpaint"} if backbone == "tiny-sd" else set()  # an SDXL-only method
+    family = "sd" if backbone == "tiny-sd" else "sdxl"
+    skipped = {m for m in METHOD_REGISTRY if family not in resolve_method_class(m).families}
     assert set(records) == set(METHOD_REGISTRY) | set(VARIANTS)
     for name, record in records.items():
         assert record["status"] == ("skipped" if name in skipped else "ok"), (name, record)

@@ -1,8 +1,9 @@
 """Real-size architectures with random weights (`make test-slow`: 3 min 9 s on 2 CPU
-cores, 15 GB peak memory): the layer structure the methods' defaults assume, our attention processors equal to
-diffusers' at full size, and one denoising step of PartEdit, p2p and masactrl on the whole
-`random-sd21` and `random-sdxl` backbones (UNet, VAE and text encoders at their real size) at
-128 px, with the processors each installs seen on every attention module they must cover."""
+cores, 15 GB peak memory): the layer structure the methods' defaults assume, our attention
+processors equal to diffusers' at full size, and one denoising step of PartEdit, p2p and
+masactrl on the whole `random-sd21` and `random-sdxl` backbones (UNet, VAE and text encoders at
+their real size) at 128 px, with the processors each installs seen on every attention module
+they must cover."""
 
 from __future__ import annotations
 

@@ -1,0 +1,115 @@
+"""The `flux` family's offline backbone, `tiny-flux` (and `tiny-flux-kontext`, the same
+weights behind FLUX.1 Kontext's pipeline): real diffusers / transformers classes from small
+configs with fixed-seed random weights, FLUX's 16 latent channels (packed 2 x 2 into 64
+transformer channels), a CLIP text encoder with the real CLIP tokenizer and a T5 encoder with
+a small word-level T5 tokenizer built with `tokenizers` (the real T5 vocabulary is not at
+hand offline; unknown words map to `<unk>`). Their outputs check the plumbing, not the
+methods."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import torch
+
+from partedit_bench.engine.clip_bpe import clip_tokenizer
+
+#: the tiny T5 tokenizer's words: the suites' prompt vocabulary, then single characters
+WORDS = (
+    "a an the of with and in on to into photo picture man woman person boy girl cat dog "
+    "horse cow sheep bird animal car chair head hair torso body hood seat robotic golden red "
+    "blue green yellow black white wooden metal stone striped make turn change give replace"
+).split()
+T5_MAX_LENGTH = 32
+
+
+def tiny_t5_tokenizer() -> Any:
+    """A word-level T5 tokenizer: `<pad>` 0, `</s>` 1 (appended), `<unk>` 2, lowercased words
+    split on whitespace and punctuation."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import T5TokenizerFast  # type: ignore[attr-defined]
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in [*WORDS, *string.ascii_lowercase, *string.digits]:
+        vocab.setdefault(word, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    return T5TokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0
+    )
+
+
+def build_tiny_flux() -> dict[str, Any]:
+    """A FLUX.1-shaped model: 1 double-stream and 2 single-stream blocks, 2 heads of 16,
+    guidance embedding (as FLUX.1-dev and Kontext-dev), an AutoencoderKL with 16 latent
+    channels and FLUX's shift/scale, CLIP (pooled, 32 wide) and T5 (32 wide) text encoders,
+    and the flow-matching Euler scheduler with FLUX's dynamic shift."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    from partedit_bench.engine.tiny import _tiny_text_encoder
+
+    tokenizer_2 = tiny_t5_tokenizer()
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
+    ).eval()  # type: ignore[attr-defined]
+    torch.manual_seed(1)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=16,
+        layers_per_block=1,
+        block_out_channels=(32, 64, 64, 64),
+        norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.1159,
+        scaling_factor=0.3611,
+        force_upcast=False,
+    ).eval()  # type: ignore[attr-defined]
+    torch.manual_seed(3)
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer_2),
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+        )
+    ).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "text_encoder": _tiny_text_encoder(2),
+        "tokenizer": clip_tokenizer(),
+        "text_encoder_2": t5,
+        "tokenizer_2": tokenizer_2,
+        "scheduler": scheduler,
+    }
