@@ -243,10 +243,18 @@ def generate_source(backbone: Any, prompt: str, seed: int, options: Any) -> Imag
     and a CPU generator seeded with `seed`, at the method's steps and guidance (or 50 and
     7.5), as `data build-synth` renders a suite; methods that regenerate the source in their
     own loop (partedit, p2p, masactrl) reproduce this image."""
-    import torch
-
     steps = getattr(options, "steps", None) or 50
     guidance = getattr(options, "guidance", None) or 7.5
+    return text_to_image(backbone, prompt, seed, steps, guidance)
+
+
+def text_to_image(
+    backbone: Any, prompt: str, seed: int, steps: int, guidance: float, output_type: str = "pil"
+) -> Any:
+    """The backbone's own diffusers pipeline at its native size from a CPU generator seeded
+    with `seed` (no control): a PIL image, or the final latents with `output_type="latent"`."""
+    import torch
+
     return backbone.pipeline()(
         prompt,
         num_inference_steps=steps,
@@ -254,7 +262,8 @@ def generate_source(backbone: Any, prompt: str, seed: int, options: Any) -> Imag
         generator=torch.Generator("cpu").manual_seed(seed),
         height=backbone.resolution,
         width=backbone.resolution,
-    ).images[0]
+        output_type=output_type,
+    ).images[0 if output_type == "pil" else slice(None)]
 
 
 class counting_unet_calls:  # noqa: N801 (a context manager, used as a function)

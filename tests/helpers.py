@@ -13,17 +13,9 @@ from partedit_bench.api import EditMethod, EditRequest, EditResult
 
 def plain_generation(backbone, prompt, seed, steps, guidance=7.5):
     """Latents of the backbone's own diffusers pipeline from the seed's x_T (no control)."""
-    import torch
+    from partedit_bench.editing import text_to_image
 
-    return backbone.pipeline()(
-        prompt,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        height=backbone.resolution,
-        width=backbone.resolution,
-        output_type="latent",
-    ).images
+    return text_to_image(backbone, prompt, seed, steps, guidance, output_type="latent")
 
 
 #: `partedit-bench run` of the identity method on the offline random-weight backbone.
