@@ -190,10 +190,10 @@ def edit(
             f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
             f"{loaded.family} ({loaded.name})"
         )
-    runner = cls(chosen)
+    adapter = cls(chosen)
     try:
-        runner.preflight(loaded, [sample])  # e.g. the part token exists for this backbone
-        runner.inputs_fingerprint(sample)  # loads a special checkpoint
+        adapter.preflight(loaded, [sample])  # e.g. the part token exists for this backbone
+        adapter.inputs_fingerprint(sample)  # loads a special checkpoint
     except MethodUnavailable as exc:
         raise UserError(f"{cls.name} cannot run here: {exc}") from exc
     if source is None:
@@ -212,9 +212,9 @@ def edit(
     request = EditRequest(sample, source, seed, chosen, loaded, gt, synthetic)
     start = time.perf_counter()
     with counting_unet_calls(loaded, on_step):
-        result = runner.edit(request)
+        result = adapter.edit(request)
     seconds = time.perf_counter() - start
-    runner.release()
+    adapter.release()
     edited, predicted = finish(result, source.size)
     return Edit(edited, predicted, source, seconds, cls.name, loaded.name, synthetic, result.extras)
 
