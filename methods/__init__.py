@@ -22,6 +22,8 @@ INDEX: dict[str, str] = {
     "masactrl": "methods.masactrl:MasaCtrl",
     "p2p": "methods.p2p:PromptToPrompt",
     "flux_kontext": "methods.flux_kontext:FluxKontext",
+    "stable_flow": "methods.stable_flow:StableFlow",
+    "qwen_image_edit": "methods.qwen_image_edit:QwenImageEdit",
 }
 
 

@@ -220,7 +220,7 @@ def edit(
 
 
 #: options counted in steps, kept at the same fraction of the steps when only `steps` changes
-STEP_COUNTS = ("skip", "start_step")
+STEP_COUNTS = ("skip", "start_step", "inversion_steps")
 
 
 def with_step_counts(cls: Any, options: dict[str, Any]) -> dict[str, Any]:

@@ -101,6 +101,7 @@ class Backbone:
                 "flux": diffusers.FluxKontextPipeline
                 if "kontext" in self.name.lower()
                 else diffusers.FluxPipeline,
+                "qwen-image": diffusers.QwenImagePipeline,  # the edit pipelines: qwen_image_edit
             }.get(self.family, diffusers.StableDiffusionPipeline)
         params = inspect.signature(cls).parameters
         kwargs = {k: v for k, v in {**self.components, **overrides}.items() if k in params}
@@ -187,6 +188,15 @@ class Backbone:
             "random_weights": self.random_weights,
         }
         (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def is_qwen_plus(backbone: Backbone) -> bool:
+    """Qwen-Image-Edit-2509 ("Plus", `QwenImageEditPlusPipeline`) rather than the first
+    release: by registry name, or by the class a loaded folder's index names."""
+    if backbone.name == "qwen-image-edit-plus" or "2509" in backbone.name:
+        return True
+    index = Path(backbone.source) / "model_index.json"
+    return index.is_file() and "Plus" in json.loads(index.read_text()).get("_class_name", "")
 
 
 def weights_fingerprint(components: dict[str, Any], per_tensor: int = 4096) -> str:
@@ -280,8 +290,10 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
     marker = json.loads(marker_path.read_text()) if marker_path.is_file() else {}
     random_weights = bool(marker.get("random_weights", False))
     index = json.loads((folder / "model_index.json").read_text())
-    flux = "Flux" in str(index.get("_class_name", ""))
-    torch_dtype = resolve_dtype(dtype, device, random_weights, "flux" if flux else "")
+    pipeline_class = str(index.get("_class_name", ""))
+    family = {"Flux": "flux", "QwenImage": "qwen-image"}
+    dit = next((f for prefix, f in family.items() if pipeline_class.startswith(prefix)), "")
+    torch_dtype = resolve_dtype(dtype, device, random_weights, dit)
     load_dtype = read_dtype(torch_dtype)
     pickled = [p for ext in ("*.bin", "*.pt", "*.ckpt", "*.pth") for p in folder.rglob(ext)]
     if pickled and not any(folder.rglob("*.safetensors")):
@@ -298,8 +310,11 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
             f"cannot load backbone folder {folder}: {str(exc).splitlines()[0]}"
         ) from exc
     components = {k: v for k, v in pipe.components.items() if v is not None}
-    if "transformer" in components and type(components["transformer"]).__name__.startswith("Flux"):
+    denoiser_class = type(components.get("transformer")).__name__
+    if denoiser_class.startswith("Flux"):
         family = "flux"
+    elif denoiser_class.startswith("QwenImage"):
+        family = "qwen-image"
     else:
         family = "sdxl" if "text_encoder_2" in components else "sd"
     denoiser = components.get("unet") or components["transformer"]

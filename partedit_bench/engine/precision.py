@@ -16,12 +16,12 @@ from partedit_bench.errors import UserError, did_you_mean
 def resolve_dtype(
     dtype: str, device: torch.device, random_weights: bool, family: str = ""
 ) -> torch.dtype:
-    """`auto`: real weights on a GPU in float16 (bfloat16 for FLUX, which is trained and
-    released in it), everything else in float32."""
+    """`auto`: real weights on a GPU in float16 (bfloat16 for FLUX and Qwen-Image, which are
+    trained and released in it), everything else in float32."""
     if dtype == "auto":
         if device.type != "cuda" or random_weights:
             return torch.float32
-        return torch.bfloat16 if family == "flux" else torch.float16
+        return torch.bfloat16 if family in ("flux", "qwen-image") else torch.float16
     table = {
         "float32": torch.float32,
         "fp32": torch.float32,

@@ -14,6 +14,7 @@ from partedit_bench.engine.fullsize import (
     build_random_sd21,
     build_random_sdxl,
 )
+from partedit_bench.engine.qwen import build_tiny_qwen_image
 from partedit_bench.engine.tiny import build_tiny_sd, build_tiny_sdxl
 
 
@@ -145,6 +146,27 @@ BACKBONES: dict[str, BackboneSpec] = {
             64,
             "tiny-flux behind FLUX.1 Kontext's pipeline, random weights",
             builder=build_tiny_flux,
+        ),
+        BackboneSpec(
+            "qwen-image-edit",
+            "qwen-image",
+            1024,
+            "Qwen-Image-Edit (20B MMDiT, Qwen2.5-VL 7B text encoder, bf16 on a GPU)",
+            hub_id="Qwen/Qwen-Image-Edit",
+        ),
+        BackboneSpec(
+            "qwen-image-edit-plus",
+            "qwen-image",
+            1024,
+            "Qwen-Image-Edit-2509 ('Plus': several input images, bf16 on a GPU)",
+            hub_id="Qwen/Qwen-Image-Edit-2509",
+        ),
+        BackboneSpec(
+            "tiny-qwen-image",
+            "qwen-image",
+            64,
+            "offline Qwen-Image-Edit-shaped model (tiny Qwen2.5-VL), random weights",
+            builder=build_tiny_qwen_image,
         ),
         BackboneSpec(
             "random-sdxl",
