@@ -2,7 +2,9 @@
 
 Rows are method variants (GT-mask users marked with a dagger), columns are metrics with their
 direction, in blocks per split and backbone (the paper's Table 1 puts synth on SDXL beside real
-on SD 2.1). Seeds of a sample are averaged first; the mean's 95% interval is a percentile
+on SD 2.1), or with `by_backbone=False` in blocks per split with a column naming the backbone
+each row ran on (runs of several backbones in one table: SD/SDXL methods beside the DiT
+editors). Seeds of a sample are averaged first; the mean's 95% interval is a percentile
 bootstrap over samples; NaN rows (an empty mask region, a metric that does not apply) are
 excluded per metric and counted.
 """
@@ -31,11 +33,14 @@ from partedit_bench.store import (
 
 BOOTSTRAP_SAMPLES = 1000
 GT_MARK = "†"
-KEY = ["block", "variant", "part"]
+KEY = ["block", "variant", "backbone", "part"]
 
 
-def load_rows(roots: Sequence[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """One row per job of every run: identifiers, status and metric values."""
+def load_rows(
+    roots: Sequence[Path], by_backbone: bool = True
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """One row per job of every run: identifiers, status and metric values. Blocks are
+    `split (backbone)`, or the split alone without `by_backbone`."""
     rows, runs = [], []
     for root in roots:
         info = load_run(root)
@@ -50,7 +55,9 @@ def load_rows(roots: Sequence[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]
             row = {
                 "run": str(root),
                 "backbone": Path(backbone).name,
-                "block": f"{record['split']} ({Path(backbone).name})",
+                "block": f"{record['split']} ({Path(backbone).name})"
+                if by_backbone
+                else record["split"],
                 "variant": record["variant"] + (GT_MARK if record.get("uses_gt_mask") else ""),
                 "split": record["split"],
                 "part": record["part"],
@@ -142,11 +149,11 @@ def _stats(
 
 
 def aggregate(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """Long table: one row per (block, variant, part, metric) with mean, CI, n, failures.
-    `part` is "all" for the whole block. Seeds of a sample are averaged first."""
+    """Long table: one row per (block, variant, backbone, part, metric) with mean, CI, n,
+    failures. `part` is "all" for the whole block. Seeds of a sample are averaged first."""
     ok = frame[frame.status == "ok"]
     per_sample = (
-        ok.groupby(["block", "variant", "part", "sample_id"], sort=False)[list(metrics)]
+        ok.groupby([*KEY, "sample_id"], sort=False)[list(metrics)]
         .mean()
         .reset_index()
     )
@@ -156,7 +163,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
             status[column] = 0
     rng = np.random.default_rng(0)
     out = []
-    for keys in (["block", "variant"], KEY):
+    for keys in (["block", "variant", "backbone"], KEY):
         counts = status.groupby(level=keys, sort=False)[["failed", "skipped"]].sum()
         groups = dict(iter(per_sample.groupby(keys, sort=False)))
         for key, count in counts.iterrows():
@@ -166,6 +173,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
                     {
                         "block": labels["block"],
                         "variant": labels["variant"],
+                        "backbone": labels["backbone"],
                         "part": labels.get("part", "all"),
                         **row,
                         "failed": int(count["failed"]),
@@ -183,12 +191,28 @@ def _fmt(mean: float, low: float, high: float) -> str:
     return f"{mean:.4g} ± {(high - low) / 2:.2g}"
 
 
+def shows_backbone(long: pd.DataFrame) -> bool:
+    """Whether a block holds rows of several backbones (then the tables name each row's)."""
+    return bool((long.groupby("block")["backbone"].nunique() > 1).any())
+
+
 def wide_table(long: pd.DataFrame, metrics: Sequence[str], part: str = "all") -> pd.DataFrame:
-    """Means as a (variant) x (block, metric) table."""
+    """Means as a (variant[, backbone]) x (block, metric) table."""
     sub = long[long.part == part]
+    if not shows_backbone(long):
+        return sub.pivot_table(
+            index="variant", columns=["block", "metric"], values="mean", dropna=False, sort=False
+        ).reindex(columns=pd.MultiIndex.from_product([sub.block.unique(), list(metrics)]))
+    rows = pd.MultiIndex.from_tuples(list(dict.fromkeys(zip(sub.variant, sub.backbone))))
     return sub.pivot_table(
-        index="variant", columns=["block", "metric"], values="mean", dropna=False, sort=False
-    ).reindex(columns=pd.MultiIndex.from_product([sub.block.unique(), list(metrics)]))
+        index=["variant", "backbone"],
+        columns=["block", "metric"],
+        values="mean",
+        dropna=False,
+        sort=False,
+    ).reindex(
+        index=rows, columns=pd.MultiIndex.from_product([sub.block.unique(), list(metrics)])
+    )
 
 
 def _latex_escape(text: str) -> str:
@@ -213,7 +237,12 @@ def latex_table(long: pd.DataFrame, metrics: Sequence[str], caption: str, part: 
             for block, m in means.columns
         ]
     )
-    means.index = [_latex_escape(v) for v in means.index]
+    if isinstance(means.index, pd.MultiIndex):
+        means.index = pd.MultiIndex.from_tuples(
+            [tuple(_latex_escape(v) for v in row) for row in means.index]
+        )
+    else:
+        means.index = [_latex_escape(v) for v in means.index]
     styler = means.style.format(precision=3, na_rep="n/a").apply(
         lambda frame: np.where(bold, "font-weight: bold", ""), axis=None
     )
@@ -229,26 +258,30 @@ def latex_table(long: pd.DataFrame, metrics: Sequence[str], caption: str, part: 
 def text_rows(
     long: pd.DataFrame, metrics: Sequence[str], part: str = "all"
 ) -> dict[str, list[list[str]]]:
-    """Per block: rows of [variant, "mean ± ci" per metric, n, failed] for text tables."""
+    """Per block: rows of [variant, (backbone,) "mean ± ci" per metric, n, failed] for text
+    tables (the backbone when a block holds several)."""
     sub = long[long.part == part]
-    cells = {(r.block, r.variant, r.metric): r for r in sub.itertuples(index=False)}
-    failed = {(r.block, r.variant): r.failed for r in sub.itertuples(index=False)}
+    named = shows_backbone(long)
+    cells = {(r.block, r.variant, r.backbone, r.metric): r for r in sub.itertuples(index=False)}
+    failed = {(r.block, r.variant, r.backbone): r.failed for r in sub.itertuples(index=False)}
     blocks: dict[str, list[list[str]]] = {}
-    for block, variant in dict.fromkeys(zip(sub.block, sub.variant, strict=True)):
-        found = [cells[(block, variant, m)] for m in metrics]
-        blocks.setdefault(block, []).append(
+    for key in dict.fromkeys(zip(sub.block, sub.variant, sub.backbone, strict=True)):
+        found = [cells[(*key, m)] for m in metrics]
+        blocks.setdefault(key[0], []).append(
             [
-                variant,
+                key[1],
+                *([key[2]] if named else []),
                 *(_fmt(c.mean, c.ci_low, c.ci_high) for c in found),
                 str(max((c.n for c in found), default=0)),
-                str(failed[(block, variant)]),
+                str(failed[key]),
             ]
         )
     return blocks
 
 
 def markdown_table(long: pd.DataFrame, metrics: Sequence[str], part: str = "all") -> str:
-    header = ["variant"] + [f"{m} {METRICS[m].arrow}" for m in metrics] + ["n", "failed"]
+    header = ["variant", *(["backbone"] if shows_backbone(long) else [])]
+    header += [f"{m} {METRICS[m].arrow}" for m in metrics] + ["n", "failed"]
     lines = []
     for block, rows in text_rows(long, metrics, part).items():
         lines += [
@@ -300,11 +333,17 @@ def build_report(
     output: Path | None = None,
     metrics: Sequence[str] | None = None,
     gallery: bool = True,
+    by_backbone: bool = True,
 ) -> dict[str, Any]:
-    """Writes report/table.{csv,tex,md} and returns what the terminal shows."""
-    frame, runs = load_rows(roots)
+    """Writes report/table.{csv,tex,md} and returns what the terminal shows. Without
+    `by_backbone`, blocks are splits and rows name their backbone (several backbones' runs in
+    one table)."""
+    frame, runs = load_rows(roots, by_backbone)
     metrics = list(metrics or DEFAULT_COLUMNS)
     long = aggregate(frame, metrics)
+    if not by_backbone:  # a method skipped on one backbone (another family) is not a row
+        ran = frame[frame.status != "skipped"].groupby(["variant", "backbone"]).size()
+        long = long[[pair in ran.index for pair in zip(long.variant, long.backbone)]]
     out = Path(output) if output else Path(roots[0]) / "report"
     if out.exists() and not out.is_dir():
         raise UserError(f"report output {out} is a file, not a folder")
@@ -365,6 +404,8 @@ def print_report(result: dict[str, Any], console: Any) -> None:
     for block, rows in text_rows(long, metrics).items():
         table = Table(title=block)
         table.add_column("variant")
+        if shows_backbone(long):
+            table.add_column("backbone")
         for m in metrics:
             table.add_column(f"{m} {METRICS[m].arrow}", justify="right")
         table.add_column("n", justify="right")

@@ -261,10 +261,11 @@ def velocity(
 
 
 def euler(sample: torch.Tensor, v: torch.Tensor, sigma_from: Any, sigma_to: Any) -> torch.Tensor:
-    """x(sigma_to) = x(sigma_from) + (sigma_to - sigma_from) v, in at least float32 and back
-    in the velocity's dtype (as FlowMatchEulerDiscreteScheduler.step)."""
-    wide = torch.promote_types(sample.dtype, torch.float32)
-    return (sample.to(wide) + (sigma_to - sigma_from).to(wide) * v.to(wide)).to(v.dtype)
+    """x(sigma_to) = x(sigma_from) + (sigma_to - sigma_from) v with the sample in float32 and
+    the result in the velocity's dtype, the operations of FlowMatchEulerDiscreteScheduler.step
+    (and of the released inversion's step_forward), so that the source row is exactly the
+    backbone's own FluxPipeline generation."""
+    return (sample.to(torch.float32) + (sigma_to - sigma_from) * v).to(v.dtype)
 
 
 def stable_flow_generate(

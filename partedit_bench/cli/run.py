@@ -45,6 +45,12 @@ def register(sub: Any) -> None:
     report.add_argument("run_dirs", nargs="+")
     report.add_argument("--output", default=None, help="folder (default RUN_DIR/report)")
     report.add_argument("--metrics", default=None, help="comma-separated metric columns")
+    report.add_argument(
+        "--by-split",
+        action="store_true",
+        help="blocks per split only, a column naming each row's backbone (runs of several "
+        "backbones in one table; default: a block per split and backbone)",
+    )
 
     imported = sub.add_parser("import-edits", help="a folder of edits becomes a method row")
     imported.add_argument(
@@ -151,7 +157,9 @@ def command_report(args: argparse.Namespace) -> int:
         from partedit_bench.metrics.evaluate import groups_for
 
         groups_for(metrics)  # checks the names
-    result = build_report([Path(p) for p in args.run_dirs], args.output, metrics)
+    result = build_report(
+        [Path(p) for p in args.run_dirs], args.output, metrics, by_backbone=not args.by_split
+    )
     print_report(result, Console())
     return 0
 

@@ -179,8 +179,16 @@ class Backbone:
 
     def save(self, folder: str | Path) -> None:
         """Saves as a diffusers folder that `load_backbone(folder)` reads back identically."""
+        import diffusers
+
         folder = Path(folder)
-        self.pipeline().save_pretrained(folder, safe_serialization=True)
+        pipe_class = None  # the family's text-to-image pipeline
+        if self.family == "qwen-image":  # the edit pipeline: it holds the VL processor too
+            plus = is_qwen_plus(self)
+            pipe_class = (
+                diffusers.QwenImageEditPlusPipeline if plus else diffusers.QwenImageEditPipeline
+            )
+        self.pipeline(pipe_class).save_pretrained(folder, safe_serialization=True)
         marker = {
             "name": self.name,
             "family": self.family,
