@@ -15,8 +15,12 @@ from partedit_bench.data.masks import mask_to_image, polygons_to_mask
 from partedit_bench.data.suites import package_image
 
 HERE = Path(__file__).parent
-SOURCES = {"astronaut": "pkg:skimage/astronaut", "camera": "pkg:skimage/camera",
-           "chelsea": "pkg:skimage/chelsea", "grace_hopper": "pkg:matplotlib/grace_hopper.jpg"}
+SOURCES = {
+    "astronaut": "pkg:skimage/astronaut",
+    "camera": "pkg:skimage/camera",
+    "chelsea": "pkg:skimage/chelsea",
+    "grace_hopper": "pkg:matplotlib/grace_hopper.jpg",
+}
 COLORS = {"head": (255, 0, 0), "hair": (0, 255, 0), "torso": (0, 0, 255)}
 
 

@@ -299,8 +299,8 @@ def _load_folder(folder: Path, device: torch.device, dtype: str) -> tuple[Backbo
     random_weights = bool(marker.get("random_weights", False))
     index = json.loads((folder / "model_index.json").read_text())
     pipeline_class = str(index.get("_class_name", ""))
-    family = {"Flux": "flux", "QwenImage": "qwen-image"}
-    dit = next((f for prefix, f in family.items() if pipeline_class.startswith(prefix)), "")
+    prefixes = {"Flux": "flux", "QwenImage": "qwen-image"}
+    dit = next((f for prefix, f in prefixes.items() if pipeline_class.startswith(prefix)), "")
     torch_dtype = resolve_dtype(dtype, device, random_weights, dit)
     load_dtype = read_dtype(torch_dtype)
     pickled = [p for ext in ("*.bin", "*.pt", "*.ckpt", "*.pth") for p in folder.rglob(ext)]

@@ -132,14 +132,10 @@ def build_tiny_qwen_image() -> dict[str, Any]:
             "out_hidden_size": 16,
             "fullatt_block_indexes": [1],
         },
-        vocab_size=len(tokenizer),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        bos_token_id=None,
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
     )
     text_encoder = Qwen2_5_VLForConditionalGeneration(config).eval()
     processor = Qwen2VLProcessor(

@@ -44,7 +44,9 @@ def generate(backbone, blocks, steps=3, seed=5):
 
 
 def test_vital_layers_are_the_official_nine_on_flux1_and_checked_elsewhere():
-    assert vital_blocks("auto", 19, 38) == [0, 1, 17, 18, 25, 28, 53, 54, 56] == list(OFFICIAL_VITAL)
+    assert (
+        vital_blocks("auto", 19, 38) == [0, 1, 17, 18, 25, 28, 53, 54, 56] == list(OFFICIAL_VITAL)
+    )
     assert vital_blocks("auto", 1, 2) == [0, 1, 2]  # the same relative depths on tiny-flux
     assert vital_blocks("none", 19, 38) == []
     assert vital_blocks("2,0,2", 1, 2) == [0, 2]
@@ -129,8 +131,11 @@ def test_tiny_qwen_image_saves_and_loads_as_the_edit_pipeline(tmp_path, tiny):
 
 @pytest.mark.parametrize(
     "name,hub_id",
-    [("qwen-image-edit", "Qwen/Qwen-Image-Edit"), ("qwen-image-edit-plus", "Qwen/Qwen-Image-Edit-2509"),
-     ("flux-dev", "black-forest-labs/FLUX.1-dev")],  # fmt: skip
+    [
+        ("qwen-image-edit", "Qwen/Qwen-Image-Edit"),
+        ("qwen-image-edit-plus", "Qwen/Qwen-Image-Edit-2509"),
+        ("flux-dev", "black-forest-labs/FLUX.1-dev"),
+    ],  # fmt: skip
 )
 def test_missing_dit_weights_fail_in_one_sentence(name, hub_id, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -153,7 +158,10 @@ def test_the_dit_editors_run_evaluate_and_report_and_one_table_names_the_backbon
         assert main(["run", "--backbone", backbone, "--methods", methods, *common,
                      "--output", str(out)]) == 0  # fmt: skip
     got = {name: records(out) for name, out in (("flux", flux), ("qwen", qwen), ("sd", sd))}
-    ok = {name: sorted(v for v, r in recs.items() if r["status"] == "ok") for name, recs in got.items()}
+    ok = {
+        name: sorted(v for v, r in recs.items() if r["status"] == "ok")
+        for name, recs in got.items()
+    }
     assert ok["flux"] == ["flux_kontext", "identity", "stable_flow"]
     assert ok["qwen"] == ["identity", "qwen_image_edit"]
     assert ok["sd"] == ["identity"]
