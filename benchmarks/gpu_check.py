@@ -11,15 +11,20 @@ real weights), in float16 on CUDA, it
    `--check-tensors`: every tensor entering a model layer is checked for the backbone's device
    and dtype), with at most `--steps` denoising steps, and records each job's status, time,
    seconds per step and peak GPU memory;
-4. records after every job which special checkpoints (ip2p, inpainting) are resident and the
-   GPU memory allocated: a run of several methods must hold one at a time.
+4. records after every job which special checkpoints (ip2p, inpainting, Kontext) are resident
+   and the GPU memory allocated: a run of several methods must hold one at a time;
+5. then, for the DiT editors, builds FLUX.1-dev's and Qwen-Image-Edit's architectures
+   (`random-flux` with its Kontext twin, `random-qwen-image`, in bfloat16: `--dit-dtype`) and
+   runs parts 3-4 on them: the peak memory of `stable_flow`, `flux_kontext` and
+   `qwen_image_edit` jobs at 1024 px.
 
 It writes `gpu_check.json` and `gpu_check.md` (`--output`, default results/gpu_check) and
-stops each part that would overrun `--budget` seconds (8 minutes in all on one H200 is the
-target), recording it as skipped. Without CUDA it exits with one line; `--dry` runs the same
-steps on the CPU with the tiny backbones and 2 steps, to check the script and its output.
+stops each part that would overrun `--budget` seconds (8 minutes for parts 1-4 on one H200 is
+the target, about 2 more for part 5, estimated), recording it as skipped. Without CUDA it
+exits with one line; `--dry` runs the same steps on the CPU with the tiny backbones and 2
+steps, to check the script and its output.
 
-    .venv/bin/python benchmarks/gpu_check.py [--output DIR] [--steps 20] [--budget 420]
+    .venv/bin/python benchmarks/gpu_check.py [--output DIR] [--steps 20] [--budget 540]
     .venv/bin/python benchmarks/gpu_check.py --dry
 """
 
@@ -38,9 +43,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # (run as a script)
 
-#: backbone -> image size of the check (their native sizes)
-REAL = {"random-sdxl": 1024, "random-sd21": 512}
-DRY = {"tiny-sdxl": 64, "tiny-sd": 64}
+#: backbone -> image size of the check (their native sizes); the DiT backbones (FLUX.1-dev and
+#: Qwen-Image-Edit's architectures) run only their methods, in --dit-dtype
+REAL = {"random-sdxl": 1024, "random-sd21": 512, "random-flux": 1024, "random-qwen-image": 1024}
+DRY = {"tiny-sdxl": 64, "tiny-sd": 64, "tiny-flux": 64, "tiny-qwen-image": 64}
+DIT_FAMILIES = ("flux", "qwen-image")
 
 
 def method_options(steps: int) -> dict[str, dict[str, Any]]:
@@ -56,6 +63,9 @@ def method_options(steps: int) -> dict[str, dict[str, Any]]:
         "sdxl_inpaint": {"steps": steps},
         "masactrl": {"steps": steps, "start_step": max(1, round(4 / 50 * steps))},
         "p2p": {"steps": steps, "null_text_inner_steps": 5},
+        "flux_kontext": {"steps": steps},
+        "stable_flow": {"steps": steps, "inversion_steps": steps},
+        "qwen_image_edit": {"steps": steps},
     }
 
 
@@ -123,7 +133,7 @@ def train_check_token(backbone: Any, steps: int, tokens: Path) -> dict[str, Any]
 
 
 def run_methods(
-    name: str, device: str, dtype: str, steps: int, tokens: Path, out: Path
+    name: str, device: str, dtype: str, steps: int, tokens: Path | None, out: Path
 ) -> dict[str, Any]:
     """One job of every method through the runner, with the tensor check on; per job the
     record's status, times and peak memory, and what was resident after it."""
@@ -150,7 +160,8 @@ def run_methods(
 
     config = out / f"methods-{name}.yaml"
     options = method_options(steps)
-    options["partedit"]["tokens"] = str(tokens / name)
+    if tokens is not None:
+        options["partedit"]["tokens"] = str(tokens / name)
     config.write_text(yaml.safe_dump({"options": options}))
     root = out / f"run-{name}"
     cfg = RunConfig(
@@ -209,10 +220,19 @@ def check_backbone(
 
     from benchmarks.partedit_speed import step_costs
     from partedit_bench.engine.backbones import load_backbone
+    from partedit_bench.engine.registry import BACKBONES
 
     entry: dict[str, Any] = {"backbone": name, "size": size, "parts": {}}
+    dit = BACKBONES[name].family in DIT_FAMILIES
+    dtype = args.dit_dtype if dit else args.dtype
+    if dit:  # no UNet: no part token, no PartEdit step costs; the backbone is the run's own
+        entry["dtype"] = dtype
+        entry["parts"]["methods"] = guarded(
+            clock, 150, lambda: run_methods(name, args.device, dtype, args.steps, None, out)
+        )
+        return entry
     start = time.perf_counter()
-    backbone = load_backbone(name, args.device, args.dtype)
+    backbone = load_backbone(name, args.device, dtype)
     backbone.resolution = size
     entry["load_s"] = round(time.perf_counter() - start, 2)
     entry["dtype"] = str(backbone.dtype).split(".")[-1]
@@ -231,7 +251,7 @@ def check_backbone(
     entry["parts"]["methods"] = guarded(
         clock,
         120,
-        lambda: run_methods(name, args.device, args.dtype, args.steps, tokens, out),
+        lambda: run_methods(name, args.device, dtype, args.steps, tokens, out),
     )
     return entry
 
@@ -266,24 +286,29 @@ def markdown(report: dict[str, Any]) -> str:
     for entry in report["backbones"]:
         parts = entry["parts"]
         lines += ["", f"## {entry['backbone']} at {entry['size']} px", ""]
-        lines.append(
-            f"Loaded in {entry['load_s']} s"
-            + (
-                f", {entry['allocated_after_load_gib']} GiB allocated"
-                if entry["allocated_after_load_gib"] is not None
-                else ""
+        if "load_s" in entry:
+            lines.append(
+                f"Loaded in {entry['load_s']} s"
+                + (
+                    f", {entry['allocated_after_load_gib']} GiB allocated"
+                    if entry["allocated_after_load_gib"] is not None
+                    else ""
+                )
+                + "."
             )
-            + "."
-        )
-        token = parts["token_training"]
-        lines += ["", "Token training: " + _status_line(token)]
+        else:
+            lines.append(f"A DiT backbone in {entry['dtype']}: its methods only (no UNet).")
+        token = parts.get("token_training", {"status": "n/a"})
+        if "token_training" in parts:
+            lines += ["", "Token training: " + _status_line(token)]
         if token["status"] == "ok":
             lines[-1] += (
                 f" {token['steps']} steps in {token['seconds']} s, loss "
                 f"{token['loss'][0]} -> {token['loss'][1]}"
             )
-        speed = parts["speed"]
-        lines += ["", "Seconds per denoising step: " + _status_line(speed)]
+        speed = parts.get("speed", {"status": "n/a"})
+        if "speed" in parts:
+            lines += ["", "Seconds per denoising step: " + _status_line(speed)]
         if speed["status"] == "ok":
             lines += ["", "| path | s/step |", "|---|---|"]
             lines += [f"| {k} | {v:.4f} |" for k, v in speed["seconds_per_step"].items()]
@@ -334,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="denoising steps per method job")
     parser.add_argument("--token-steps", type=int, default=50)
     parser.add_argument("--speed-steps", type=int, default=5)
-    parser.add_argument("--budget", type=float, default=420.0, help="seconds in all")
+    parser.add_argument("--budget", type=float, default=540.0, help="seconds in all")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="float16")
+    parser.add_argument("--dit-dtype", default="bfloat16", help="the FLUX and Qwen-Image dtype")
     parser.add_argument("--backbones", default=None, help="comma-separated subset")
     parser.add_argument("--dry", action="store_true", help="the tiny backbones on the CPU, 2 steps")
     args = parser.parse_args(argv)
@@ -345,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = dict(REAL)
     if args.dry:
         sizes = dict(DRY)
-        args.device, args.dtype = "cpu", "float32"
+        args.device, args.dtype, args.dit_dtype = "cpu", "float32", "float32"
         args.steps, args.token_steps, args.speed_steps = 2, 2, 1
     elif not torch.cuda.is_available():
         print(

@@ -247,9 +247,9 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
     device = torch.device(device)
     spec = BACKBONES.get(name)
     if spec is not None and spec.builder is not None:
-        with torch.device(device) if spec.build_on_device else contextlib.nullcontext():
-            components = spec.builder()
         torch_dtype = resolve_dtype(dtype, device, random_weights=True)
+        with torch.device(device) if spec.build_on_device else contextlib.nullcontext():
+            components = spec.builder(torch_dtype) if spec.builds_in_dtype else spec.builder()
         backbone = Backbone(
             name, spec.family, components, spec.resolution, "in-process", random_weights=True
         )

@@ -113,3 +113,56 @@ def build_tiny_flux() -> dict[str, Any]:
         "tokenizer_2": tokenizer_2,
         "scheduler": scheduler,
     }
+
+
+def build_random_flux(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """FLUX.1-dev's architecture with fixed-seed random weights (`random-flux`): the
+    transformer (19 double-stream + 38 single-stream blocks, 24 heads of 128, guidance
+    embedding: 11.9B parameters), T5-XXL's encoder (4.8B), CLIP-L (0.12B) and the 16-channel
+    VAE, from black-forest-labs/FLUX.1-dev's configs; each model is cast to `dtype` as soon as
+    it is built (in float32 they would not fit a GPU side by side while being built). The T5
+    tokenizer is the tiny word-level one (the real vocabulary is not at hand offline). For
+    speed, memory and dtype checks: its outputs mean nothing."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    from partedit_bench.engine.fullsize import CLIP_L, _text_encoder
+    from partedit_bench.engine.precision import cast_module
+
+    def built(module: Any) -> Any:
+        cast_module(module, dtype)
+        return module.eval()
+
+    torch.manual_seed(0)
+    components = build_tiny_flux()  # the tokenizers and the scheduler: FLUX.1-dev's settings
+    components["transformer"] = built(FluxTransformer2DModel(guidance_embeds=True))
+    components["text_encoder_2"] = built(
+        T5EncoderModel(
+            T5Config(
+                vocab_size=32128,
+                d_model=4096,
+                d_kv=64,
+                d_ff=10240,
+                num_layers=24,
+                num_heads=64,
+                feed_forward_proj="gated-gelu",
+            )
+        )
+    )
+    components["text_encoder"] = built(_text_encoder(CLIP_L, 768, with_projection=False))
+    components["vae"] = built(
+        AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=16,
+            layers_per_block=2,
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.1159,
+            scaling_factor=0.3611,
+        )
+    )
+    return components

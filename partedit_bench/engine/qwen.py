@@ -163,3 +163,74 @@ def build_tiny_qwen_image() -> dict[str, Any]:
         "processor": processor,
         "scheduler": scheduler,
     }
+
+
+def build_random_qwen_image(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Qwen-Image-Edit's architecture with fixed-seed random weights (`random-qwen-image`):
+    the 60-block MMDiT (20.4B parameters), Qwen2.5-VL 7B (8.3B: 28 decoder layers of 3584, a
+    32-block vision tower) and the Qwen-Image VAE, from Qwen/Qwen-Image-Edit's configs, each
+    cast to `dtype` as soon as it is built; the processor sees images up to 12.8 megapixels as
+    the real one. The tokenizer is the tiny word-level one. For speed, memory and dtype checks:
+    its outputs mean nothing."""
+    from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
+    from transformers import (  # type: ignore[attr-defined]
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    from partedit_bench.engine.precision import cast_module
+
+    def built(module: Any) -> Any:
+        cast_module(module, dtype)
+        return module.eval()
+
+    torch.manual_seed(0)
+    components = build_tiny_qwen_image()  # the tokenizer and the scheduler
+    tokenizer = components["tokenizer"]
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL}
+    components["transformer"] = built(QwenImageTransformer2DModel())
+    components["vae"] = built(AutoencoderKLQwenImage())
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "vocab_size": 152064,
+            "max_position_embeddings": 128000,
+            "rms_norm_eps": 1e-6,
+            "rope_scaling": {
+                "mrope_section": [16, 24, 24],
+                "rope_type": "default",
+                "type": "default",
+            },
+            "rope_theta": 1000000.0,
+            "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": 3584,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+            "window_size": 112,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    components["text_encoder"] = built(Qwen2_5_VLForConditionalGeneration(config))
+    components["processor"] = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, size=None),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+    )
+    return components

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from partedit_bench.engine.flux import build_tiny_flux
+from partedit_bench.engine.flux import build_random_flux, build_tiny_flux
 from partedit_bench.engine.fullsize import (
     build_random_sd15_ip2p,
     build_random_sd21,
     build_random_sdxl,
 )
-from partedit_bench.engine.qwen import build_tiny_qwen_image
+from partedit_bench.engine.qwen import build_random_qwen_image, build_tiny_qwen_image
 from partedit_bench.engine.tiny import build_tiny_sd, build_tiny_sdxl
 
 
@@ -25,12 +25,15 @@ class BackboneSpec:
     resolution: int
     description: str
     hub_id: str | None = None
-    builder: Callable[[], dict[str, Any]] | None = None
+    builder: Callable[..., dict[str, Any]] | None = None
     folder: Path | None = None  # weights shipped in this repository
     #: built directly on the run's device (real-size random weights: seconds on a GPU instead
     #: of a minute on the CPU; the tiny ones are built on the CPU, so their weights, and the
     #: tokens trained on them, are the same everywhere)
     build_on_device: bool = False
+    #: the builder takes the run's dtype and casts each model as soon as it is built (the
+    #: real-size DiTs would not fit a GPU side by side in float32 while being built)
+    builds_in_dtype: bool = False
 
 
 #: The trained PartWorld model shipped with the repository (see its model card).
@@ -201,6 +204,33 @@ BACKBONES: dict[str, BackboneSpec] = {
             build_on_device=True,
         ),
         BackboneSpec(
+            "random-flux",
+            "flux",
+            1024,
+            "FLUX.1-dev's architecture, random weights (speed, memory and dtype checks)",
+            builder=build_random_flux,
+            build_on_device=True,
+            builds_in_dtype=True,
+        ),
+        BackboneSpec(
+            "random-flux-kontext",
+            "flux",
+            1024,
+            "random-flux behind FLUX.1 Kontext's pipeline, random weights",
+            builder=build_random_flux,
+            build_on_device=True,
+            builds_in_dtype=True,
+        ),
+        BackboneSpec(
+            "random-qwen-image",
+            "qwen-image",
+            1024,
+            "Qwen-Image-Edit's architecture, random weights (speed, memory and dtype checks)",
+            builder=build_random_qwen_image,
+            build_on_device=True,
+            builds_in_dtype=True,
+        ),
+        BackboneSpec(
             "random-sd15-ip2p",
             "sd",
             512,
@@ -222,7 +252,11 @@ SPECIAL_CHECKPOINTS: dict[str, dict[str, str]] = {
         "sd": "sd-ip2p",
         "sdxl": "sdxl-ip2p",
     },
-    "kontext": {"tiny-flux": "tiny-flux-kontext", "flux": "flux-kontext"},
+    "kontext": {
+        "tiny-flux": "tiny-flux-kontext",
+        "random-flux": "random-flux-kontext",
+        "flux": "flux-kontext",
+    },
     "inpaint": {
         "tiny-sdxl": "tiny-sdxl-inpaint",
         "random-sdxl": "random-sdxl-inpaint",

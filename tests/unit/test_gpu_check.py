@@ -48,7 +48,11 @@ def test_the_dry_run_writes_the_report(tmp_path):
     from partedit_bench.api import METHOD_REGISTRY
 
     assert set(jobs) == set(METHOD_REGISTRY)
-    other_family = {"flux_kontext"}  # (the FLUX family's methods are skipped on SDXL)
+    from partedit_bench.api import resolve_method_class
+
+    # (the FLUX and Qwen-Image methods are skipped on SDXL)
+    other_family = {m for m in METHOD_REGISTRY if "sdxl" not in resolve_method_class(m).families}
+    assert other_family == {"flux_kontext", "stable_flow", "qwen_image_edit"}
     assert all(j["status"] == "ok" for m, j in jobs.items() if m not in other_family), jobs
     assert all(jobs[m]["status"] == "skipped" for m in other_family)
     # ip2p and sdxl_inpaint each held their checkpoint while they ran, never both at once
@@ -59,3 +63,28 @@ def test_the_dry_run_writes_the_report(tmp_path):
     text = (tmp_path / "gpu_check.md").read_text()
     assert "## tiny-sdxl at 64 px" in text and "| partedit | ok |" in text
     assert "dry run on the CPU" in text and "one at a time" in text
+
+
+def test_the_dry_run_covers_the_dit_editors(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--dry", "--backbones",
+         "tiny-flux,tiny-qwen-image", "--output", str(tmp_path)],
+        cwd=REPO, env=cli_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    flux, qwen = report["backbones"]
+    ok = {
+        e["backbone"]: sorted(
+            j["method"] for j in e["parts"]["methods"]["jobs"] if j["status"] == "ok"
+        )
+        for e in (flux, qwen)
+    }
+    assert ok == {
+        "tiny-flux": ["flux_kontext", "identity", "stable_flow"],
+        "tiny-qwen-image": ["identity", "qwen_image_edit"],
+    }
+    assert set(flux["parts"]) == {"methods"}  # no UNet: no token, no PartEdit step costs
+    held = {r["after"]: r["specials"] for r in flux["parts"]["methods"]["residency"]}
+    assert held["flux_kontext"] == ["tiny-flux-kontext"] and held["stable_flow"] == []
+    assert "## tiny-qwen-image at 64 px" in (tmp_path / "gpu_check.md").read_text()
