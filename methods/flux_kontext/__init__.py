@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from partedit_bench.api import (
-    EditMethod,
     EditRequest,
     EditResult,
     MethodUnavailable,
+    SpecialCheckpointMethod,
     check_range,
 )
 
@@ -30,7 +30,7 @@ class KontextOptions:
         check_range("flux_kontext", "instruction", self.instruction, 0, 2)
 
 
-class FluxKontext(EditMethod):
+class FluxKontext(SpecialCheckpointMethod):
     """Edits from the sample's instruction with the Kontext checkpoint: the run's backbone when
     it is one (`flux-kontext`, `tiny-flux-kontext`), else the family's Kontext checkpoint,
     loaded when the method's first job starts."""
@@ -42,38 +42,23 @@ class FluxKontext(EditMethod):
     Options = KontextOptions
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
-        from partedit_bench.engine.specials import special_name
-
-        self.backbone, self.pipe, self.model = backbone, None, None
-        if not is_kontext(backbone):
-            special_name(backbone, "kontext")  # raises MethodUnavailable: none for this one
+        super().preflight(backbone, samples)
         without = [s.id for s in samples if not s.instructp2p_edit]
         if without:
             raise MethodUnavailable(
                 f"{len(without)} samples have no instruction ({', '.join(without[:3])})"
             )
 
-    def _loaded(self) -> Any:
-        if self.pipe is None:
-            from diffusers import FluxKontextPipeline
+    def is_own_checkpoint(self, backbone: Any) -> bool:
+        return is_kontext(backbone)
 
-            from partedit_bench.engine.specials import load_special
+    def open(self, special: Any) -> Any:
+        from diffusers import FluxKontextPipeline
 
-            model = self.backbone if is_kontext(self.backbone) else None
-            if model is None:
-                model = load_special(self.backbone, "kontext")  # raises MethodUnavailable
-            self.model, self.pipe = model, model.pipeline(FluxKontextPipeline)
-        return self.model
-
-    def release(self) -> None:
-        self.model = self.pipe = None
-
-    def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
-        model = self._loaded()
-        return {"checkpoint": model.name, "weights": model.fingerprint}
+        return special.pipeline(FluxKontextPipeline)
 
     def edit(self, request: EditRequest) -> EditResult:
-        model = self._loaded()
+        model = self.checkpoint()
         instructions = request.sample.instructp2p_edit
         instruction = instructions[min(self.options.instruction, len(instructions) - 1)]
         size = model.resolution

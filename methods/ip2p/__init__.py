@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from partedit_bench.api import (
-    EditMethod,
     EditRequest,
     EditResult,
     MethodUnavailable,
+    SpecialCheckpointMethod,
     check_range,
 )
 
@@ -32,7 +32,7 @@ class IP2POptions:
         check_range("ip2p", "instruction", self.instruction, 0, 2)
 
 
-class InstructPix2Pix(EditMethod):
+class InstructPix2Pix(SpecialCheckpointMethod):
     """Edits from the sample's instruction on the instruction-tuned 8-channel checkpoint."""
 
     name = "ip2p"
@@ -41,49 +41,33 @@ class InstructPix2Pix(EditMethod):
     Options = IP2POptions
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
-        from partedit_bench.engine.specials import special_name
-
-        self.backbone, self.pipe = backbone, None
-        special_name(backbone, "ip2p")  # raises MethodUnavailable: none for this backbone
+        super().preflight(backbone, samples)
         without = [s.id for s in samples if not s.instructp2p_edit]
         if without:
             raise MethodUnavailable(
                 f"{len(without)} samples have no instruction ({', '.join(without[:3])})"
             )
 
-    def _loaded(self) -> Any:
-        """The instruction-tuned checkpoint, loaded when the method's first job starts (the
-        runner releases it after the last)."""
-        if self.pipe is None:
-            from diffusers import (
-                StableDiffusionInstructPix2PixPipeline,
-                StableDiffusionXLInstructPix2PixPipeline,
+    def open(self, special: Any) -> Any:
+        from diffusers import (
+            StableDiffusionInstructPix2PixPipeline,
+            StableDiffusionXLInstructPix2PixPipeline,
+        )
+
+        if special.unet.config.in_channels != 8:
+            raise MethodUnavailable(
+                f"{special.name} has a {special.unet.config.in_channels}-channel UNet, not 8"
             )
-
-            from partedit_bench.engine.specials import load_special
-
-            special = load_special(self.backbone, "ip2p")  # raises MethodUnavailable
-            if special.unet.config.in_channels != 8:
-                raise MethodUnavailable(
-                    f"{special.name} has a {special.unet.config.in_channels}-channel UNet, not 8"
-                )
-            cls = (
-                StableDiffusionXLInstructPix2PixPipeline
-                if special.family == "sdxl"
-                else StableDiffusionInstructPix2PixPipeline
-            )
-            self.special, self.pipe = special, special.pipeline(cls)
-        return self.special
-
-    def release(self) -> None:
-        self.special = self.pipe = None
-
-    def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
-        special = self._loaded()
-        return {"checkpoint": special.name, "weights": special.fingerprint}
+        sdxl = special.family == "sdxl"
+        cls = (
+            StableDiffusionXLInstructPix2PixPipeline
+            if sdxl
+            else StableDiffusionInstructPix2PixPipeline
+        )
+        return special.pipeline(cls)
 
     def edit(self, request: EditRequest) -> EditResult:
-        self._loaded()
+        self.checkpoint()
         instructions = request.sample.instructp2p_edit
         instruction = instructions[min(self.options.instruction, len(instructions) - 1)]
         size = self.special.resolution

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from partedit_bench.api import (
-    EditMethod,
     EditRequest,
     EditResult,
     MethodUnavailable,
+    SpecialCheckpointMethod,
     check_range,
     target_prompt,
 )
@@ -31,7 +31,7 @@ class InpaintOptions:
         check_range("sdxl_inpaint", "strength", self.strength, 0.0001, 1)
 
 
-class SDXLInpaint(EditMethod):
+class SDXLInpaint(SpecialCheckpointMethod):
     """Repaints the GT mask region with the target prompt on the 9-channel SDXL checkpoint."""
 
     name = "sdxl_inpaint"
@@ -41,36 +41,16 @@ class SDXLInpaint(EditMethod):
     uses_gt_mask = True
     Options = InpaintOptions
 
-    def preflight(self, backbone: Any, samples: list[Any]) -> None:
-        from partedit_bench.engine.specials import special_name
+    def open(self, special: Any) -> Any:
+        from diffusers import StableDiffusionXLInpaintPipeline
 
-        self.backbone, self.pipe = backbone, None
-        special_name(backbone, "inpaint")  # raises MethodUnavailable: none for this backbone
-
-    def _loaded(self) -> Any:
-        """The inpainting checkpoint, loaded when the method's first job starts (the runner
-        releases it after the last)."""
-        if self.pipe is None:
-            from diffusers import StableDiffusionXLInpaintPipeline
-
-            from partedit_bench.engine.specials import load_special
-
-            special = load_special(self.backbone, "inpaint")  # raises MethodUnavailable
-            channels = special.unet.config.in_channels
-            if channels != 9:
-                raise MethodUnavailable(f"{special.name} has a {channels}-channel UNet, not 9")
-            self.special, self.pipe = special, special.pipeline(StableDiffusionXLInpaintPipeline)
-        return self.special
-
-    def release(self) -> None:
-        self.special = self.pipe = None
-
-    def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
-        special = self._loaded()
-        return {"checkpoint": special.name, "weights": special.fingerprint}
+        channels = special.unet.config.in_channels
+        if channels != 9:
+            raise MethodUnavailable(f"{special.name} has a {channels}-channel UNet, not 9")
+        return special.pipeline(StableDiffusionXLInpaintPipeline)
 
     def edit(self, request: EditRequest) -> EditResult:
-        self._loaded()
+        self.checkpoint()
         size = (self.special.resolution, self.special.resolution)
         assert request.mask is not None
         mask = Image.fromarray(np.asarray(request.mask, np.uint8) * 255).resize(

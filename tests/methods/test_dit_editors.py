@@ -189,3 +189,41 @@ def test_the_dit_editors_run_evaluate_and_report_and_one_table_names_the_backbon
     assert "| qwen_image_edit[steps=2] | tiny-qwen-image |" in markdown
     latex = (combined / "table.tex").read_text()
     assert "qwen\\_image\\_edit[steps=2] & tiny-qwen-image" in latex
+
+
+def test_the_real_size_dit_architectures_have_the_documented_parameter_counts():
+    from partedit_bench.engine.flux import build_random_flux
+    from partedit_bench.engine.qwen import build_random_qwen_image
+
+    def billions(components):
+        modules = {k: v for k, v in components.items() if isinstance(v, torch.nn.Module)}
+        return {
+            k: round(sum(p.numel() for p in m.parameters()) / 1e9, 2) for k, m in modules.items()
+        }
+
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        flux = build_random_flux(torch.bfloat16)
+        qwen = build_random_qwen_image(torch.bfloat16)
+    # the README's memory table: FLUX.1-dev 11.90 + 4.76 + 0.12 + 0.08, Qwen-Image-Edit
+    # 20.43 + 8.29 + 0.13 (billions)
+    assert billions(flux) == {
+        "transformer": 11.90, "text_encoder_2": 4.76, "text_encoder": 0.12, "vae": 0.08,
+    }  # fmt: skip
+    assert billions(qwen) == {"transformer": 20.43, "text_encoder": 8.29, "vae": 0.13}
+    assert next(flux["transformer"].parameters()).dtype == torch.bfloat16
+    blocks = flux["transformer"]
+    assert (len(blocks.transformer_blocks), len(blocks.single_transformer_blocks)) == (19, 38)
+    assert qwen["processor"].image_processor.size.longest_edge == 12845056  # (pixels)
+
+
+@pytest.mark.parametrize(
+    "method,family", [("stable_flow", "flux"), ("qwen_image_edit", "qwen-image")]
+)
+def test_the_edit_command_refuses_another_family_in_one_line(method, family, tmp_path, capsys):
+    code = main(["edit", "--prompt", "a photo of a man", "--edit", "a robotic <humanoid-head>",
+                 "--method", method, "--instruction", "x", "--backbone", "tiny-sd",
+                 "--out", str(tmp_path / "e.png")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"{method} supports {family} backbones, not sd" in err
+    assert not list(tmp_path.iterdir())
