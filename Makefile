@@ -27,10 +27,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-# The first thing to run where a GPU is at hand (about 8 minutes on one H200): real-size SDXL
-# and SD 2.1 architectures with random weights in fp16 on CUDA, every method, token training,
-# speed ratios and peak memory -> results/gpu_check/gpu_check.{json,md}. Without CUDA it stops
-# with one line; `benchmarks/gpu_check.py --dry` checks it on the CPU.
+# The first thing to run where a GPU is at hand (about 10 minutes on one H200, estimated):
+# real-size SDXL and SD 2.1 architectures with random weights in fp16 on CUDA, every method,
+# token training, speed ratios and peak memory, then FLUX.1-dev's and Qwen-Image-Edit's in bf16
+# for the DiT editors -> results/gpu_check/gpu_check.{json,md}. Without CUDA it stops with one
+# line; `benchmarks/gpu_check.py --dry` checks it on the CPU.
 gpu-check: $(STAMP)
 	$(BIN)/python -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
