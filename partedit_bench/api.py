@@ -149,50 +149,6 @@ class EditMethod(abc.ABC):
         return {}
 
 
-class SpecialCheckpointMethod(EditMethod):
-    """A method that edits with its `special_checkpoint` (an instruction-tuned or inpainting
-    model mapped from the run's backbone) instead of the backbone itself: the checkpoint loads
-    when the method's first job needs it (`checkpoint()`), is released after its last, and its
-    name and weights are part of every job's hash. Subclasses implement `open` (the pipeline
-    for the loaded checkpoint, or MethodUnavailable when it does not fit)."""
-
-    special: Any = None
-    pipe: Any = None
-
-    def preflight(self, backbone: Any, samples: list[Sample]) -> None:
-        from partedit_bench.engine.specials import special_name
-
-        self.backbone, self.special, self.pipe = backbone, None, None
-        if not self.is_own_checkpoint(backbone):
-            special_name(backbone, str(self.special_checkpoint))  # MethodUnavailable: none
-
-    def is_own_checkpoint(self, backbone: Any) -> bool:
-        """Whether the run's backbone is itself the checkpoint (e.g. `flux-kontext`)."""
-        return False
-
-    def open(self, special: Any) -> Any:
-        """The pipeline this method edits with, on the loaded checkpoint."""
-        raise NotImplementedError
-
-    def checkpoint(self) -> Any:
-        """The loaded checkpoint (loading it, and its pipeline, on first use)."""
-        if self.pipe is None:
-            from partedit_bench.engine.specials import load_special
-
-            special = self.backbone
-            if not self.is_own_checkpoint(special):
-                special = load_special(special, str(self.special_checkpoint))  # or Unavailable
-            self.pipe, self.special = self.open(special), special
-        return self.special
-
-    def release(self) -> None:
-        self.special = self.pipe = None
-
-    def inputs_fingerprint(self, sample: Sample) -> dict[str, Any]:
-        special = self.checkpoint()
-        return {"checkpoint": special.name, "weights": special.fingerprint}
-
-
 def check_range(method: str, key: str, value: float, low: float, high: float | None = None) -> None:
     """One UserError line when option `method.key` is outside [low, high] (or not a number)."""
     ok = isinstance(value, (int, float)) and value == value and value >= low

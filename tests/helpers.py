@@ -18,6 +18,19 @@ def plain_generation(backbone, prompt, seed, steps, guidance=7.5):
     return text_to_image(backbone, prompt, seed, steps, guidance, output_type="latent")
 
 
+def spy_on_pipe(method) -> dict:
+    """Wraps `method.pipe` so that every call's keyword arguments land in the returned dict
+    (then calls the real pipeline)."""
+    seen, pipe = {}, method.pipe
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return pipe(**kwargs)
+
+    method.pipe = spy
+    return seen
+
+
 #: `partedit-bench run` of the identity method on the offline random-weight backbone.
 IDENTITY_RUN = ["run", "--methods", "identity", "--backbone", "tiny-sd"]
 

@@ -12,9 +12,9 @@ from partedit_bench.api import (
     EditRequest,
     EditResult,
     MethodUnavailable,
-    SpecialCheckpointMethod,
     check_range,
 )
+from partedit_bench.engine.specials import SpecialCheckpointMethod
 
 
 @dataclass

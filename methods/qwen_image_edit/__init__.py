@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from partedit_bench.api import EditMethod, EditRequest, EditResult, MethodUnavailable, check_range
+from partedit_bench.errors import UserError
 
 #: the model cards' steps: Qwen-Image-Edit 50, Qwen-Image-Edit-2509 40
 CARD_STEPS = {False: 50, True: 40}
@@ -25,6 +26,11 @@ class QwenEditOptions:
 
     def __post_init__(self) -> None:
         check_range("qwen_image_edit", "steps", self.steps, 0)
+        if self.steps == 1:  # diffusers stretches the schedule to shift_terminal: 0 / 0 at 1
+            raise UserError(
+                "option qwen_image_edit.steps=1 must be 0 (the model card's) or at least 2: "
+                "Qwen-Image's schedule (shift_terminal 0.02) is NaN with a single step"
+            )
         check_range("qwen_image_edit", "true_cfg", self.true_cfg, 0)
         check_range("qwen_image_edit", "instruction", self.instruction, 0, 2)
 

@@ -13,10 +13,10 @@ from partedit_bench.api import (
     EditRequest,
     EditResult,
     MethodUnavailable,
-    SpecialCheckpointMethod,
     check_range,
     target_prompt,
 )
+from partedit_bench.engine.specials import SpecialCheckpointMethod
 
 
 @dataclass

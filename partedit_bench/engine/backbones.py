@@ -201,7 +201,7 @@ class Backbone:
 def is_qwen_plus(backbone: Backbone) -> bool:
     """Qwen-Image-Edit-2509 ("Plus", `QwenImageEditPlusPipeline`) rather than the first
     release: by registry name, or by the class a loaded folder's index names."""
-    if backbone.name == "qwen-image-edit-plus" or "2509" in backbone.name:
+    if backbone.name.endswith("-plus") or "2509" in backbone.name:
         return True
     index = Path(backbone.source) / "model_index.json"
     return index.is_file() and "Plus" in json.loads(index.read_text()).get("_class_name", "")

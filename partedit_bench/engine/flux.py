@@ -44,12 +44,33 @@ def tiny_t5_tokenizer() -> Any:
     )
 
 
+def flux_vae(widths: tuple[int, ...], layers_per_block: int, force_upcast: bool = True) -> Any:
+    """FLUX.1's AutoencoderKL shape (16 latent channels, no quant convs, its shift and scale)
+    at the given widths: (128, 256, 512, 512) x 2 layers is FLUX.1-dev's."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=16,
+        layers_per_block=layers_per_block,
+        block_out_channels=widths,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.1159,
+        scaling_factor=0.3611,
+        force_upcast=force_upcast,
+    ).eval()  # type: ignore[attr-defined]
+
+
 def build_tiny_flux() -> dict[str, Any]:
     """A FLUX.1-shaped model: 1 double-stream and 2 single-stream blocks, 2 heads of 16,
     guidance embedding (as FLUX.1-dev and Kontext-dev), an AutoencoderKL with 16 latent
     channels and FLUX's shift/scale, CLIP (pooled, 32 wide) and T5 (32 wide) text encoders,
     and the flow-matching Euler scheduler with FLUX's dynamic shift."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
     from transformers import T5Config, T5EncoderModel
 
     from partedit_bench.engine.tiny import _tiny_text_encoder
@@ -69,21 +90,7 @@ def build_tiny_flux() -> dict[str, Any]:
         axes_dims_rope=(4, 6, 6),
     ).eval()  # type: ignore[attr-defined]
     torch.manual_seed(1)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=16,
-        layers_per_block=1,
-        block_out_channels=(32, 64, 64, 64),
-        norm_num_groups=32,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.1159,
-        scaling_factor=0.3611,
-        force_upcast=False,
-    ).eval()  # type: ignore[attr-defined]
+    vae = flux_vae((32, 64, 64, 64), layers_per_block=1, force_upcast=False)
     torch.manual_seed(3)
     t5 = T5EncoderModel(
         T5Config(
@@ -123,19 +130,15 @@ def build_random_flux(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     it is built (in float32 they would not fit a GPU side by side while being built). The T5
     tokenizer is the tiny word-level one (the real vocabulary is not at hand offline). For
     speed, memory and dtype checks: its outputs mean nothing."""
-    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from diffusers import FluxTransformer2DModel
     from transformers import T5Config, T5EncoderModel
 
     from partedit_bench.engine.fullsize import CLIP_L, _text_encoder
-    from partedit_bench.engine.precision import cast_module
-
-    def built(module: Any) -> Any:
-        cast_module(module, dtype)
-        return module.eval()
+    from partedit_bench.engine.precision import built
 
     torch.manual_seed(0)
     components = build_tiny_flux()  # the tokenizers and the scheduler: FLUX.1-dev's settings
-    components["transformer"] = built(FluxTransformer2DModel(guidance_embeds=True))
+    components["transformer"] = built(FluxTransformer2DModel(guidance_embeds=True), dtype)
     components["text_encoder_2"] = built(
         T5EncoderModel(
             T5Config(
@@ -147,22 +150,9 @@ def build_random_flux(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
                 num_heads=64,
                 feed_forward_proj="gated-gelu",
             )
-        )
+        ),
+        dtype,
     )
-    components["text_encoder"] = built(_text_encoder(CLIP_L, 768, with_projection=False))
-    components["vae"] = built(
-        AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            latent_channels=16,
-            layers_per_block=2,
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-            shift_factor=0.1159,
-            scaling_factor=0.3611,
-        )
-    )
+    components["text_encoder"] = built(_text_encoder(CLIP_L, 768, with_projection=False), dtype)
+    components["vae"] = built(flux_vae((128, 256, 512, 512), layers_per_block=2), dtype)
     return components

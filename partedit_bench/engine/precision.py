@@ -84,3 +84,10 @@ def cast_module(module: torch.nn.Module, dtype: torch.dtype) -> None:
     for name, tensor in tensors:
         if tensor.is_floating_point() and not any(k in name for k in keep):
             tensor.data = tensor.data.to(dtype)
+
+
+def built(module: Any, dtype: torch.dtype) -> Any:
+    """A freshly built model cast to `dtype` (as `cast_module`) and in eval mode: the
+    real-size random builders cast each model as soon as it exists."""
+    cast_module(module, dtype)
+    return module.eval()

@@ -181,18 +181,14 @@ def build_random_qwen_image(dtype: torch.dtype = torch.float32) -> dict[str, Any
         Qwen2VLVideoProcessor,
     )
 
-    from partedit_bench.engine.precision import cast_module
-
-    def built(module: Any) -> Any:
-        cast_module(module, dtype)
-        return module.eval()
+    from partedit_bench.engine.precision import built
 
     torch.manual_seed(0)
     components = build_tiny_qwen_image()  # the tokenizer and the scheduler
     tokenizer = components["tokenizer"]
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL}
-    components["transformer"] = built(QwenImageTransformer2DModel())
-    components["vae"] = built(AutoencoderKLQwenImage())
+    components["transformer"] = built(QwenImageTransformer2DModel(), dtype)
+    components["vae"] = built(AutoencoderKLQwenImage(), dtype)
     config = Qwen2_5_VLConfig(
         text_config={
             "hidden_size": 3584,
@@ -227,7 +223,7 @@ def build_random_qwen_image(dtype: torch.dtype = torch.float32) -> dict[str, Any
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    components["text_encoder"] = built(Qwen2_5_VLForConditionalGeneration(config))
+    components["text_encoder"] = built(Qwen2_5_VLForConditionalGeneration(config), dtype)
     components["processor"] = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056, size=None),
         tokenizer=tokenizer,

@@ -172,6 +172,13 @@ BACKBONES: dict[str, BackboneSpec] = {
             builder=build_tiny_qwen_image,
         ),
         BackboneSpec(
+            "tiny-qwen-image-plus",
+            "qwen-image",
+            64,
+            "tiny-qwen-image behind Qwen-Image-Edit-2509's pipeline, random weights",
+            builder=build_tiny_qwen_image,
+        ),
+        BackboneSpec(
             "random-sdxl",
             "sdxl",
             1024,

@@ -32,6 +32,7 @@ from partedit_bench.editing import text_to_image
 from partedit_bench.engine.backbones import load_backbone
 from partedit_bench.errors import UserError
 from partedit_bench.store import iter_records
+from tests.helpers import spy_on_pipe
 
 PROMPTS = ["a photo of a man with a head", "a photo of a man with a robotic head"]
 
@@ -100,13 +101,9 @@ def test_qwen_image_edit_inputs_reach_the_pipeline_and_the_seed_decides(tiny):
     method.preflight(backbone, [sample])
     assert type(method.pipe).__name__ == "QwenImageEditPipeline" and method.steps == 2
     assert QwenImageEdit(QwenEditOptions()).options.steps == 0  # 0: the card's 50 (40 on 2509)
-    seen, pipe = {}, method.pipe
-
-    def spy(**kwargs):
-        seen.update(kwargs)
-        return pipe(**kwargs)
-
-    method.pipe = spy
+    with pytest.raises(UserError, match="steps=1 must be 0 .* or at least 2"):
+        QwenEditOptions(steps=1)  # diffusers' terminal-shift schedule is 0 / 0 at one step
+    seen = spy_on_pipe(method)
     image = load_image(sample.original_image)
     edits = [
         method.edit(EditRequest(sample=sample, image=image, seed=s, options=None)).image
@@ -227,3 +224,17 @@ def test_the_edit_command_refuses_another_family_in_one_line(method, family, tmp
     assert code == 2 and len(err.splitlines()) == 1
     assert f"{method} supports {family} backbones, not sd" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_the_2509_plus_release_gets_its_pipeline_its_steps_and_a_list_of_images(tiny):
+    backbone = tiny("tiny-qwen-image-plus")
+    sample = load_suite("partworld").samples[0]
+    method = QwenImageEdit(QwenEditOptions())
+    method.preflight(backbone, [sample])
+    assert type(method.pipe).__name__ == "QwenImageEditPlusPipeline" and method.steps == 40
+    method.options.steps = 2
+    seen = spy_on_pipe(method)
+    image = load_image(sample.original_image)
+    result = method.edit(EditRequest(sample=sample, image=image, seed=0, options=None))
+    assert isinstance(seen["image"], list) and len(seen["image"]) == 1
+    assert result.image.size == (64, 64) and result.extras["plus"]

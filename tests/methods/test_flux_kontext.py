@@ -15,6 +15,7 @@ from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
 from partedit_bench.store import iter_records
+from tests.helpers import spy_on_pipe
 
 
 def request(sample, backbone, seed=0):
@@ -28,15 +29,8 @@ def test_an_empty_edit_is_deterministic_in_its_seed(tiny):
     sample.instructp2p_edit = [""]
     method = FluxKontext(KontextOptions(steps=2))
     method.preflight(backbone, [sample])
-    seen = {}
     method.inputs_fingerprint(sample)
-    pipe = method.pipe
-
-    def spy(**kwargs):
-        seen.update(kwargs)
-        return pipe(**kwargs)
-
-    method.pipe = spy
+    seen = spy_on_pipe(method)
     first = method.edit(request(sample, backbone)).image
     assert seen["prompt"] == "" and seen["guidance_scale"] == 2.5 and seen["image"].size == (64, 64)
     again = method.edit(request(sample, backbone)).image

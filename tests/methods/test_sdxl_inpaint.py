@@ -10,6 +10,7 @@ from methods.sdxl_inpaint import InpaintOptions, SDXLInpaint
 from partedit_bench.api import EditRequest, MethodUnavailable, target_prompt
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.data.suites import load_suite
+from tests.helpers import spy_on_pipe
 
 
 def request(sample, backbone, seed=0):
@@ -26,14 +27,7 @@ def test_the_mask_and_prompt_reach_the_pipeline_and_the_seed_decides(tiny):
     method.preflight(backbone, [sample])
     assert method.pipe is None  # loaded when the method's first job starts
     method.inputs_fingerprint(sample)
-    seen = {}
-    pipe = method.pipe
-
-    def spy(**kwargs):
-        seen.update(kwargs)
-        return pipe(**kwargs)
-
-    method.pipe = spy
+    seen = spy_on_pipe(method)
     first = method.edit(request(sample, backbone))
     mask = np.asarray(seen["mask_image"]) > 127
     np.testing.assert_array_equal(mask, load_mask(sample.gt_mask, mask.shape[::-1]))
