@@ -182,6 +182,8 @@ def command_list(what: str) -> int:
     from rich.table import Table
 
     table = Table()
+    from rich.markup import escape
+
     if what == "methods":
         from partedit_bench.api import METHOD_REGISTRY, resolve_method_class
 
@@ -196,7 +198,7 @@ def command_list(what: str) -> int:
                 ",".join(sorted(cls.needs)) or "-",
                 "yes" if cls.uses_gt_mask else "no",
                 cls.special_checkpoint or "-",
-                doc,
+                escape(doc),
             )
     elif what == "suites":
         from partedit_bench.data.schema import CANONICAL_PARTS
@@ -230,7 +232,7 @@ def command_list(what: str) -> int:
                 spec.family,
                 str(spec.resolution),
                 spec.hub_id or ("models/" + spec.folder.name if spec.folder else "in-process"),
-                spec.description,
+                escape(spec.description),  # ("FLUX.1 [dev]" is not markup)
             )
     Console().print(table)
     return 0

@@ -238,3 +238,12 @@ def test_the_2509_plus_release_gets_its_pipeline_its_steps_and_a_list_of_images(
     result = method.edit(EditRequest(sample=sample, image=image, seed=0, options=None))
     assert isinstance(seen["image"], list) and len(seen["image"]) == 1
     assert result.image.size == (64, 64) and result.extras["plus"]
+
+
+def test_list_backbones_shows_the_dit_families_literally(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["list", "backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "FLUX.1 [dev] (flow-matching" in out  # brackets are text, not rich markup
+    for name in ("qwen-image-edit-plus", "tiny-qwen-image", "random-flux", "random-qwen-image"):
+        assert name in out
