@@ -27,22 +27,16 @@ def shows_backbone(long: pd.DataFrame) -> bool:
 
 
 def wide_table(long: pd.DataFrame, metrics: Sequence[str], part: str = "all") -> pd.DataFrame:
-    """Means as a (variant[, backbone]) x (block, metric) table."""
+    """Means as a (variant[, backbone]) x (block, metric) table, rows in order of appearance
+    (only the (variant, backbone) pairs that ran)."""
     sub = long[long.part == part]
-    if not shows_backbone(long):
-        return sub.pivot_table(
-            index="variant", columns=["block", "metric"], values="mean", dropna=False, sort=False
-        ).reindex(columns=pd.MultiIndex.from_product([sub.block.unique(), list(metrics)]))
-    rows = pd.MultiIndex.from_tuples(
-        list(dict.fromkeys(zip(sub.variant, sub.backbone, strict=True)))
-    )
+    index = ["variant", "backbone"] if shows_backbone(long) else ["variant"]
+    order = sub[index].drop_duplicates()
+    rows = pd.MultiIndex.from_frame(order) if len(index) > 1 else pd.Index(order.variant)
+    columns = pd.MultiIndex.from_product([sub.block.unique(), list(metrics)])
     return sub.pivot_table(
-        index=["variant", "backbone"],
-        columns=["block", "metric"],
-        values="mean",
-        dropna=False,
-        sort=False,
-    ).reindex(index=rows, columns=pd.MultiIndex.from_product([sub.block.unique(), list(metrics)]))
+        index=index, columns=["block", "metric"], values="mean", dropna=False, sort=False
+    ).reindex(index=rows, columns=columns)
 
 
 def _latex_escape(text: str) -> str:

@@ -71,8 +71,35 @@ def test_the_injection_changes_the_edit_row_only(tiny):
     injected = generate(backbone, [0, 1, 2])
     assert torch.equal(injected[0], plain[0])  # the source row attends with its own K/V
     assert (injected[1] - plain[1]).abs().max() > 1e-5
-    one = generate(backbone, [2])  # a single-stream block: its text tokens stay the row's own
-    assert 0 < (one[1] - plain[1]).abs().max() < (injected[1] - plain[1]).abs().max() * 10
+    one = generate(backbone, [2])  # a single-stream block alone also reaches the edit row
+    assert (one[1] - plain[1]).abs().max() > 0
+
+
+def test_the_edit_row_takes_the_source_image_keys_and_keeps_its_text_keys(tiny):
+    """The released processors' token ranges: double-stream `key[1:] = key[:1]` over the image
+    projections, single-stream `key[1:, 512:] = key[:1, 512:]` after the text tokens."""
+    backbone = tiny("tiny-flux", "float64")
+    transformer = backbone.components["transformer"]
+    double, single = (
+        transformer.transformer_blocks[0].attn,
+        transformer.single_transformer_blocks[0].attn,
+    )
+    keys = {}
+    hooks = [
+        attn.norm_k.register_forward_pre_hook(
+            lambda m, args, name=name: keys.setdefault(name, args[0].clone())
+        )
+        for name, attn in (("double", double), ("single", single))
+    ]
+    try:
+        generate(backbone, [0, 1], steps=1)  # block 1 = the first single-stream block
+    finally:
+        for hook in hooks:
+            hook.remove()
+    text = 512  # the text tokens before the image ones in a single-stream block
+    assert torch.equal(keys["double"][1], keys["double"][0])  # image tokens only
+    assert torch.equal(keys["single"][1, text:], keys["single"][0, text:])
+    assert not torch.equal(keys["single"][1, :text], keys["single"][0, :text])  # own prompt
 
 
 def test_the_real_path_ends_the_aligned_source_row_on_the_nudged_image(tiny):
