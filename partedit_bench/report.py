@@ -25,6 +25,8 @@ from partedit_bench.metrics import DEFAULT_COLUMNS, METRICS
 from partedit_bench.store import (
     MANIFEST_FILE,
     RANDOM_WEIGHTS_NOTE,
+    check_outputs,
+    files_digest,
     iter_records,
     load_run,
     metric_path,
@@ -68,9 +70,15 @@ def load_rows(
                 "notes": tuple((record.get("extras") or {}).get("notes") or ()),
             }
             if record["status"] == "ok":
+                check_outputs(path, record)
+                digest = files_digest(record)
                 for group, manifest_hash in hashes.items():
                     values = read_json(metric_path(path, group, manifest_hash))
-                    if values and values.get("job_hash") == record["job_hash"]:
+                    if (
+                        values
+                        and values.get("job_hash") == record["job_hash"]
+                        and values.get("files") == digest
+                    ):
                         row.update(
                             {k: np.nan if v is None else v for k, v in values["values"].items()}
                         )

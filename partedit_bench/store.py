@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import platform
 import re
@@ -37,8 +38,6 @@ RANDOM_WEIGHTS_NOTE = "random weights: checks the plumbing, not the methods"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -102,6 +101,8 @@ def outputs_intact(folder: Path, record: dict[str, Any]) -> bool:
     files = record.get("files")
     if not isinstance(files, dict) or not record.get("image") or record["image"] not in files:
         return False
+    if record.get("predicted_mask") and record["predicted_mask"] not in files:
+        return False  # every file a reader opens is one the record vouches for
     for name, expected in files.items():
         if "/" in str(name) or "\\" in str(name) or str(name).startswith("."):
             return False  # only files beside the record
@@ -114,6 +115,31 @@ def outputs_intact(folder: Path, record: dict[str, Any]) -> bool:
         except (OSError, AttributeError):
             return False
     return True
+
+
+def job_name(record_path: Path) -> str:
+    """`<variant>/<split>/<sample-id>__s<seed>`: how a message names a job."""
+    return "/".join(Path(record_path).with_suffix("").parts[-3:])
+
+
+def check_outputs(record_path: Path, record: dict[str, Any]) -> None:
+    """Refuses, in one line naming the job, an ok record whose files are not the ones it
+    wrote (replaced, truncated, missing, or named outside its folder): what `evaluate`,
+    `report`, the gallery and the study do before they read an edit."""
+    if not outputs_intact(record_path.parent, record):
+        raise UserError(
+            f"job {job_name(record_path)}: its files do not match its record (replaced, "
+            "truncated, missing, or outside the run folder); nothing was scored from them. "
+            "Rerun the command that made it (`partedit-bench run` with the run's flags "
+            "recomputes it; `import-edits` for an imported row)"
+        )
+
+
+def files_digest(record: dict[str, Any]) -> str:
+    """A digest of the sizes and hashes of a record's files: metric rows carry it, so that a
+    row computed from other image bytes is never taken for this job's."""
+    text = json.dumps(record.get("files"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 #: A claim of another host older than this is taken over (seconds).
@@ -201,4 +227,7 @@ def first_seed_edits(root: Path, info: dict[str, Any]) -> tuple[int, list[tuple[
         and record.get("run_hash") == info["run_hash"]
     ]
     seed = min((int(r.get("seed") or 0) for _, r in current), default=0)
-    return seed, [(p, r) for p, r in current if r.get("seed") == seed]
+    chosen = [(p, r) for p, r in current if r.get("seed") == seed]
+    for path, record in chosen:
+        check_outputs(path, record)
+    return seed, chosen

@@ -34,6 +34,24 @@ WRITE_ERRORS = frozenset(
 )
 
 
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: what failed, on which path(s), and why."""
+    where = " ".join(
+        repr(str(name)) if "\n" in str(name) else str(name)
+        for name in (exc.filename, exc.filename2)
+        if name is not None
+    )
+    text = str(exc).splitlines()
+    reason = exc.strerror or (text[0] if text else type(exc).__name__)
+    if exc.errno in WRITE_ERRORS:
+        target = f" {where}" if where else ""
+        return (
+            f"cannot write{target}: {reason}; every file written before is intact (writes are "
+            "atomic): free space and rerun the same command"
+        )
+    return f"{where}: {reason}" if where else f"{type(exc).__name__}: {reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import os
     import signal
@@ -58,17 +76,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {name: fn for module in MODULES for name, fn in module.COMMANDS.items()}
         return int(commands[args.command](args, err))
     except UserError as exc:
-        err.print(f"partedit-bench: error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 2
-    except OSError as exc:
-        if exc.errno not in WRITE_ERRORS:
-            raise
-        where = f" {exc.filename}" if exc.filename else ""
         err.print(
-            f"partedit-bench: error: cannot write{where}: {exc.strerror}; every file written "
-            "before is intact (writes are atomic): free space and rerun the same command",
+            f"partedit-bench: error: {exc}",
             markup=False,
             highlight=False,
+            emoji=False,
+            soft_wrap=True,
+        )
+        return 2
+    except OSError as exc:  # the last line of defence: the path and the reason, one line
+        err.print(
+            f"partedit-bench: error: {os_error_line(exc)}",
+            markup=False,
+            highlight=False,
+            emoji=False,
             soft_wrap=True,
         )
         return 2

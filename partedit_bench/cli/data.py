@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
     masks.add_argument("source", help="folder of <id>.png, a COCO JSON, or LabelMe JSON folder")
     masks.add_argument("--format", default="auto", choices=["auto", "png", "coco", "labelme"])
     masks.add_argument("--label", default=None, help="only polygons/categories with this label")
+    masks.add_argument(
+        "--overwrite", action="store_true", help="replace masks the suite already has"
+    )
     hf = data_sub.add_parser("import-hf", help="import the published PartEdit-Bench")
     hf.add_argument(
         "source",
@@ -53,6 +56,11 @@ def register(sub: Any) -> None:
     )
     hf.add_argument("--name", default="partedit-bench-hf", help="suite name")
     hf.add_argument("--output", default=None, help="suite folder (default benchmark_data/NAME)")
+    hf.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier import in that folder (nothing else is ever replaced)",
+    )
     parts = data_sub.add_parser(
         "import-parts", help="token-training data from PartImageNet or PASCAL-Part"
     )
@@ -104,15 +112,28 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
         return 0
     if args.data_command == "import-masks":
         attached, missing = annotations.import_masks(
-            args.suite, args.source, args.format, args.label
+            args.suite, args.source, args.format, args.label, args.overwrite
         )
         console.print(f"attached {attached} masks; {len(missing)} samples still without one")
         return 0
     if args.data_command == "import-hf":
-        suite_file, count, warnings = hub.import_hf(
-            args.source, args.name, args.output, revision=args.revision, split=args.split
+        suite_file, count, warnings, excluded = hub.import_hf(
+            args.source,
+            args.name,
+            args.output,
+            revision=args.revision,
+            split=args.split,
+            overwrite=args.overwrite,
         )
         console.print(f"imported {count} samples into {suite_file}")
+        if excluded:
+            console.print(
+                f"[yellow]left out {len(excluded)} row(s) with nothing to score:[/] "
+                f"{', '.join(excluded[:8])}{' ...' if len(excluded) > 8 else ''} "
+                "(listed in the suite's README.md)",
+                highlight=False,
+                soft_wrap=True,
+            )
         for warning in warnings:
             console.print(f"[yellow]check:[/] {warning} (kept as labelled)")
         return 0

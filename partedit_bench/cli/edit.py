@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from partedit_bench.errors import UserError
+from partedit_bench.outputs import output_file
 
 
 def register(sub: Any) -> None:
@@ -35,7 +36,14 @@ def register(sub: Any) -> None:
     edit.add_argument(
         "--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="method option"
     )
-    edit.add_argument("--out", default="edited.png", help="the edited image (PNG)")
+    edit.add_argument(
+        "--out",
+        default="edited.png",
+        help="the edited image (PNG); beside it OUT_source.png, OUT_mask.png, OUT_overlay.png",
+    )
+    edit.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (never the inputs)"
+    )
     edit.add_argument("--device", default="auto")
     edit.add_argument("--dtype", default="auto")
 
@@ -89,13 +97,20 @@ def command_edit(args: argparse.Namespace, console: Any) -> int:
 
     parts_in(args.edit)  # checked before anything loads
     options = options_of(args)
+    if args.seed < 0:
+        raise UserError(f"edit --seed must be at least 0, got {args.seed}")
     out = Path(args.out)
     if out.suffix.lower() not in ("", ".png"):
         raise UserError(f"--out {out}: the edit is written as PNG (name it .png)")
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; name the edited image, e.g. {out}/edited.png")
-    if args.image is not None and not Path(args.image).is_file():
-        raise UserError(f"image not found: {args.image}")
+    for flag, given in (("image", args.image), ("--mask", args.mask)):
+        if given is not None and not Path(given).is_file():
+            raise UserError(f"{flag} not found: {given}")
+    # every file this edit may write, checked before the backbone loads: never an input,
+    # never an existing file without --overwrite
+    for kind, path in outputs(out, synthetic=args.image is None, with_mask=True).items():
+        output_file(path, f"--out ({kind})", args.overwrite, inputs=(args.image, args.mask))
     loading = time.perf_counter()
     with console.status(f"loading backbone {args.backbone}"):
         backbone = cached_backbone(args.backbone, args.device, args.dtype)

@@ -9,6 +9,8 @@ from partedit_bench.cli._common import (
     _split,
 )
 from partedit_bench.errors import UserError
+from partedit_bench.io import atomic_write_bytes
+from partedit_bench.outputs import output_file, output_folder
 
 
 def register(sub: Any) -> None:
@@ -33,7 +35,9 @@ def register(sub: Any) -> None:
     train.add_argument("--output-root", default=None, help="default benchmark_data/tokens")
     train.add_argument("--table", default=None, help="also write the mIoU table (Markdown)")
     train.add_argument(
-        "--overwrite", action="store_true", help="replace existing tokens (e.g. the shipped ones)"
+        "--overwrite",
+        action="store_true",
+        help="replace existing tokens (e.g. the shipped ones) and --table",
     )
     train.add_argument("--device", default="auto")
     train.add_argument("--dtype", default="float32")
@@ -44,6 +48,9 @@ def register(sub: Any) -> None:
     token.add_argument("--part", required=True)
     token.add_argument("--output", default=None)
     token.add_argument("--device", default="cpu")
+    token.add_argument(
+        "--overwrite", action="store_true", help="replace an existing token (e.g. a shipped one)"
+    )
 
 
 def command_train_token(args: argparse.Namespace, console: Any) -> int:
@@ -75,6 +82,13 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
                 f"unknown timestep schedule '{schedule}'"
                 f"{did_you_mean(schedule, TIMESTEP_SCHEDULES)}"
             )
+    backbones = _split(args.backbone) or []
+    if not backbones:
+        raise UserError(f"train-token --backbone names no backbone: {args.backbone!r}")
+    if args.output_root:
+        output_folder(args.output_root, "train-token --output-root")
+    if args.table:
+        output_file(args.table, "train-token --table", args.overwrite)
     suite = load_suite(args.suite)
     parts = suite.parts if args.part == "all" else (_split(args.part) or [])
     for part in parts:
@@ -85,7 +99,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     root = Path(args.output_root) if args.output_root else None
     existing = [
         str(token_path(name, part, root))
-        for name in _split(args.backbone) or []
+        for name in backbones
         for part in parts
         if token_path(name, part, root).is_file()
     ]
@@ -109,7 +123,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
         seed=args.seed,
     )
     rows = train_tokens(
-        _split(args.backbone) or [],
+        backbones,
         parts,
         suite,
         schedules,
@@ -138,8 +152,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     if args.table:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
-        Path(args.table).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.table).write_text("\n".join(lines) + "\n")
+        atomic_write_bytes(Path(args.table), ("\n".join(lines) + "\n").encode())
     return 0
 
 
@@ -149,7 +162,7 @@ def command_import_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.data.schema import CANONICAL_PARTS
     from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.errors import did_you_mean
-    from partedit_bench.tokens import import_token, read_released_token
+    from partedit_bench.tokens import import_target, import_token, read_released_token
 
     if not Path(args.file).is_file():  # before the backbone loads
         raise UserError(f"import-token: token file not found: {args.file}")
@@ -157,9 +170,11 @@ def command_import_token(args: argparse.Namespace, console: Any) -> int:
         raise UserError(
             f"unknown part token '{args.part}'{did_you_mean(args.part, CANONICAL_PARTS)}"
         )
+    output = Path(args.output) if args.output else None
+    import_target(args.backbone, args.part, output, args.overwrite)  # before the backbone loads
     read_released_token(args.file)  # a corrupt file stops before the backbone loads
     backbone = load_backbone(args.backbone, args.device)
-    path = import_token(args.file, backbone, args.part, Path(args.output) if args.output else None)
+    path = import_token(args.file, backbone, args.part, output, args.overwrite)
     console.print(f"stored {path}")
     return 0
 

@@ -21,9 +21,21 @@ def register(sub: Any) -> None:
     export.add_argument("--base-url", default="", help="where the images will be hosted (MTurk)")
     export.add_argument("--catches", type=int, default=2, help="attention checks vs the source")
     export.add_argument("--repeats", type=int, default=2, help="repeated pairs (consistency)")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier export in --output"
+    )
     analyze = study_sub.add_parser("analyze", help="preferences from the answers")
     analyze.add_argument("answers", nargs="+", help="study answer CSVs and/or MTurk results")
+    analyze.add_argument(
+        "--key",
+        default=None,
+        help="the study's study_key.json (written by export beside site/): which method was "
+        "on which side",
+    )
     analyze.add_argument("--output", required=True)
+    analyze.add_argument(
+        "--overwrite", action="store_true", help="replace earlier results in --output"
+    )
 
 
 def command_userstudy(args: argparse.Namespace, console: Any) -> int:
@@ -43,15 +55,21 @@ def command_userstudy(args: argparse.Namespace, console: Any) -> int:
             args.base_url,
             args.catches,
             args.repeats,
+            args.overwrite,
         )
         console.print(
-            f"wrote {args.output}/index.html ({len(study['questions'])} questions), "
-            "mturk_batch.csv and mturk_layout.html"
+            f"wrote {args.output}/site/ ({len(study['questions'])} questions; host this folder "
+            f"only), and beside it study_key.json (keep it private), mturk_batch.csv and "
+            "mturk_layout.html",
+            highlight=False,
+            soft_wrap=True,
         )
         return 0
-    from partedit_bench.userstudy.analyze import analyze, read_answers, write_results
+    from partedit_bench.userstudy.analyze import analyze, check_output, read_answers, write_results
 
-    result = analyze(read_answers([Path(p) for p in args.answers]))
+    check_output(Path(args.output), args.overwrite)
+    key = Path(args.key) if args.key else None
+    result = analyze(read_answers([Path(p) for p in args.answers], key))
     write_results(result, Path(args.output))
     table = Table(title="2AFC preference for the first method of each pair")
     for column in ("pair", "preference", "95% CI", "p", "responses", "raters"):

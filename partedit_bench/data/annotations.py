@@ -19,14 +19,21 @@ from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.outputs import child
 
 
 def import_masks(
-    suite_path: str, source: str, fmt: str = "auto", label: str | None = None
+    suite_path: str,
+    source: str,
+    fmt: str = "auto",
+    label: str | None = None,
+    overwrite: bool = False,
 ) -> tuple[int, list[str]]:
     """Attaches GT masks to a files suite from PNGs (`<id>.png` or `<id>_mask.png`), a COCO
-    JSON (polygons or RLE; images matched by file stem), or LabelMe JSON files (`<id>.json`).
-    Returns (attached, ids still without a mask)."""
+    JSON (polygons or RLE; images matched by file stem), or LabelMe JSON files (`<id>.json`),
+    as `masks/<id>.png` inside the suite folder (symlinks resolved: never outside it). A mask
+    file that exists with other content is replaced only with `overwrite`; every mask is read
+    and checked before the first is written. Returns (attached, ids still without a mask)."""
     suite = load_suite(suite_path)
     folder = suite.path.parent
     if "samples_file" not in suite.definition:
@@ -42,7 +49,7 @@ def import_masks(
         else:
             raise UserError(f"mask source not found: {src}")
     coco = _coco_index(src, label) if fmt == "coco" else None
-    attached = 0
+    found: list[tuple[Any, Path, bytes]] = []
     for sample in suite.samples:
         size = load_image(sample.original_image).size
         mask = None
@@ -64,10 +71,22 @@ def import_masks(
             continue
         if not mask.any():
             raise UserError(f"the mask for sample {sample.id} from {src} is empty")
-        path = folder / "masks" / f"{sample.id}.png"
-        atomic_write_bytes(path, png_bytes(mask_to_image(mask)))
+        if mask.all():
+            raise UserError(f"the mask for sample {sample.id} from {src} covers the whole image")
+        path = child(folder, "masks", f"{sample.id}.png", field="sample id")
+        data = png_bytes(mask_to_image(mask))
+        if path.exists() and not path.is_file():
+            raise UserError(f"{path} exists and is not a file")
+        if path.is_file() and path.read_bytes() != data and not overwrite:
+            raise UserError(
+                f"{path} exists with another mask for sample {sample.id}; pass --overwrite to "
+                "replace the suite's masks"
+            )
+        found.append((sample, path, data))
+    for sample, path, data in found:
+        atomic_write_bytes(path, data)
         sample.gt_mask = str(path)
-        attached += 1
+    attached = len(found)
     definition = {k: v for k, v in suite.definition.items() if k != "samples_file"}
     write_files_suite(folder, definition, suite.samples)
     return attached, [s.id for s in suite.samples if not s.gt_mask]

@@ -23,9 +23,10 @@ from partedit_bench.data.parts import (
     p2p_pair,
     partedit_prompt,
 )
-from partedit_bench.data.schema import Sample
-from partedit_bench.errors import UserError
+from partedit_bench.data.schema import Sample, opaque_rgb
+from partedit_bench.errors import UserError, safe_name
 from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.outputs import child, output_folder, replace_folder, staging_folder
 from partedit_bench.paths import data_root
 
 HF_FIELDS = (
@@ -48,60 +49,98 @@ def import_hf(
     version: str | None = None,
     revision: str | None = None,
     split: str | None = None,
-) -> tuple[Path, int, list[str]]:
+    overwrite: bool = False,
+) -> tuple[Path, int, list[str], list[str]]:
     """Imports the published PartEdit-Bench (fields: id, original_image, partedit, subject,
     edit, part, gt_mask, class_name, prompt_original, prompt_changed, p2p_prompt, p2p_template,
     instructp2p_edit1..3, seed, token_cls) from a `save_to_disk` folder, parquet files, or a hub
-    id; images and masks become PNGs, parts are mapped to canonical names, the dataset's own
-    `partedit` output is kept (scorable with `import-edits --from-field partedit`). An edit
-    prompt without part-token markup gets its part words after the edit as the token (the
-    dataset's text is kept as `prompt_changed_dataset`). Returns (suite file, count, rows
-    whose labels contradict their text).
+    id (its snapshot in the local hub cache first, so that it works offline); images and masks
+    become PNGs, parts are mapped to canonical names, the dataset's own `partedit` output is
+    kept (scorable with `import-edits --from-field partedit`). An edit prompt without part-token
+    markup gets its part words after the edit as the token (the dataset's text is kept as
+    `prompt_changed_dataset`). A row whose mask is empty or covers the whole image is left out
+    (it has no part or no background to score) and named. The suite records its source and
+    the revision it came from. Returns (suite file, count, rows whose labels contradict their
+    text, rows left out).
 
     Splits come from the dataset card's `configs` when the folder has one, else from the
     files' names or folders (`synth-*.parquet`, `refs/convert/parquet`'s `default/real/`),
     else from `split`; a file whose split cannot be told stops the import. `revision` picks a
-    hub revision (a hub id, or a hub cache folder holding several snapshots)."""
+    hub revision (a hub id, or a hub cache folder holding several snapshots).
+
+    The suite folder (`output`, default `benchmark_data/NAME`) must not exist, or, with
+    `overwrite`, must hold an earlier import, which is replaced whole once the new one is
+    complete (a failed import leaves it as it was)."""
+    safe_name(name, "import-hf --name")
+    folder = Path(output) if output else data_root() / name
+    output_folder(folder, "import-hf --output", overwrite, owned=_is_import)
     sources = [source] if isinstance(source, str) else list(source)
     splits: dict[str, list[dict[str, Any]]] = {}
+    origins = []
     for one in sources:  # bad sources stop before anything is written
-        for split_name, rows in _load_dataset_splits(one, revision, split).items():
+        loaded, origin = _load_dataset_splits(one, revision, split)
+        origins.append(origin)
+        for split_name, rows in loaded.items():
             splits.setdefault(split_name, []).extend(rows)
     source = ", ".join(sources)
-    folder = Path(output) if output else data_root() / name
-    # built in a staging folder and swapped in whole: a failed import leaves nothing behind
-    staging = folder.with_name(f".{folder.name}.importing-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_folder(folder)  # built aside and swapped in whole
     try:
-        count, warnings = _import_hf_rows(splits, source, name, version, folder, staging)
-        replaced = folder.with_name(f".{folder.name}.replaced-{os.getpid()}")
-        if folder.exists():
-            folder.rename(replaced)
-        staging.rename(folder)
-        shutil.rmtree(replaced, ignore_errors=True)
+        count, warnings, excluded = _import_hf_rows(
+            splits, source, origins, name, version, folder, staging
+        )
+        replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return folder / "suite.yaml", count, warnings
+    return folder / "suite.yaml", count, warnings, excluded
+
+
+#: The mark of a suite folder this importer made (what `--overwrite` may replace).
+IMPORTER = "partedit-bench data import-hf"
+
+
+def _is_import(folder: Path) -> bool:
+    try:
+        definition = yaml.safe_load((folder / "suite.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    if not isinstance(definition, dict):
+        return False
+    return definition.get("importer") == IMPORTER or str(
+        definition.get("description", "")
+    ).startswith("PartEdit-Bench imported from")
+
+
+def _mask_of(row: dict[str, Any], size: tuple[int, int], where: str) -> np.ndarray | None:
+    if row.get("gt_mask") is None:
+        return None
+    levels = np.asarray(_as_image(row["gt_mask"], f"{where} gt_mask").convert("L"))
+    mask = levels > (0 if levels.max() <= 1 else 127)  # 0/1 and 0/255 alike
+    if mask.shape != (size[1], size[0]):
+        raise UserError(f"{where}: mask {mask.shape[::-1]} vs image {size}")
+    return mask
 
 
 def _import_hf_rows(
     splits: dict[str, list[dict[str, Any]]],
     source: str,
+    origins: list[dict[str, Any]],
     name: str,
     version: str | None,
     final: Path,
     folder: Path,
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[str], list[str]]:
     """Writes the suite of `splits` into `folder` (the staging folder of `final`)."""
     samples: list[Sample] = []
     warnings: list[str] = []
+    excluded: list[str] = []
     seen: dict[str, str] = {}
     for split_name, rows in splits.items():
         split = "real" if "real" in split_name else "synth"
         for index, row in enumerate(rows):
-            sample_id = f"{split}-{row.get('id', index)}"
             where = f"{source} {split_name} row {index}"
+            # the id becomes file names: checked before anything of the row is written
+            sample_id = safe_name(f"{split}-{row.get('id', index)}", f"{where}: sample id")
             if sample_id in seen:
                 raise UserError(
                     f"{where}: sample id {sample_id} again (first in {seen[sample_id]}): "
@@ -113,38 +152,42 @@ def _import_hf_rows(
                 part = canonical_part(row.get("class_name"), row.get("part"))
             if part is None:
                 raise UserError(
-                    f"{source} {split_name} row {index}: cannot map part "
-                    f"{row.get('part')!r} of class {row.get('class_name')!r} "
-                    "to a canonical part"
+                    f"{where}: cannot map part {row.get('part')!r} of class "
+                    f"{row.get('class_name')!r} to a canonical part"
                 )
-            image = _as_image(row["original_image"], f"{split_name} row {index} original_image")
-            image_path = folder / "images" / f"{sample_id}.png"
-            atomic_write_bytes(image_path, png_bytes(image.convert("RGB")))
+            if row.get("original_image") is None:
+                raise UserError(
+                    f"{where}: no original_image (columns: {', '.join(sorted(row)) or 'none'})"
+                )
+            image = opaque_rgb(
+                _as_image(row["original_image"], f"{where} original_image"),
+                f"{where} original_image",
+            )
+            mask = _mask_of(row, image.size, where)
+            if mask is not None and (not mask.any() or mask.all()):
+                reason = "empty mask" if not mask.any() else "mask covers the whole image"
+                excluded.append(f"{sample_id} ({reason})")
+                continue
+            image_path = child(folder, "images", f"{sample_id}.png", field=f"{where}: sample id")
+            atomic_write_bytes(image_path, png_bytes(image))
             mask_path = ""
-            if row.get("gt_mask") is not None:
-                levels = np.asarray(_as_image(row["gt_mask"], "gt_mask").convert("L"))
-                mask = levels > (0 if levels.max() <= 1 else 127)  # 0/1 and 0/255 alike
-                if mask.shape != (image.size[1], image.size[0]):
-                    raise UserError(
-                        f"{split_name} row {index}: mask {mask.shape[::-1]} vs image {image.size}"
-                    )
-                mask_path = str(folder / "masks" / f"{sample_id}.png")
+            if mask is not None:
+                mask_path = str(child(folder, "masks", f"{sample_id}.png", field="sample id"))
                 atomic_write_bytes(Path(mask_path), png_bytes(mask_to_image(mask)))
             extra: dict[str, Any] = {"source_split": split_name}
             if row.get("token_cls") is not None:
                 extra["token_cls"] = row["token_cls"]
             if row.get("partedit") is not None:
-                out = folder / "partedit" / f"{sample_id}.png"
-                atomic_write_bytes(
-                    out, png_bytes(_as_image(row["partedit"], "partedit").convert("RGB"))
-                )
+                out = child(folder, "partedit", f"{sample_id}.png", field="sample id")
+                edited = _as_image(row["partedit"], f"{where} partedit")
+                atomic_write_bytes(out, png_bytes(opaque_rgb(edited, f"{where} partedit")))
                 extra["partedit"] = str(out)
             entry: dict[str, Any] = {k: str(row[k]) for k in HF_FIELDS if row.get(k) is not None}
             entry.update(
                 id=sample_id,
                 split=split,
                 part_token=part,
-                seed=_row_seed(row, f"{source} {split_name} row {index}"),
+                seed=_row_seed(row, where),
                 class_name=str(row.get("class_name") or ""),
                 part=str(row.get("part") or ""),
                 instructp2p_edit=[
@@ -182,17 +225,27 @@ def _import_hf_rows(
             if warning:
                 extra["label_warning"] = warning
                 warnings.append(f"{split_name} row {index} (id {row.get('id', index)}): {warning}")
-            samples.append(Sample.from_dict(entry, f"{source} {split_name} row {index}"))
+            samples.append(Sample.from_dict(entry, where))
+    if not samples:
+        raise UserError(f"{source}: no row left to import ({len(excluded)} left out: bad masks)")
     definition = {
         "name": name,
         "version": version or "imported-1",
         "description": f"PartEdit-Bench imported from {source}",
         "origin": str(source),
+        "sources": origins,
+        "importer": IMPORTER,
         "license": "creativeml-openrail-m (the dataset's)",
     }
+    if excluded:
+        definition["excluded"] = excluded
     readme = (
         f"# {name}\n\nThe published PartEdit-Bench, imported with `partedit-bench data "
-        f"import-hf {source}`. {len(samples)} samples (splits: {', '.join(splits)}). "
+        f"import-hf {source}`"
+        + "".join(
+            f" ({o['source']} at revision {o['revision']})" for o in origins if o.get("revision")
+        )
+        + f". {len(samples)} samples (splits: {', '.join(splits)}). "
         "License: creativeml-openrail-m, as the dataset. The dataset's own PartEdit outputs "
         "are in `partedit/`; score them as a row with `partedit-bench import-edits "
         f"--suite {final} --from-field partedit --name partedit-official`.\n"
@@ -200,8 +253,11 @@ def _import_hf_rows(
     if warnings:
         readme += "\nRows whose labels contradict their text (kept as labelled):\n\n"
         readme += "".join(f"- {w}\n" for w in warnings)
+    if excluded:
+        readme += "\nRows left out (nothing to score in them):\n\n"
+        readme += "".join(f"- {e}\n" for e in excluded)
     write_files_suite(folder, definition, samples, readme)
-    return len(samples), warnings
+    return len(samples), warnings, excluded
 
 
 SPLITS = ("synth", "real")
@@ -289,15 +345,59 @@ def _split_of(file: Path, root: Path) -> str | None:
     return found[0] if len(set(found)) == 1 else None
 
 
+def _hub_cache_repo(repo_id: str) -> Path | None:
+    """The local hub-cache folder of dataset `repo_id` (`owner/name`), where `hf download` and
+    `datasets` put it (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub); None
+    when `repo_id` is not a hub id or nothing of it is cached."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
+        return None
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    root = (
+        Path(cache)
+        if cache
+        else Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
+    folder = root.expanduser() / f"datasets--{repo_id.replace('/', '--')}"
+    return folder if (folder / "snapshots").is_dir() else None
+
+
+def _undecoded(data: Any) -> Any:
+    """`data` with its image columns left as bytes: images are decoded row by row by
+    `_as_image`, so that a corrupt one is a line naming its row, not a traceback."""
+    import datasets
+
+    for name in list(data):
+        features = data[name].features or {}
+        for column, feature in features.items():
+            if isinstance(feature, datasets.Image) and feature.decode:
+                data[name] = data[name].cast_column(column, datasets.Image(decode=False))
+    return data
+
+
 def _load_dataset_splits(
     source: str, revision: str | None = None, split: str | None = None
-) -> dict[str, list[dict[str, Any]]]:
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The rows of each split of `source`, and where they came from: {source, revision} (the
+    snapshot's commit when read from a hub cache, else the revision asked for)."""
     import datasets
 
     path = Path(source)
+    origin: dict[str, Any] = {"source": source, "revision": revision}
+    if not path.exists():  # a hub id: its snapshot in the local cache first (offline nodes)
+        cached = _hub_cache_repo(source)
+        if cached is not None:
+            try:
+                snapshot = _hub_snapshot(cached, revision)
+            except UserError:
+                snapshot = None  # that revision is not cached: ask the hub
+            if snapshot is not None:
+                path = snapshot
     try:
         if path.is_dir():
-            path = _hub_snapshot(path, revision) or path
+            snapshot = _hub_snapshot(path, revision)
+            if snapshot is not None:
+                path = snapshot
+                origin["revision"] = snapshot.name
         if path.is_dir() and (
             (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
         ):
@@ -328,17 +428,20 @@ def _load_dataset_splits(
             raise UserError(f"{source}: expected a save_to_disk folder or parquet files")
         else:
             data = datasets.load_dataset(source, revision=revision)
+            origin["revision"] = revision or "main"
+        if isinstance(data, datasets.Dataset):
+            data = datasets.DatasetDict({split or "synth": data})
+        data = _undecoded(data)
+        return {name: list(rows) for name, rows in data.items()}, origin
     except UserError:
         raise
     except Exception as exc:
         raise UserError(
             f"cannot load dataset {source} ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); pass a local folder or "
-            "parquet files when offline"
+            "parquet files when offline (a hub id is read from the local hub cache when it "
+            "holds the snapshot)"
         ) from exc
-    if isinstance(data, datasets.Dataset):
-        data = datasets.DatasetDict({split or "synth": data})
-    return {name: list(rows) for name, rows in data.items()}
 
 
 def _row_seed(row: dict[str, Any], where: str) -> int:
@@ -364,6 +467,6 @@ def _as_image(value: Any, what: str) -> Image.Image:
             image = Image.open(value["path"])
             image.load()
             return image
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UserError(f"{what}: unreadable image ({type(exc).__name__}: {exc})") from exc
     raise UserError(f"{what}: not an image ({type(value).__name__})")

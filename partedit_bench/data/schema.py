@@ -75,6 +75,13 @@ class Sample:
                 f"{where}: unknown part token {known['part_token']!r} "
                 f"(canonical: {', '.join(CANONICAL_PARTS)})"
             )
+        if "seed" in known:
+            seed = known["seed"]
+            if isinstance(seed, str) and seed.strip().isdigit():
+                seed = int(seed)
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise UserError(f"{where}: seed must be a non-negative integer, got {seed!r}")
+            known["seed"] = seed
         if isinstance(known.get("instructp2p_edit"), str):
             known["instructp2p_edit"] = [known["instructp2p_edit"]]
         try:
@@ -116,17 +123,27 @@ def load_image(path: str | Path) -> Image.Image:
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "F") or _png_bit_depth(path) == 16:
                 raise UserError(f"image {path} is 16-bit ({mode}); save it as 8-bit RGB")
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                if np.asarray(rgba)[..., 3].min() < 255:
-                    raise UserError(
-                        f"image {path} has transparent pixels; flatten it onto a background "
-                        "and save it as RGB (refused, not guessed)"
-                    )
-                return rgba.convert("RGB")
-            return img.convert("RGB")
+            return opaque_rgb(img, f"image {path}")
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image {path}: {exc}") from exc
+
+
+def opaque_rgb(img: Image.Image, what: str) -> Image.Image:
+    """`img` as RGB; an image with transparent pixels is refused (they have no color to edit),
+    a fully opaque RGBA one converted.
+
+    Raises:
+        UserError: transparent pixels, naming `what`.
+    """
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        if np.asarray(rgba)[..., 3].min() < 255:
+            raise UserError(
+                f"{what} has transparent pixels; flatten it onto a background "
+                "and save it as RGB (refused, not guessed)"
+            )
+        return rgba.convert("RGB")
+    return img.convert("RGB")
 
 
 def _png_bit_depth(path: Path) -> int:

@@ -22,6 +22,7 @@ from partedit_bench.data.generated import generate_samples
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.errors import UserError, did_you_mean
 from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.outputs import resolved
 from partedit_bench.paths import cache_root, data_root
 
 #: Extra sample fields that hold image paths (relative to the suite file, like the others).
@@ -189,10 +190,10 @@ def _with_absolute_paths(sample: Sample, base: Path) -> Sample:
         sample.extra.setdefault("image_source", sample.original_image)
         sample.original_image = str(package_image(sample.original_image))
     else:
-        sample.original_image = str((base / sample.original_image).resolve())
+        sample.original_image = str(resolved(base / sample.original_image))
     if sample.gt_mask:
-        sample.gt_mask = str((base / sample.gt_mask).resolve())
+        sample.gt_mask = str(resolved(base / sample.gt_mask))
     for key in EXTRA_IMAGE_FIELDS:
         if sample.extra.get(key):
-            sample.extra[key] = str((base / sample.extra[key]).resolve())
+            sample.extra[key] = str(resolved(base / sample.extra[key]))
     return sample

@@ -21,6 +21,8 @@ from partedit_bench.io import atomic_write_bytes, json_bytes, remove_stale_temps
 from partedit_bench.metrics import METRICS, TEXT_RULE, ScoredEdit, foreground_text, pixel_manifest
 from partedit_bench.store import (
     MANIFEST_FILE,
+    check_outputs,
+    files_digest,
     iter_records,
     load_run,
     metric_path,
@@ -161,11 +163,17 @@ def evaluate_run(
             if not record or record.get("status") != "ok":
                 continue
             counts["jobs"] += 1
+            check_outputs(path, record)  # never a score of bytes the record did not write
+            digest = files_digest(record)
             todo = []
             for name in computers:
                 out = metric_path(path, name, manifests[name]["hash"])
                 cached = read_json(out)
-                if cached and cached.get("job_hash") == record["job_hash"]:
+                if (
+                    cached
+                    and cached.get("job_hash") == record["job_hash"]
+                    and cached.get("files") == digest
+                ):
                     counts["cached"] += 1
                 else:
                     todo.append((name, out))
@@ -182,6 +190,7 @@ def evaluate_run(
                     json_bytes(
                         {
                             "job_hash": record["job_hash"],
+                            "files": digest,
                             "group": name,
                             "manifest_hash": manifests[name]["hash"],
                             "values": {k: (None if np.isnan(v) else v) for k, v in values.items()},

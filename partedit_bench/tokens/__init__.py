@@ -48,17 +48,17 @@ class PartToken:
         return list(self.meta.get("layers") or [])
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
+        """Writes the token atomically (a reader never sees half a file)."""
+        from safetensors.torch import save
+
+        from partedit_bench.io import atomic_write_bytes
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(
+        data = save(
             {"embedding": self.embedding.detach().float().cpu().contiguous()},
-            str(tmp),
             metadata={"partedit_bench": json.dumps(self.meta, sort_keys=True)},
         )
-        tmp.replace(path)
+        atomic_write_bytes(path, data)
         return path
 
 
@@ -76,10 +76,27 @@ def load_token(path: str | Path, backbone: Any | None = None) -> PartToken:
             embedding = fh.get_tensor("embedding")
     except Exception as exc:
         raise UserError(f"cannot read token {path}: {exc}") from exc
-    token = PartToken(embedding, meta)
+    token = PartToken(checked_embedding(embedding, path), meta)
     if backbone is not None:
         check_token(token, backbone, path)
     return token
+
+
+def checked_embedding(embedding: Any, where: Path | str) -> torch.Tensor:
+    """`embedding` if it is a finite floating-point (2, d) tensor; one line saying what it is
+    otherwise (an integer, NaN or Inf token would localize nothing and fail no check later)."""
+    if not isinstance(embedding, torch.Tensor):
+        raise UserError(f"token {where} holds {type(embedding).__name__}, not a tensor")
+    if not embedding.is_floating_point():
+        raise UserError(f"token {where} is {embedding.dtype}, not floating point")
+    if embedding.ndim != 2 or embedding.shape[0] != 2 or embedding.shape[1] == 0:
+        raise UserError(
+            f"token {where} has shape {tuple(embedding.shape)}; a part token is (2, d): "
+            "[background, part]"
+        )
+    if not bool(torch.isfinite(embedding).all()):
+        raise UserError(f"token {where} holds NaN or Inf values")
+    return embedding
 
 
 def check_token(token: PartToken, backbone: Any, where: Path | str) -> None:
@@ -99,7 +116,24 @@ def check_token(token: PartToken, backbone: Any, where: Path | str) -> None:
         )
 
 
-def import_token(path: str | Path, backbone: Any, part: str, output: Path | None = None) -> Path:
+def import_target(
+    backbone_name: str, part: str, output: Path | None = None, overwrite: bool = False
+) -> Path:
+    """Where `import_token` stores a token, checked before anything loads: never over an
+    existing token (the shipped ones included) without `overwrite`, never a folder."""
+    from partedit_bench.outputs import output_file
+
+    target = output or token_path(backbone_name, part)
+    return output_file(target, "import-token --output", overwrite)
+
+
+def import_token(
+    path: str | Path,
+    backbone: Any,
+    part: str,
+    output: Path | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Stores an officially released token ((2, 2048) in a `.pt`, read with
     torch.load(weights_only=True), or a safetensors file with key `embedding`) in this
     project's format for `backbone`."""
@@ -107,6 +141,7 @@ def import_token(path: str | Path, backbone: Any, part: str, output: Path | None
         from partedit_bench.errors import did_you_mean
 
         raise UserError(f"unknown part token '{part}'{did_you_mean(part, CANONICAL_PARTS)}")
+    target = import_target(backbone.name, part, output, overwrite)
     embedding = read_released_token(path)
     meta = {
         "backbone": backbone.name,
@@ -118,7 +153,7 @@ def import_token(path: str | Path, backbone: Any, part: str, output: Path | None
     }
     token = PartToken(embedding, meta)
     check_token(token, backbone, path)
-    return token.save(output or token_path(backbone.name, part))
+    return token.save(target)
 
 
 def read_released_token(path: str | Path) -> torch.Tensor:
@@ -151,4 +186,6 @@ def read_released_token(path: str | Path) -> torch.Tensor:
         data = tensors[0]
     if not isinstance(data, torch.Tensor) or data.ndim == 0:
         raise UserError(f"{path} holds {type(data).__name__}, not a tensor")
-    return data.detach().float().reshape(-1, data.shape[-1])
+    if data.ndim > 2 and all(n == 1 for n in data.shape[:-2]):
+        data = data.reshape(data.shape[-2:])  # a released (1, 2, d) is the same token
+    return checked_embedding(data.detach(), path).float()

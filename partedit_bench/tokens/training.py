@@ -361,6 +361,12 @@ def train_tokens(
     rows = []
     for backbone_name in backbones:
         backbone = load_backbone(backbone_name, device, dtype)
+        available = len(decoder_cross_attention_layers(backbone.unet, 10**6))
+        if config.layers > available:  # before anything trains
+            raise UserError(
+                f"train-token --layers {config.layers}: {backbone.name} has {available} decoder "
+                "cross-attention layers"
+            )
         for part in parts:
             samples = [s for s in suite.samples if s.part_token == part]
             for i, schedule in enumerate(schedules):

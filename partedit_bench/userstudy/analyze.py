@@ -8,8 +8,11 @@ from typing import Any
 import pandas as pd
 
 from partedit_bench.errors import UserError
+from partedit_bench.io import atomic_write_bytes
+from partedit_bench.outputs import output_file, output_folder
 from partedit_bench.userstudy.stats import binomial_test, wilson_interval
 
+#: MTurk result columns of a batch that carried the methods (exports before the blind study).
 MTURK_COLUMNS = {
     "WorkerId": "rater_id",
     "Input.question_id": "question_id",
@@ -21,32 +24,139 @@ MTURK_COLUMNS = {
     "Input.check": "check",
     "Input.repeat_of": "repeat_of",
 }
+#: What analysis needs of every answer once joined with the key.
+NEEDED = ("rater_id", "question_id", "pair", "left", "right", "chosen", "check")
+CHECKS = ("", "catch", "repeat")
 
 
-def read_answers(paths: list[Path]) -> pd.DataFrame:
-    """Study CSVs (one per rater) and MTurk result CSVs, in one frame of answers."""
+def read_key(path: Path) -> dict[str, Any]:
+    """A study's `study_key.json` (written by `userstudy export` beside the hosted folder)."""
+    import json
+
+    try:
+        key = json.loads(path.read_text())
+        questions = {str(q["qid"]): q for q in key["questions"]}
+    except FileNotFoundError as exc:
+        raise UserError(f"study key not found: {path}") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path} is not a study key ({type(exc).__name__}: {exc})") from exc
+    return {"study": str(key.get("study") or ""), "questions": questions, "path": path}
+
+
+def _frame(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise UserError(f"answers file not found: {path}")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read answers {path}: {exc}") from exc
+
+
+def _choices(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """An MTurk result file -> rater_id, question_id, choice (+ the methods of a batch that
+    carried them)."""
+    frame = frame.rename(columns=MTURK_COLUMNS)
+    choice = next((c for c in frame if c.startswith("Answer.")), None)
+    if choice is None:
+        raise UserError(f"{path}: an MTurk result file needs an Answer.* column")
+    frame["choice"] = frame[choice].str.replace("choice_", "", regex=False)
+    return frame
+
+
+def _joined(frame: pd.DataFrame, path: Path, key: dict[str, Any] | None) -> pd.DataFrame:
+    """Answers with the methods of each side: from the key (blind studies), or from the file
+    itself (answers written before the study was blind, or by hand)."""
+    if key is None:
+        if "choice" in frame and not {"left", "right"} <= set(frame):
+            raise UserError(
+                f"{path}: these answers name no methods (a blind study); pass --key with the "
+                "study's study_key.json"
+            )
+        if "chosen" not in frame and {"choice", "left", "right"} <= set(frame):
+            frame["chosen"] = [
+                r.left if r.choice == "left" else r.right if r.choice == "right" else ""
+                for r in frame.itertuples()
+            ]
+        return frame
+    if "question_id" not in frame or "choice" not in frame:
+        raise UserError(f"{path}: missing columns (needs question_id and choice)")
+    if "study" in frame:
+        other = sorted(set(frame.study) - {"", key["study"]})
+        if other:
+            raise UserError(
+                f"{path}: answers of study {other[0]}, not of the key's study {key['study']} "
+                f"({key['path']})"
+            )
+    rows = []
+    for line, row in enumerate(frame.to_dict("records"), start=2):
+        question = key["questions"].get(row["question_id"])
+        if question is None:
+            raise UserError(
+                f"{path} line {line}: question {row['question_id']!r} is not in the key "
+                f"{key['path']}"
+            )
+        side = row.get("choice", "")
+        joined = {
+            **row,
+            **{k: str(question.get(k) or "") for k in ("pair", "left", "right", "check")},
+            "sample_id": str(question.get("sample_id", "")),
+            "part": str(question.get("part", "")),
+            "repeat_of": str(question.get("repeat_of") or ""),
+        }
+        joined["chosen"] = question[side] if side in ("left", "right") else ""
+        rows.append(joined)
+    return pd.DataFrame(
+        rows,
+        columns=list(frame.columns)
+        + [
+            c
+            for c in ("pair", "left", "right", "check", "sample_id", "part", "repeat_of", "chosen")
+            if c not in frame
+        ],
+    )
+
+
+def _check_rows(frame: pd.DataFrame, path: Path) -> None:
+    """Every answer well formed, or one line naming the file and line (the header is line 1):
+    a rater and a question, a pair `a:b` of two methods, a choice of one side, a known check."""
+    for line, row in enumerate(frame.to_dict("records"), start=2):
+        where = f"{path} line {line}"
+        for column in ("rater_id", "question_id"):
+            if not str(row.get(column, "")).strip():
+                raise UserError(f"{where}: empty {column}")
+        if "choice" in row and row["choice"] not in ("left", "right"):
+            raise UserError(f"{where}: choice {row['choice']!r} is neither left nor right")
+        parts = str(row["pair"]).split(":")
+        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+            raise UserError(f"{where}: pair {row['pair']!r} is not 'a:b' of two methods")
+        if row["check"] not in CHECKS:
+            raise UserError(
+                f"{where}: unknown check value(s) {row['check']!r} (expected '', catch or repeat)"
+            )
+        if row["chosen"] not in (row["left"], row["right"]) or not row["chosen"]:
+            raise UserError(
+                f"{where}: chosen {row['chosen']!r} is neither side ({row['left']!r}, "
+                f"{row['right']!r})"
+            )
+        if row["check"] == "repeat" and not str(row.get("repeat_of", "")).strip():
+            raise UserError(f"{where}: a repeat that names no repeated question (repeat_of)")
+
+
+def read_answers(paths: list[Path], key_path: Path | None = None) -> pd.DataFrame:
+    """Study CSVs (one per rater) and MTurk result CSVs, in one frame of answers, joined with
+    the study's key when given. A malformed answer stops the analysis with one line naming its
+    file and line: a count of dropped rows would hide a broken export or a tampered file."""
+    key = read_key(key_path) if key_path is not None else None
     frames = []
     for path in paths:
-        if not path.is_file():
-            raise UserError(f"answers file not found: {path}")
-        try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read answers {path}: {exc}") from exc
+        frame = _frame(path)
         if "WorkerId" in frame:
-            frame = frame.rename(columns=MTURK_COLUMNS)
-            choice = next((c for c in frame if c.startswith("Answer.")), None)
-            if choice is None:
-                raise UserError(f"{path}: an MTurk result file needs an Answer.* column")
-            frame["choice"] = frame[choice].str.replace("choice_", "", regex=False)
-            frame["chosen"] = frame.apply(
-                lambda r: r["left"] if r["choice"] == "left" else r["right"], axis=1
-            )
-        missing = {"rater_id", "question_id", "pair", "left", "right", "chosen", "check"} - set(
-            frame
-        )
+            frame = _choices(frame, path)
+        frame = _joined(frame, path, key)
+        missing = set(NEEDED) - set(frame)
         if missing:
             raise UserError(f"{path}: missing columns {', '.join(sorted(missing))}")
+        _check_rows(frame, path)
         frames.append(frame)
     if not frames:
         raise UserError("no answers given")
@@ -60,7 +170,7 @@ def analyze(answers: pd.DataFrame) -> dict[str, Any]:
     catches = answers[answers.check == "catch"]
     failed = sorted(set(catches[catches.chosen == "source"].rater_id))
     kept = answers[~answers.rater_id.isin(failed)]
-    unknown = sorted(set(answers.check) - {"", "catch", "repeat"})
+    unknown = sorted(set(answers.check) - set(CHECKS))
     if unknown:
         raise UserError(
             f"answers: unknown check value(s) {', '.join(map(repr, unknown))} "
@@ -111,10 +221,23 @@ def _row(key: dict[str, Any], group: pd.DataFrame, first: str) -> dict[str, Any]
     }
 
 
+RESULT_FILES = ("preferences.csv", "preferences_per_part.csv", "preferences.tex")
+
+
+def check_output(output: Path, overwrite: bool = False) -> None:
+    """The analysis folder, checked before anything is read: a folder (not a file), and
+    earlier results in it replaced only with `overwrite`."""
+    output_folder(output, "userstudy analyze --output")
+    for name in RESULT_FILES:
+        output_file(output / name, "userstudy analyze --output", overwrite)
+
+
 def write_results(result: dict[str, Any], output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
-    result["pairs"].to_csv(output / "preferences.csv", index=False)
-    result["parts"].to_csv(output / "preferences_per_part.csv", index=False)
+    atomic_write_bytes(output / "preferences.csv", result["pairs"].to_csv(index=False).encode())
+    atomic_write_bytes(
+        output / "preferences_per_part.csv", result["parts"].to_csv(index=False).encode()
+    )
     table = result["pairs"].set_index("pair")[
         ["preference", "ci_low", "ci_high", "p_value", "responses", "raters"]
     ]
@@ -125,4 +248,4 @@ def write_results(result: dict[str, Any], output: Path) -> None:
         f"interval, two-sided binomial test); {len(result['dropped_raters'])} rater(s) dropped "
         "for failed attention checks.",
     )
-    (output / "preferences.tex").write_text(latex)
+    atomic_write_bytes(output / "preferences.tex", latex.encode())

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import html
 import io
-import json
 import random
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
+from partedit_bench.data.schema import load_image
 from partedit_bench.errors import UserError
-from partedit_bench.io import script_json
+from partedit_bench.io import atomic_write_bytes, json_bytes, png_bytes, script_json
+from partedit_bench.outputs import output_folder, replace_folder, staging_folder
 from partedit_bench.store import first_seed_edits, load_run, suite_samples
 from partedit_bench.userstudy import INSTRUCTION
 
@@ -30,8 +31,14 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _safe(name: str) -> str:
-    return hashlib.sha1(name.encode()).hexdigest()[:10]
+#: The folder of an export that gets hosted (what a rater's browser can reach); the key and the
+#: MTurk batch are written beside it, never inside it.
+SITE = "site"
+KEY_FILE = "study_key.json"
+
+
+def _is_study(folder: Path) -> bool:
+    return (folder / KEY_FILE).is_file()
 
 
 def export_study(
@@ -42,12 +49,22 @@ def export_study(
     base_url: str = "",
     catches: int = 2,
     repeats: int = 2,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Writes `index.html` (+ images) and `mturk_batch.csv` + `mturk_layout.html`; returns
-    the study's key (questions with their sides)."""
+    """Writes a blind 2AFC study: `OUTPUT/site/` (index.html + images, the folder to host),
+    and beside it `study_key.json` (which method is on which side of each question, which
+    questions are attention checks or repeats), `mturk_batch.csv` and `mturk_layout.html`.
+    Returns the key.
+
+    Nothing a rater's browser receives names or fingerprints a method or marks a check: the
+    page holds only each question's opaque id, PART, EDIT and three image URLs; every image
+    is re-encoded (no metadata) under a random name of its own, per question and side; the
+    question ids are assigned after shuffling. `userstudy analyze --key` joins the answers with
+    the key. An existing export in `output` is replaced only with `overwrite`."""
     for flag, value in (("--catches", catches), ("--repeats", repeats)):
         if value < 0:
             raise UserError(f"userstudy export {flag} must be at least 0, got {value}")
+    output_folder(output, "userstudy export --output", overwrite, owned=_is_study)
     info = load_run(run_dir)
     _, current = first_seed_edits(run_dir, info)  # one edit per (method, sample)
     edits: dict[tuple[str, str], Path] = {
@@ -61,16 +78,8 @@ def export_study(
                 from partedit_bench.errors import did_you_mean
 
                 raise UserError(f"no edits of '{name}' in {run_dir}{did_you_mean(name, variants)}")
-    samples = suite_samples(load_run(run_dir))
+    samples = suite_samples(info)
     rng = random.Random(seed)
-    images = output / "images"
-    images.mkdir(parents=True, exist_ok=True)
-
-    def copy(src: Path, kind: str, sample_id: str) -> str:
-        name = f"{kind}-{sample_id}.png"
-        shutil.copyfile(src, images / name)
-        return f"images/{name}"
-
     questions: list[dict[str, Any]] = []
     for a, b in pairs:
         for sample_id in sorted({s for v, s in edits if v == a} & {s for v, s in edits if v == b}):
@@ -78,7 +87,6 @@ def export_study(
             left, right = (a, b) if rng.random() < 0.5 else (b, a)
             questions.append(
                 {
-                    "qid": f"q{len(questions):04d}",
                     "pair": f"{a}:{b}",
                     "sample_id": sample_id,
                     "part": sample.part,
@@ -87,9 +95,9 @@ def export_study(
                     "prompt": sample.prompt_changed,
                     "left": left,
                     "right": right,
-                    "source": copy(Path(sample.original_image), "source", sample_id),
-                    "left_image": copy(edits[(left, sample_id)], _safe(left), sample_id),
-                    "right_image": copy(edits[(right, sample_id)], _safe(right), sample_id),
+                    "source_file": str(sample.original_image),
+                    "left_file": str(edits[(left, sample_id)]),
+                    "right_file": str(edits[(right, sample_id)]),
                     "check": "",
                     "repeat_of": "",
                 }
@@ -98,75 +106,116 @@ def export_study(
         raise UserError(f"no sample has edits of both methods of any pair in {run_dir}")
     originals = list(questions)
     for question in rng.sample(originals, min(repeats, len(originals))):
-        repeat = dict(
-            question,
-            qid=f"q{len(questions):04d}",
-            check="repeat",
-            repeat_of=question["qid"],
-            left=question["right"],
-            right=question["left"],
-            left_image=question["right_image"],
-            right_image=question["left_image"],
+        questions.append(
+            dict(
+                question,
+                check="repeat",
+                repeat_of=question,  # its id once ids are assigned
+                left=question["right"],
+                right=question["left"],
+                left_file=question["right_file"],
+                right_file=question["left_file"],
+            )
         )
-        questions.append(repeat)
     for question in rng.sample(originals, min(catches, len(originals))):
         source_left = rng.random() < 0.5
-        catch = dict(question, qid=f"q{len(questions):04d}", check="catch", repeat_of="")
         method = question["left"]
+        catch = dict(question, check="catch", repeat_of="")
         catch.update(
             left="source" if source_left else method,
             right=method if source_left else "source",
-            left_image=question["source"] if source_left else question["left_image"],
-            right_image=question["left_image"] if source_left else question["source"],
+            left_file=question["source_file"] if source_left else question["left_file"],
+            right_file=question["left_file"] if source_left else question["source_file"],
         )
         questions.append(catch)
     rng.shuffle(questions)
-    study = {"seed": seed, "instruction": INSTRUCTION, "questions": questions}
-    payload = script_json(study)
-    page = PAGE.read_text().replace("/*STUDY*/null", payload)
-    (output / "index.html").write_text(page)
-    (output / "study_key.json").write_text(json.dumps(study, indent=2))
-    write_mturk(questions, output, base_url)
+    for index, question in enumerate(questions):  # ids after shuffling: order tells nothing
+        question["qid"] = f"q{index:04d}"
+    for question in questions:
+        if question["repeat_of"]:
+            question["repeat_of"] = question["repeat_of"]["qid"]
+    staging = staging_folder(output)
+    try:
+        images = staging / SITE / "images"
+        images.mkdir(parents=True)
+        encoded: dict[str, bytes] = {}
+
+        def publish(src: str) -> str:
+            if src not in encoded:  # pixels only: no name, no metadata travels with them
+                encoded[src] = png_bytes(load_image(src))
+            name = f"{secrets.token_hex(8)}.png"  # one per question and side
+            atomic_write_bytes(images / name, encoded[src])
+            return f"images/{name}"
+
+        for question in questions:
+            for side in ("source", "left", "right"):
+                question[f"{side}_image"] = publish(question[f"{side}_file"])
+        study_id = secrets.token_hex(6)
+        page_questions = [  # what the rater's browser gets of a question, nothing more
+            {
+                "qid": q["qid"],
+                "part": q["part"],
+                "edit": q["edit"],
+                "original": q["source_image"],
+                "a": q["left_image"],
+                "b": q["right_image"],
+            }
+            for q in questions
+        ]
+        page = PAGE.read_text().replace(
+            "/*STUDY*/null",
+            script_json(
+                {"study": study_id, "instruction": INSTRUCTION, "questions": page_questions}
+            ),
+        )
+        atomic_write_bytes(staging / SITE / "index.html", page.encode())
+        study = {
+            "study": study_id,
+            "seed": seed,
+            "run": str(run_dir),
+            "instruction": INSTRUCTION,
+            "questions": questions,
+        }
+        atomic_write_bytes(staging / KEY_FILE, json_bytes(study))
+        write_mturk(questions, staging, base_url)
+        atomic_write_bytes(staging / "README.md", README.encode())
+        replace_folder(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return study
 
 
+README = """# A blind 2AFC study
+
+Host `site/` (index.html and images/) and nothing else: `study_key.json` says which method is
+on which side of every question and which questions are attention checks or repeats, and
+`mturk_batch.csv` is uploaded to MTurk, not hosted. Score the answers with
+
+    partedit-bench userstudy analyze ANSWERS.csv... --key study_key.json --output DIR
+"""
+
+
 def write_mturk(questions: list[dict[str, Any]], output: Path, base_url: str) -> None:
+    """The MTurk batch (one row per question: its opaque id, PART, EDIT, three image URLs;
+    no method and no check: MTurk shows workers its rows) and the HIT layout."""
     base = base_url.rstrip("/") + "/" if base_url else ""
     buffer = io.StringIO()
-    columns = [
-        "question_id",
-        "pair",
-        "sample_id",
-        "part",
-        "edit",
-        "left_method",
-        "right_method",
-        "check",
-        "repeat_of",
-        "source_url",
-        "left_url",
-        "right_url",
-    ]
+    columns = ["question_id", "part", "edit", "source_url", "left_url", "right_url"]
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     for q in questions:
         writer.writerow(
             {
                 "question_id": q["qid"],
-                "pair": q["pair"],
-                "sample_id": q["sample_id"],
                 "part": q["part"],
                 "edit": q["edit"],
-                "left_method": q["left"],
-                "right_method": q["right"],
-                "check": q["check"],
-                "repeat_of": q["repeat_of"],
-                "source_url": base + q["source"],
+                "source_url": base + q["source_image"],
                 "left_url": base + q["left_image"],
                 "right_url": base + q["right_image"],
             }
         )
-    (output / "mturk_batch.csv").write_text(buffer.getvalue())
+    atomic_write_bytes(output / "mturk_batch.csv", buffer.getvalue().encode())
     layout = f"""<!-- MTurk HIT layout: ${{...}} fields come from mturk_batch.csv -->
 <crowd-form>
   <p>{html.escape(INSTRUCTION)}</p>
@@ -183,4 +232,4 @@ def write_mturk(questions: list[dict[str, Any]], output: Path, base_url: str) ->
   <input type="hidden" name="question_id" value="${{question_id}}">
 </crowd-form>
 """
-    (output / "mturk_layout.html").write_text(layout)
+    atomic_write_bytes(output / "mturk_layout.html", layout.encode())

@@ -82,7 +82,7 @@ def export(run: Path, out: Path, *extra: str) -> int:
     )
 
 
-def test_export_writes_a_study_and_an_mturk_batch(tmp_path):
+def test_export_writes_a_study_and_an_mturk_batch(tmp_path, capsys):
     run = make_run(tmp_path)
     out = tmp_path / "study"
     assert export(run, out, "--base-url", "https://example.org/study") == 0
@@ -91,13 +91,35 @@ def test_export_writes_a_study_and_an_mturk_batch(tmp_path):
     assert checks.count("") == 6 and checks.count("catch") == 2 and checks.count("repeat") == 2
     sides = {q["left"] for q in key["questions"] if not q["check"]}
     assert sides == {"identity", "noisy"}  # sides randomized
+    by_id = {q["qid"]: q for q in key["questions"]}
+    for repeat in (q for q in key["questions"] if q["check"] == "repeat"):
+        first = by_id[repeat["repeat_of"]]  # the same pair, sides swapped
+        assert (repeat["left"], repeat["right"]) == (first["right"], first["left"])
     batch = pd.read_csv(out / "mturk_batch.csv")
-    assert (
-        len(batch) == 10
-        and batch.left_url.str.startswith("https://example.org/study/images/").all()
-    )
-    page = (out / "index.html").read_text()
+    assert len(batch) == 10
+    assert batch.left_url.str.startswith("https://example.org/study/images/").all()
+    # MTurk shows workers the batch's rows: nothing in it names a method or a check
+    assert list(batch.columns) == [
+        "question_id", "part", "edit", "source_url", "left_url", "right_url"
+    ]  # fmt: skip
+    # the hosted folder is the page and its images; the key lives beside it
+    site = out / "site"
+    assert sorted(p.name for p in site.iterdir()) == ["images", "index.html"]
+    assert len(list((site / "images").iterdir())) == 3 * 10  # one image per question and side
+    page = (site / "index.html").read_text()
     assert "<script>" in page and '"qid"' in page and "</script>" in page
+    # an export never replaces one without --overwrite (a new key would orphan the answers)
+    capsys.readouterr()
+    assert export(run, out) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert json.loads((out / "study_key.json").read_text()) == key
+    assert export(run, out, "--overwrite", "--seed", "4") == 0
+    assert json.loads((out / "study_key.json").read_text())["study"] != key["study"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert export(run, other, "--overwrite") == 2  # not a study: never replaced
+    assert (other / "notes.txt").read_text() == "mine"
     assert (
         main(
             [
@@ -114,6 +136,17 @@ def test_export_writes_a_study_and_an_mturk_batch(tmp_path):
     )
 
 
+def method_fingerprints(names) -> set[str]:
+    """Each method's name and the constant prefixes an export could tie to a method."""
+    import hashlib
+
+    out = set()
+    for name in names:
+        out |= {name, hashlib.sha1(name.encode()).hexdigest()[:10]}
+        out.add(hashlib.sha256(name.encode()).hexdigest()[:10])
+    return out
+
+
 @pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="browser test needs Debian's chromium and chromium-driver "
@@ -127,17 +160,29 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
     out = tmp_path / "study"
     assert export(run, out, "--seed", "3") == 0
     key = json.loads((out / "study_key.json").read_text())
+    by_id = {q["qid"]: q for q in key["questions"]}
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     driver = chrome(downloads)
+    secret = method_fingerprints(["identity", "noisy", "source"])
+    secret |= {q["sample_id"] for q in key["questions"]}
+    secret |= {"catch", "repeat", "check", "pair", "left_method"}
     try:
-        driver.get((out / "index.html").as_uri())
+        driver.get((out / "site" / "index.html").as_uri())
         body = driver.find_element(By.TAG_NAME, "body")
         body.send_keys(Keys.ENTER)  # consent page -> first question
         expected_wins = 0
-        for index, question in enumerate(key["questions"]):
+        seen_pages, requests = [driver.page_source], []
+        for index in range(len(key["questions"])):
             progress = driver.find_element(By.ID, "progress").text
             assert progress == f"Question {index + 1} of {len(key['questions'])}"
+            # the rater's browser knows only the question's opaque id
+            qid = driver.execute_script("return STUDY.questions[arguments[0]].qid", index)
+            question = by_id[qid]
+            seen_pages.append(driver.page_source)
+            requests += driver.execute_script(  # what the browser fetched for this question
+                "return [...document.images].map(i => i.currentSrc)"
+            )
             # the rater: never the unedited source, otherwise always the left side
             side = "right" if question["left"] == "source" else "left"
             if not question["check"] and question[side] == "identity":
@@ -147,6 +192,15 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
         while not (downloads / "answers.csv").is_file() and time.time() < deadline:
             time.sleep(0.1)
         assert (downloads / "answers.csv").is_file(), "the study did not download its answers"
+        # blind: no method name, constant method prefix, sample id or check mark anywhere the
+        # rater's browser reaches (the page, every request, every hosted file name, the answers)
+        hosted = [str(p.relative_to(out / "site")) for p in (out / "site").rglob("*")]
+        assert len(requests) == 3 * len(key["questions"]) and all(requests)
+        answers_text = (downloads / "answers.csv").read_text()
+        raw_page = (out / "site" / "index.html").read_text()
+        for text in [raw_page, *seen_pages, *requests, *hosted, answers_text]:
+            leaked = [s for s in secret if s in text.lower()]
+            assert not leaked, (leaked, text[:200])
         # the gallery shows every method column
         assert main(["report", str(run)]) == 0
         driver.get((run / "report" / "gallery.html").as_uri())
@@ -156,10 +210,9 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
     finally:
         driver.quit()
     result_dir = tmp_path / "analysis"
-    assert (
-        main(["userstudy", "analyze", str(downloads / "answers.csv"), "--output", str(result_dir)])
-        == 0
-    )
+    analyze = ["userstudy", "analyze", str(downloads / "answers.csv"), "--output", str(result_dir)]
+    assert main(analyze) == 2  # blind answers need the key
+    assert main([*analyze, "--key", str(out / "study_key.json")]) == 0
     prefs = pd.read_csv(result_dir / "preferences.csv")
     row = prefs.set_index("pair").loc["identity:noisy"]
     assert row.responses == 6 and row.preference == pytest.approx(expected_wins / 6)
@@ -167,6 +220,9 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
     assert row.ci_low == pytest.approx(low) and row.ci_high == pytest.approx(high)
     assert row.p_value == pytest.approx(binomial_test(expected_wins, 6))
     assert "\\toprule" in (result_dir / "preferences.tex").read_text()
+    # earlier results are replaced only with --overwrite
+    assert main([*analyze, "--key", str(out / "study_key.json")]) == 2
+    assert main([*analyze, "--key", str(out / "study_key.json"), "--overwrite"]) == 0
 
 
 def test_analysis_drops_raters_failing_attention_checks(tmp_path):
@@ -304,3 +360,67 @@ def test_analyze_when_no_rater_is_left_is_one_line(tmp_path, capsys):
         csv.writer(fh).writerows([fields, *rows])
     assert main(["userstudy", "analyze", str(path), "--output", str(tmp_path / "out")]) == 2
     assert "unknown check value(s) 'fail'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (["r1", "q1", "a:b", "a", "b", "zzz", ""], "chosen 'zzz' is neither side"),
+        (["", "", "", "", "", "", ""], "empty rater_id"),
+        (["r1", "q1", "a:b:c", "a", "b", "a", ""], "pair 'a:b:c' is not 'a:b'"),
+        (["r1", "q1", "a:a", "a", "a", "a", ""], "pair 'a:a' is not 'a:b'"),
+        (["r1", "q1", "a:b", "a", "b", "a", "fail"], "unknown check value(s) 'fail'"),
+        (["r1", "q1", "a:b", "b", "a", "a", "repeat"], "names no repeated question"),
+    ],
+)
+def test_malformed_answer_rows_are_one_line_naming_file_and_line(tmp_path, capsys, row, expected):
+    import csv
+
+    fields = ["rater_id", "question_id", "pair", "left", "right", "chosen", "check"]
+    good = ["r1", "q0", "a:b", "a", "b", "a", ""]
+    path = tmp_path / "answers.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([fields, good, row])
+    capsys.readouterr()
+    assert main(["userstudy", "analyze", str(path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path} line 3" in err and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_blind_mturk_results_are_joined_with_the_key(tmp_path, capsys):
+    run = make_run(tmp_path)
+    out = tmp_path / "study"
+    assert export(run, out, "--catches", "0", "--repeats", "0") == 0
+    key = json.loads((out / "study_key.json").read_text())
+    batch = pd.read_csv(out / "mturk_batch.csv", dtype=str)
+    # every worker picks the side that holds `noisy`
+    rows = []
+    for worker in ("w1", "w2"):
+        for q in batch.itertuples():
+            question = next(k for k in key["questions"] if k["qid"] == q.question_id)
+            side = "left" if question["left"] == "noisy" else "right"
+            rows.append(
+                {
+                    "WorkerId": worker,
+                    "Input.question_id": q.question_id,
+                    "Input.part": q.part,
+                    "Answer.choice": f"choice_{side}",
+                }
+            )
+    results = tmp_path / "batch_results.csv"
+    pd.DataFrame(rows).to_csv(results, index=False)
+    args = ["userstudy", "analyze", str(results), "--output", str(tmp_path / "a")]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--key" in capsys.readouterr().err
+    assert main([*args, "--key", str(out / "study_key.json")]) == 0
+    prefs = pd.read_csv(tmp_path / "a" / "preferences.csv").set_index("pair")
+    assert prefs.loc["identity:noisy"].preference == 0.0 and prefs.loc["identity:noisy"].raters == 2
+    # an answer to a question the key does not hold is named with its line
+    rows[3]["Input.question_id"] = "q9999"
+    pd.DataFrame(rows).to_csv(results, index=False)
+    capsys.readouterr()
+    assert main([*args, "--key", str(out / "study_key.json"), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "line 5: question 'q9999' is not in the key" in err, err
