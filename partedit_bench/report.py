@@ -22,6 +22,7 @@ import pandas as pd
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, remove_stale_temps
 from partedit_bench.metrics import DEFAULT_COLUMNS, METRICS
+from partedit_bench.outputs import output_folder
 from partedit_bench.store import (
     MANIFEST_FILE,
     RANDOM_WEIGHTS_NOTE,
@@ -237,8 +238,7 @@ def build_report(
         ran = frame[frame.status != "skipped"].groupby(["variant", "backbone"]).size()
         long = long[[pair in ran.index for pair in zip(long.variant, long.backbone, strict=True)]]
     out = Path(output) if output else Path(roots[0]) / "report"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"report output {out} is a file, not a folder")
+    output_folder(out, "report output")  # not a file, not below one
     remove_stale_temps(out)  # of a killed report
     notes = notes_for(runs, long, frame)
     random = sorted({r["info"]["backbone"]["name"] for r in runs if r["info"].get("note")})

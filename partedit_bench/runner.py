@@ -30,6 +30,7 @@ from partedit_bench.io import (
 )
 from partedit_bench.jobs import Job, run_hash_of, shard_from
 from partedit_bench.methodset import MethodSet
+from partedit_bench.outputs import output_folder
 from partedit_bench.store import (
     RECORD_VERSION,
     bytes_digest,
@@ -55,8 +56,8 @@ class Runner:
     # 1. everything that can fail on bad input is checked before anything is written
     def prepare(self) -> None:
         cfg = self.cfg
-        if cfg.output and Path(cfg.output).exists() and not Path(cfg.output).is_dir():
-            raise UserError(f"--output {cfg.output} is a file, not a run folder")
+        if cfg.output:  # not a file, not below one
+            output_folder(cfg.output, "--output")
         self.seeds = cfg.seed_list()
         self.shard = shard_from(cfg.shard)
         self.method_config = cfg.method_config_path()

@@ -28,7 +28,12 @@ def register(sub: Any) -> None:
         "(the token saved uses the first)",
     )
     train.add_argument("--mode", default="decoupled", choices=["decoupled", "coupled"])
-    train.add_argument("--layers", type=int, default=8, help="first N decoder cross-attn layers")
+    train.add_argument(
+        "--layers",
+        type=int,
+        default=None,
+        help="first N decoder cross-attention layers (default 8, or all a smaller backbone has)",
+    )
     train.add_argument("--images", type=int, default=16, help="training images; rest held out")
     train.add_argument("--heldout", type=int, default=0, help="at most N held-out images (0: all)")
     train.add_argument("--seed", type=int, default=0)
@@ -69,7 +74,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.tokens.training import TIMESTEP_SCHEDULES, TrainConfig
 
     for name, low in (("steps", 1), ("images", 1), ("layers", 1), ("heldout", 0)):
-        if getattr(args, name) < low:
+        if getattr(args, name) is not None and getattr(args, name) < low:
             raise UserError(
                 f"train-token --{name} must be at least {low}, got {getattr(args, name)}"
             )
@@ -117,7 +122,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
         loss=args.loss,
         timesteps=schedules[0],
         mode=args.mode,
-        layers=args.layers,
+        layers=args.layers or 8,
         images=args.images,
         heldout=args.heldout,
         seed=args.seed,
@@ -132,6 +137,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
         device,
         args.dtype,
         console,
+        exact_layers=args.layers is not None,
     )
     header = [
         "backbone",
@@ -171,8 +177,8 @@ def command_import_token(args: argparse.Namespace, console: Any) -> int:
             f"unknown part token '{args.part}'{did_you_mean(args.part, CANONICAL_PARTS)}"
         )
     output = Path(args.output) if args.output else None
-    import_target(args.backbone, args.part, output, args.overwrite)  # before the backbone loads
     read_released_token(args.file)  # a corrupt file stops before the backbone loads
+    import_target(args.backbone, args.part, output, args.overwrite)  # so does a taken target
     backbone = load_backbone(args.backbone, args.device)
     path = import_token(args.file, backbone, args.part, output, args.overwrite)
     console.print(f"stored {path}")

@@ -116,6 +116,16 @@ def check_token(token: PartToken, backbone: Any, where: Path | str) -> None:
         )
 
 
+def check_layer_count(backbone: Any, count: int, exact: bool) -> None:
+    """A token on the first `count` decoder cross-attention layers: when `count` was asked for
+    (`exact`), a backbone with fewer is refused in one line; otherwise all it has are used."""
+    available = len(decoder_cross_attention_layers(backbone.unet, 10**6))
+    if exact and count > available:
+        raise UserError(
+            f"--layers {count}: {backbone.name} has {available} decoder cross-attention layers"
+        )
+
+
 def import_target(
     backbone_name: str, part: str, output: Path | None = None, overwrite: bool = False
 ) -> Path:
@@ -141,8 +151,8 @@ def import_token(
         from partedit_bench.errors import did_you_mean
 
         raise UserError(f"unknown part token '{part}'{did_you_mean(part, CANONICAL_PARTS)}")
-    target = import_target(backbone.name, part, output, overwrite)
     embedding = read_released_token(path)
+    target = import_target(backbone.name, part, output, overwrite)
     meta = {
         "backbone": backbone.name,
         "fingerprint": backbone.fingerprint,

@@ -21,12 +21,9 @@ from partedit_bench.engine.attention import (
     processors,
 )
 from partedit_bench.errors import UserError
-from partedit_bench.tokens import PartToken, token_path
+from partedit_bench.tokens import PartToken, check_layer_count, token_path
 
 TIMESTEP_SCHEDULES = ("intermediate", "strength-0.25")
-
-# ---------------------------------------------------------------------------------------
-# Training
 
 
 @dataclass
@@ -347,11 +344,12 @@ def train_tokens(
     device: str,
     dtype: str,
     console: Any,
+    exact_layers: bool = False,
 ) -> list[list[str]]:
     """`partedit-bench train-token`: for every backbone and part, a token trained with each
     timestep schedule (the first one saved under `root`, default benchmark_data/tokens), and
     one table row each (backbone, part, schedule, held-out mIoU, all-part mask and random-token
-    baselines, loss first -> last, seconds)."""
+    baselines, loss first -> last, seconds); `exact_layers`: see `check_layer_count`."""
     import dataclasses
 
     from rich.progress import Progress
@@ -361,12 +359,7 @@ def train_tokens(
     rows = []
     for backbone_name in backbones:
         backbone = load_backbone(backbone_name, device, dtype)
-        available = len(decoder_cross_attention_layers(backbone.unet, 10**6))
-        if config.layers > available:  # before anything trains
-            raise UserError(
-                f"train-token --layers {config.layers}: {backbone.name} has {available} decoder "
-                "cross-attention layers"
-            )
+        check_layer_count(backbone, config.layers, exact_layers)
         for part in parts:
             samples = [s for s in suite.samples if s.part_token == part]
             for i, schedule in enumerate(schedules):

@@ -285,7 +285,7 @@ def test_bad_devices_and_seeds_are_one_line(tmp_path, capsys, args, expected):
 def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
     target = tmp_path / "results.txt"
     target.write_text("keep me")
-    fail(capsys, ["--limit", "1"], "is a file, not a run folder", target)
+    fail(capsys, ["--limit", "1"], "is a file, not a folder", target)
     assert target.read_text() == "keep me"
 
 

@@ -28,6 +28,8 @@ LIGHT = [
     "partedit_bench.data.files_suite",
     "partedit_bench.data.annotations",
     "partedit_bench.data.hub",
+    "partedit_bench.data.hub_sources",
+    "partedit_bench.outputs",
     "partedit_bench.data.part_datasets",
     "partedit_bench.data.validate",
 ]

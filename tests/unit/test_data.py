@@ -753,8 +753,10 @@ def test_import_hf_refuses_colliding_ids_and_leaves_nothing_behind(tmp_path, cap
     )
     assert main(["data", "import-hf", str(good), "--output", str(out)]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert main(["data", "import-hf", str(tmp_path / "hf"), "--output", str(out)]) == 2
+    args = ["data", "import-hf", str(tmp_path / "hf"), "--output", str(out), "--overwrite"]
+    assert main(args) == 2  # fails midway: the earlier import stays whole
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "hf", "imported"]  # no staging
 
 
 def _parquet(rows: list[dict], path: Path) -> Path:
