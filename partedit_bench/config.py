@@ -189,6 +189,8 @@ def read_method_config(path: Path) -> tuple[dict[str, dict[str, Any]], list[Vari
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"malformed method config {path}: {str(exc).splitlines()[0]}") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"method config {path} is not a text (UTF-8) file: {exc.reason}") from exc
     if not isinstance(data, dict) or set(data) - {"options", "variants"}:
         raise UserError(
             f"malformed method config {path}: expected keys 'options' and/or 'variants'"

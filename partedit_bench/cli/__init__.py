@@ -72,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread (e.g. an embedding application)
         previous = None
     try:
-        args = build_parser().parse_args(argv)
+        given = list(sys.argv[1:] if argv is None else argv)
+        if any("\x00" in str(a) for a in given):  # no path or name can hold one
+            raise UserError("an argument contains a NUL byte; no file name can hold one")
+        args = build_parser().parse_args(given)
         commands = {name: fn for module in MODULES for name, fn in module.COMMANDS.items()}
         return int(commands[args.command](args, err))
     except UserError as exc:

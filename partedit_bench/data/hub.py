@@ -71,6 +71,8 @@ def import_hf(
     `overwrite`, must hold an earlier import, which is replaced whole once the new one is
     complete (a failed import leaves it as it was)."""
     safe_name(name, "import-hf --name")
+    if output is not None and not str(output).strip():
+        raise UserError("import-hf --output is empty; name a folder (or leave it out)")
     folder = Path(output) if output else data_root() / name
     output_folder(folder, "import-hf --output", overwrite, owned=_is_import)
     sources = [source] if isinstance(source, str) else list(source)

@@ -74,7 +74,7 @@ def available_suites() -> dict[str, Path]:
 
 def read_definition(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Reads a suite YAML, resolving `include:` (the including file's keys win)."""
-    path = path.resolve()
+    path = resolved(path)
     if path in _seen:
         raise UserError(f"suite include cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
     if not path.is_file():
@@ -86,6 +86,8 @@ def read_definition(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"malformed suite file {path}{where}: {problem}") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"suite file {path} is not a text (UTF-8) file: {exc.reason}") from exc
     if not isinstance(data, dict):
         raise UserError(f"malformed suite file {path}: expected a mapping at the top level")
     base: dict[str, Any] = {}
@@ -149,7 +151,11 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"samples file not found: {path}")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"samples file {path} is not a text (UTF-8) file: {exc.reason}") from exc
+    for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))

@@ -156,6 +156,9 @@ def read_answers(paths: list[Path], key_path: Path | None = None) -> pd.DataFram
         missing = set(NEEDED) - set(frame)
         if missing:
             raise UserError(f"{path}: missing columns {', '.join(sorted(missing))}")
+        for optional in ("part", "sample_id", "repeat_of"):
+            if optional not in frame:
+                frame[optional] = ""
         _check_rows(frame, path)
         frames.append(frame)
     if not frames:
