@@ -111,22 +111,28 @@ def output_folder(
     overwrite: bool | None = None,
     owned: Callable[[Path], bool] | None = None,
     flag: str = "--overwrite",
+    resume: bool = False,
 ) -> Path:
     """A folder a command writes into: not a file, not below a file. With `overwrite` given
     (not None), an existing non-empty folder is refused unless `overwrite`, and even then
-    unless `owned(folder)` says it holds what this command makes (it is replaced whole)."""
+    unless `owned(folder)` says it holds what this command makes (it is replaced whole). With
+    `resume`, a folder `owned` says is this command's own is continued without `overwrite`."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file, not a folder")
     _writable_parent(path, what)
     if overwrite is not None and path.is_dir() and any(path.iterdir()):
+        mine = owned is not None and owned(path)
+        if resume and mine:
+            return path
+        if (resume or overwrite) and owned is not None and not mine:
+            raise UserError(
+                f"{what} {path} holds files this command did not make; refusing to write there"
+                + (f" even with {flag}" if overwrite else "")
+                + " (choose another folder)"
+            )
         if not overwrite:
             raise UserError(f"{what} {path} exists and is not empty; pass {flag} to replace it")
-        if owned is not None and not owned(path):
-            raise UserError(
-                f"{what} {path} holds files this command did not make; refusing to replace it "
-                f"even with {flag} (choose another folder)"
-            )
     return path
 
 

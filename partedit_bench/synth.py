@@ -11,6 +11,7 @@ from partedit_bench.data.files_suite import write_files_suite
 from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.outputs import output_folder
 from partedit_bench.paths import data_root
 
 
@@ -42,9 +43,11 @@ def build_synth(
             f"suite '{suite.name}' is not a prompt-config suite (build-synth renders "
             "the images of partedit-synth-style suites)"
         )
-    backbone = load_backbone(backbone_name, pick_device(device, Shard(0, 1)), dtype)
     short = Path(backbone_name).name
     folder = Path(output) if output else data_root() / f"{suite.name}@{short}"
+    # resumable in its own folder; any other non-empty folder is never written into
+    output_folder(folder, "build-synth --output", False, owned=_is_built, resume=True)
+    backbone = load_backbone(backbone_name, pick_device(device, Shard(0, 1)), dtype)
     previous = {}
     if (folder / "samples.jsonl").is_file():
         for line in (folder / "samples.jsonl").read_text().splitlines():
@@ -97,3 +100,14 @@ def build_synth(
     )
     suite_file = write_files_suite(folder, definition, samples, readme)
     return suite_file, [s.id for s in samples if not s.gt_mask]
+
+
+def _is_built(folder: Path) -> bool:
+    """A folder build-synth made (its suite records the backbone that built it)."""
+    import yaml
+
+    try:
+        definition = yaml.safe_load((folder / "suite.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    return isinstance(definition, dict) and "synthetic_source" in definition

@@ -73,6 +73,9 @@ def register(sub: Any) -> None:
     parts.add_argument("--output", required=True, help="suite folder to write")
     parts.add_argument("--parts", default=None, help="comma-separated canonical parts")
     parts.add_argument("--limit", type=int, default=None, help="at most N images per part")
+    parts.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier import in --output"
+    )
 
 
 def command_data(args: argparse.Namespace, console: Any) -> int:
@@ -143,7 +146,12 @@ def command_data(args: argparse.Namespace, console: Any) -> int:
         else part_datasets.import_partimagenet
     )
     suite_file, count = importer(
-        args.annotations, args.images, args.output, parts=_split(args.parts), limit=args.limit
+        args.annotations,
+        args.images,
+        args.output,
+        parts=_split(args.parts),
+        limit=args.limit,
+        overwrite=args.overwrite,
     )
     console.print(f"imported {count} part masks into {suite_file}")
     return 0

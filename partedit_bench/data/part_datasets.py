@@ -17,6 +17,7 @@ from partedit_bench.data.masks import (
 from partedit_bench.data.schema import Sample, load_image
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, png_bytes
+from partedit_bench.outputs import child, output_folder
 
 PARTIMAGENET_PARTS = {
     ("quadruped", "head"): "animal-head",
@@ -32,6 +33,7 @@ def import_partimagenet(
     name: str | None = None,
     parts: list[str] | None = None,
     limit: int | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, int]:
     """A token-training suite (images + canonical part masks) from PartImageNet's COCO-style
     JSON: categories named like `Quadruped Head` (supercategory Quadruped) are mapped onto the
@@ -54,7 +56,7 @@ def import_partimagenet(
                 grouped.setdefault((ann["image_id"], part), []).append(ann["segmentation"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"malformed PartImageNet annotation file {path}: {exc!r}") from exc
-    folder = Path(output)
+    folder = _output(output, overwrite)
     samples: list[Sample] = []
     for (image_id, part), segmentations in sorted(grouped.items(), key=lambda kv: kv[0]):
         if limit and sum(s.part_token == part for s in samples) >= limit:
@@ -76,7 +78,7 @@ def _part_sample(
     folder: Path, sample_id: str, class_name: str, part: str, image_path: Path, mask: np.ndarray
 ) -> Sample:
     """A token-training sample: the image where it is, its part mask written into `folder`."""
-    out = folder / "masks" / f"{sample_id}.png"
+    out = child(folder, "masks", f"{sample_id}.png", field="sample id")
     atomic_write_bytes(out, png_bytes(mask_to_image(mask)))
     return Sample(
         id=sample_id,
@@ -87,6 +89,21 @@ def _part_sample(
         original_image=str(image_path.resolve()),
         gt_mask=str(out),
     )
+
+
+def _output(output: str, overwrite: bool) -> Path:
+    """The suite folder: new, or (with `overwrite`) an earlier token-training import."""
+
+    def earlier(folder: Path) -> bool:
+        import yaml
+
+        try:
+            definition = yaml.safe_load((folder / "suite.yaml").read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return False
+        return isinstance(definition, dict) and definition.get("role") == "token-training"
+
+    return output_folder(output, "import-parts --output", overwrite, owned=earlier)
 
 
 def _token_training_suite(
@@ -157,6 +174,7 @@ def import_pascal_part(
     name: str | None = None,
     parts: list[str] | None = None,
     limit: int | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, int]:
     """A token-training suite from PASCAL-Part: each `Annotations_Part/<image>.mat` (the
     release's `anno.objects(i).parts(j).{part_name, mask}` structs, read with scipy), its
@@ -166,7 +184,7 @@ def import_pascal_part(
     files = sorted(Path(annotations).glob("*.mat"))
     if not files:
         raise UserError(f"no PASCAL-Part .mat files in {annotations}")
-    folder = Path(output)
+    folder = _output(output, overwrite)
     samples: list[Sample] = []
     for mat_path in files:
         try:

@@ -22,8 +22,11 @@ from tests.helpers import IDENTITY_RUN
 
 
 def bounded(examples: int) -> settings:
+    """`examples` per property in `make test`; PARTEDIT_BENCH_PROPERTY_SCALE=N runs N times as
+    many (a longer hunt, still derandomized)."""
+    scale = int(os.environ.get("PARTEDIT_BENCH_PROPERTY_SCALE", "1"))
     return settings(
-        max_examples=examples,
+        max_examples=examples * scale,
         derandomize=True,  # a fixed seed: the same strings on every machine
         deadline=None,
         database=None,
