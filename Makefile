@@ -38,7 +38,7 @@ gpu-check: $(STAMP)
 # The PartWorld backbone's numbers (README and models/partworld-sd/README.md), about 15 min on
 # 2 CPU cores: prompt following, part tokens with held-out mIoU, the default run and its report.
 partworld-numbers: $(STAMP)
-	$(BIN)/partedit-bench partworld evaluate
+	$(BIN)/partedit-bench partworld evaluate --overwrite
 	$(BIN)/partedit-bench train-token --backbone partworld-sd --part all --overwrite \
 		--table models/partworld-sd/eval/tokens.md
 	$(BIN)/partedit-bench run --recompute --output results/partworld__partworld-sd

@@ -11,6 +11,8 @@ from partedit_bench.cli._common import (
     _split,
 )
 from partedit_bench.errors import UserError
+from partedit_bench.io import atomic_write_bytes
+from partedit_bench.outputs import is_shipped, output_file, output_folder
 
 
 def register(sub: Any) -> None:
@@ -31,6 +33,11 @@ def register(sub: Any) -> None:
         "--stages", default="data,vae,decoder,unet,export", help="comma-separated subset to run"
     )
     pw_train.add_argument("--no-progress", action="store_true")
+    pw_train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into the shipped models/partworld-sd (it changes the shipped model)",
+    )
     pw_eval = world_sub.add_parser(
         "evaluate", help="prompt following: an attribute classifier reads generated images"
     )
@@ -47,6 +54,9 @@ def register(sub: Any) -> None:
         "trained and saved there when missing)",
     )
     pw_eval.add_argument("--device", default="auto")
+    pw_eval.add_argument(
+        "--overwrite", action="store_true", help="replace earlier results in --out"
+    )
 
 
 def command_partworld(args: argparse.Namespace, console: Any) -> int:
@@ -64,13 +74,19 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
         if unknown:
             raise UserError(f"unknown stage(s) {', '.join(unknown)}: use {','.join(STAGES)}")
         out = Path(args.out) if args.out else PARTWORLD_FOLDER
+        output_folder(out, "partworld train --out")
+        if is_shipped(out) and out.is_dir() and any(out.iterdir()) and not args.overwrite:
+            raise UserError(
+                f"partworld train --out {out} holds the shipped model; pass --overwrite to "
+                "train into it, or --out DIR"
+            )
         config = PartWorldTrainConfig().with_overrides(args.set)
         console.print(f"training the PartWorld backbone into {out} (resumable: rerun to go on)")
         Trainer(out, config, progress=not args.no_progress).run(stages)
         console.print(f"done: {out}")
         return 0
     from rich.console import Console
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.engine.devices import pick_device
@@ -88,21 +104,27 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     if args.classifier and not clf_path.is_file():
         raise UserError(f"classifier weights not found: {clf_path}")
     accuracy_path = clf_path.with_suffix(".json")
-    device = pick_device(args.device, Shard(0, 1))
-    backbone = load_backbone(args.backbone, device, "float32")
     spec = BACKBONES.get(args.backbone)
     folder = spec.folder if spec is not None and spec.folder else Path(args.backbone)
     out = Path(args.out) if args.out else folder / "eval"
+    for name in ("prompt_following.json", "prompt_following.md", "samples.png"):
+        output_file(out / name, "partworld evaluate --out", args.overwrite)  # before loading
+    device = pick_device(args.device, Shard(0, 1))
+    backbone = load_backbone(args.backbone, device, "float32")
     if clf_path.is_file():
         classifier = AttributeClassifier()
-        classifier.load_state_dict(load_file(clf_path))
+        try:
+            classifier.load_state_dict(load_file(clf_path))
+        except Exception as exc:  # not safetensors, or another network's weights
+            raise UserError(f"cannot read classifier weights {clf_path}: {exc}") from exc
         accuracy = json.loads(accuracy_path.read_text()) if accuracy_path.is_file() else {}
     else:
         console.print("training the attribute classifier on PartWorld renders (a few minutes)")
         classifier, accuracy = train_classifier()
-        clf_path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(classifier.state_dict(), str(clf_path))
-        accuracy_path.write_text(json.dumps(accuracy, indent=2) + "\n")
+        from safetensors.torch import save
+
+        atomic_write_bytes(clf_path, save(classifier.state_dict()))
+        atomic_write_bytes(accuracy_path, (json.dumps(accuracy, indent=2) + "\n").encode())
     result = prompt_following(
         backbone,
         n=args.captions,

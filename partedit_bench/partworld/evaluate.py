@@ -316,6 +316,8 @@ def prompt_following(
         pairs = [
             (p[name], lab[name]) for p, lab in zip(predicted, labels, strict=True) if name in lab
         ]
+        if not pairs:  # no caption of this (small) evaluation names the attribute
+            continue
         truth = [b for _, b in pairs]
         hits = sum(a == b for a, b in pairs)
         chance = max(truth.count(v) for v in values) / len(truth)

@@ -393,6 +393,12 @@ def test_outputs_below_files_or_into_unwritable_places_are_one_line(tmp_path, ca
     cases = [
         ([*IDENTITY_RUN, "--limit", "1", "--output", str(file / "run")], "is a file"),
         (["userstudy", "analyze", str(answers), "--output", str(file)], "is a file, not a folder"),
+        (
+            ["userstudy", "export", str(tmp_path), "--pairs", "a:b", "--output", str(file)],
+            "is a file, not a folder",
+        ),
+        (["partworld", "train", "--stages", "export"], "holds the shipped model"),
+        (["partworld", "evaluate"], "(a file shipped with partedit-bench); pass --overwrite"),
         (["train-token", "--backbone", ",", "--part", "humanoid-head"], "names no backbone"),
         (
             ["train-token", "--backbone", "tiny-sd", "--part", "humanoid-head", "--table",

@@ -185,6 +185,9 @@ PATH_COMMANDS = {
     "train-token --output-root": ["train-token", "--backbone", "tiny-sd", "--part",
                                   "humanoid-head", "--output-root", "{p}", "--steps", "1",
                                   "--images", "1", "--heldout", "1"],
+    "partworld train --out": ["partworld", "train", "--out", "{p}", "--stages", "export"],
+    "partworld evaluate --classifier": ["partworld", "evaluate", "--classifier", "{p}",
+                                        "--out", "o-pw", "--captions", "1", "--steps", "1"],
     "userstudy export --output": ["userstudy", "export", "run", "--pairs", "identity:noisy",
                                   "--output", "{p}"],
     "userstudy analyze answers": ["userstudy", "analyze", "{p}", "--output", "o-ua"],
@@ -194,8 +197,10 @@ PATH_COMMANDS = {
 }  # fmt: skip
 
 #: Commands that load a backbone or train when the path is fine get fewer examples.
-HEAVY = {"edit --out", "edit --mask", "edit image", "import-token --output", "train-token --table",
-         "train-token --output-root", "run --output"}  # fmt: skip
+HEAVY = {
+    "partworld evaluate --classifier", "edit --out", "edit --mask", "edit image",
+    "import-token --output", "train-token --table", "train-token --output-root", "run --output",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("command", sorted(PATH_COMMANDS))
