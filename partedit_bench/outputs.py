@@ -94,7 +94,7 @@ def output_file(
     below a file, never one of `inputs`, and not an existing file unless `overwrite`."""
     path = Path(path)
     for source in inputs:
-        if source and (Path(source).exists() or path.exists()) and same_file(path, source):
+        if source and same_file(path, source):
             raise UserError(f"{what} {path} is an input of this command; choose another name")
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder, not a file")

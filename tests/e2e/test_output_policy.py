@@ -156,17 +156,22 @@ def test_import_token_never_replaces_a_shipped_token_and_checks_values(tmp_path,
         assert not out.exists()
 
 
-def test_import_masks_never_follows_a_symlink_out_of_the_suite(tmp_path, capsys):
+def files_suite(tmp_path: Path) -> tuple[Path, Path]:
+    """A one-sample files suite without masks (tmp_path/suite) and a mask for it."""
     from partedit_bench.data.files_suite import write_files_suite
     from partedit_bench.data.schema import Sample
 
-    photo, _ = make_photo(tmp_path / "IN")
-    suite = tmp_path / "suite"
+    photo, mask = make_photo(tmp_path / "IN")
     sample = Sample(
         id="a", split="real", class_name="humanoid", part="head", part_token="humanoid-head",
         original_image=str(photo), prompt_original="a photo",
     )  # fmt: skip
-    write_files_suite(suite, {"name": "s", "version": 1}, [sample])
+    write_files_suite(tmp_path / "suite", {"name": "s", "version": 1}, [sample])
+    return tmp_path / "suite", mask
+
+
+def test_import_masks_never_follows_a_symlink_out_of_the_suite(tmp_path, capsys):
+    suite, _ = files_suite(tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
     (suite / "masks").symlink_to(outside, target_is_directory=True)
@@ -179,16 +184,7 @@ def test_import_masks_never_follows_a_symlink_out_of_the_suite(tmp_path, capsys)
 
 
 def test_import_masks_replaces_a_different_mask_only_with_overwrite(tmp_path, capsys):
-    from partedit_bench.data.files_suite import write_files_suite
-    from partedit_bench.data.schema import Sample
-
-    photo, mask = make_photo(tmp_path / "IN")
-    suite = tmp_path / "suite"
-    sample = Sample(
-        id="a", split="real", class_name="humanoid", part="head", part_token="humanoid-head",
-        original_image=str(photo), prompt_original="a photo",
-    )  # fmt: skip
-    write_files_suite(suite, {"name": "s", "version": 1}, [sample])
+    suite, mask = files_suite(tmp_path)
     first, second = tmp_path / "m1", tmp_path / "m2"
     first.mkdir(), second.mkdir()
     Image.open(mask).save(first / "a.png")
