@@ -74,13 +74,13 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
         if unknown:
             raise UserError(f"unknown stage(s) {', '.join(unknown)}: use {','.join(STAGES)}")
         out = Path(args.out) if args.out else PARTWORLD_FOLDER
+        config = PartWorldTrainConfig().with_overrides(args.set)
         output_folder(out, "partworld train --out")
         if is_shipped(out) and out.is_dir() and any(out.iterdir()) and not args.overwrite:
             raise UserError(
                 f"partworld train --out {out} holds the shipped model; pass --overwrite to "
                 "train into it, or --out DIR"
             )
-        config = PartWorldTrainConfig().with_overrides(args.set)
         console.print(f"training the PartWorld backbone into {out} (resumable: rerun to go on)")
         Trainer(out, config, progress=not args.no_progress).run(stages)
         console.print(f"done: {out}")

@@ -66,7 +66,7 @@ def test_import_hf_never_deletes_a_folder_it_did_not_make(tmp_path, capsys):
     before = snapshot(precious)
     args = ["data", "import-hf", str(source), "--name", "x", "--output", str(precious)]
     one_line(capsys, args, "pass --overwrite")
-    one_line(capsys, [*args, "--overwrite"], "refusing to replace it even with --overwrite")
+    one_line(capsys, [*args, "--overwrite"], "refusing to write there even with --overwrite")
     assert snapshot(precious) == before
     # an earlier import is replaced with --overwrite, and only then
     earlier = tmp_path / "earlier"
