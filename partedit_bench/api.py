@@ -141,6 +141,12 @@ class EditMethod(abc.ABC):
     def edit(self, request: EditRequest) -> EditResult:
         """Makes one edit."""
 
+    def needs_gt_mask(self) -> bool:
+        """Whether this adapter, with its options, is given the sample's GT mask (and its row
+        marked as a GT-mask user): the class's `uses_gt_mask` unless an option (a method's
+        `mask_source`) says otherwise."""
+        return type(self).uses_gt_mask
+
     def inputs_fingerprint(self, sample: Sample) -> dict[str, Any]:
         """Fingerprints of everything besides the options, sample, seed and backbone that
         changes this method's output for `sample` (its part token files, special

@@ -178,7 +178,8 @@ def edit(
         source = image.convert("RGB")
     elif image is not None:
         source = load_image(image)
-    if cls.uses_gt_mask and mask is None:
+    adapter = cls(chosen)
+    if adapter.needs_gt_mask() and mask is None:
         raise UserError(f"{cls.name} edits inside a given mask: pass --mask (mask=...)")
     if "instruction" in cls.needs and not instruction:
         raise UserError(f"{cls.name} edits from an instruction: pass --instruction TEXT")
@@ -190,7 +191,6 @@ def edit(
             f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
             f"{loaded.family} ({loaded.name})"
         )
-    adapter = cls(chosen)
     try:
         adapter.preflight(loaded, [sample])  # e.g. the part token exists for this backbone
         adapter.inputs_fingerprint(sample)  # loads a special checkpoint

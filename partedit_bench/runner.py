@@ -286,7 +286,6 @@ class Runner:
         )
 
     def run_job(self, job: Job, job_hash: str, stem: Path) -> str:
-        cls = job.variant.cls
         record: dict[str, Any] = {
             "record_version": RECORD_VERSION,
             "run_hash": self.run_hash,
@@ -294,7 +293,7 @@ class Runner:
             "variant": job.variant.name,
             "method": job.variant.spec.method,
             "options": job.variant.options_dict(),
-            "uses_gt_mask": cls.uses_gt_mask,
+            "uses_gt_mask": self.methods[job.variant.name].needs_gt_mask(),
             "sample_id": job.sample.id,
             "split": job.sample.split,
             "part": job.sample.part_token,
@@ -318,7 +317,8 @@ class Runner:
         try:
             self.rerender_if_missing(job.sample)  # (again: the cache may go mid-job too)
             image = load_image(job.sample.original_image)
-            mask = load_mask(job.sample.gt_mask, image.size) if cls.uses_gt_mask else None
+            adapter = self.methods[job.variant.name]
+            mask = load_mask(job.sample.gt_mask, image.size) if adapter.needs_gt_mask() else None
             request = EditRequest(
                 sample=job.sample,
                 image=image,
@@ -329,7 +329,7 @@ class Runner:
                 synthetic=self.suite.is_synthetic_for(self.backbone.name),
             )
             with self.tensor_check():
-                result: EditResult = self.methods[job.variant.name].edit(request)
+                result: EditResult = adapter.edit(request)
             record["native_size"] = list(result.image.size)
             edited, _ = finish(EditResult(result.image), image.size)
             data = png_bytes(edited)
@@ -383,6 +383,6 @@ class Runner:
                 f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
                 f"{self.backbone.family} ({self.backbone.name})"
             )
-        if cls.uses_gt_mask and not job.sample.gt_mask:
+        if self.methods[job.variant.name].needs_gt_mask() and not job.sample.gt_mask:
             return f"{cls.name} needs a GT mask and sample {job.sample.id} has none"
         return None

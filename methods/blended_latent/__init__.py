@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from methods.partedit.localize import GivenMask
 from partedit_bench.api import (
     EditMethod,
     EditRequest,
@@ -24,13 +26,19 @@ class BlendedLatentOptions:
     guidance: float | None = None  # 7.5 on SD (text_editing_SD2.py), 5.0 on SDXL
     blend_start: float = 0.25  # blending_start_percentage
 
+    mask_source: str = "gt"  # gt (the paper) | tokens | grounded-sam | sam3 | a folder
+
     def __post_init__(self) -> None:
+        from partedit_bench.engine.mask_sources import check_source
+
+        check_source(str(self.mask_source), "blended_latent.mask_source")
         check_range("blended_latent", "steps", self.steps, 1)
         check_range("blended_latent", "blend_start", self.blend_start, 0, 0.99)
 
 
-class BlendedLatent(EditMethod):
-    """Denoises with the target prompt inside the GT mask, re-noised source outside."""
+class BlendedLatent(GivenMask, EditMethod):
+    """Denoises with the target prompt inside the mask (the GT mask by default, option
+    `mask_source`), re-noised source outside."""
 
     name = "blended_latent"
     version = "2"  # #14: the reference scripts' mask, start and samplers
@@ -42,7 +50,9 @@ class BlendedLatent(EditMethod):
         self.backbone = backbone
 
     def edit(self, request: EditRequest) -> EditResult:
+        request = dataclasses.replace(request, mask=self.given_mask(request))
         edited, _ = blend(self.backbone, request, self.options)
+        edited.extras["mask_source"] = self.options.mask_source
         return edited
 
 

@@ -240,7 +240,9 @@ class EditState:
     swap: WordSwap | None = None
     self_replace_steps: int = 0  # steps [0, n) replace the edit's self-attention maps
     self_replace_tokens: int = 0  # ... at layers with at most this many keys
-    force_mask: torch.Tensor | None = None  # test hook: blend with this mask at every call
+    # a mask given from outside (mask_source gt, a folder, a segmenter): it exists before
+    # the first step, so it blends from step 0 while the step is below t_e, at every layer
+    fixed_mask: torch.Tensor | None = None
     keep_maps: bool = False
     # per step
     step: int = 0
@@ -296,8 +298,11 @@ class EditState:
         if self.calls == self.total_calls and self.timing == "official":
             self.finish_step()
             counted = self.step + 1
-        if self.force_mask is not None:
-            return self._at_layer(self.force_mask, tokens)
+        if self.fixed_mask is not None:
+            if not counted < self.t_e:
+                return None
+            self.blends[-1] += 1
+            return self._at_layer(self.fixed_mask, tokens)
         if self.mask is None or not 0 < counted < self.t_e:
             return None
         self.blends[-1] += 1
@@ -317,6 +322,8 @@ class EditState:
         return self.step < self.self_replace_steps and keys <= self.self_replace_tokens
 
     def mean_mask(self) -> torch.Tensor | None:
+        if self.fixed_mask is not None:
+            return self.fixed_mask
         return None if self.mask_sum is None else self.mask_sum / self.mask_count
 
     def blend(self, out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

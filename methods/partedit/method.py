@@ -9,6 +9,7 @@ from methods.partedit.options import PartEditOptions, parts_of
 from methods.partedit.sampling import run_partedit
 from partedit_bench.api import EditMethod, EditRequest, EditResult
 from partedit_bench.data.schema import Sample
+from partedit_bench.engine.mask_sources import MaskInput
 from partedit_bench.errors import UserError
 
 __all__ = ["PartEdit", "PartEditOptions"]
@@ -27,12 +28,19 @@ class PartEdit(EditMethod):
         self.tokens: dict[str, Any] = {}
         self.token_digests: dict[str, str] = {}  # the token files, for the job hash
 
+    def needs_gt_mask(self) -> bool:
+        return self.options.mask_source == "gt"
+
     def preflight(self, backbone: Any, samples: list[Sample]) -> None:
-        """Stops the run before any job when a needed token is missing or foreign."""
+        """Stops the run before any job when a needed token is missing or foreign (tokens
+        are needed only when they make the mask)."""
         from partedit_bench.api import file_digest
         from partedit_bench.tokens import load_token
 
         self.load(backbone)
+        if self.options.mask_source != "tokens":
+            self.masks = MaskInput(self.options.mask_source, backbone.device)
+            return
         missing = []
         for part in sorted({p for s in samples for p in parts_of(s)}):
             path = self._token_path(part)
@@ -50,7 +58,10 @@ class PartEdit(EditMethod):
             )
 
     def inputs_fingerprint(self, sample: Sample) -> dict[str, Any]:
-        """The part token files the sample uses (a replaced token recomputes its jobs)."""
+        """The part token files the sample uses, or what made its given mask (a replaced
+        token, mask file or segmentation checkpoint recomputes its jobs)."""
+        if self.options.mask_source != "tokens":
+            return self.masks.fingerprint(sample)
         return {part: self.token_digests[part] for part in sorted(parts_of(sample))}
 
     def _token_path(self, part: str) -> Any:
@@ -63,8 +74,9 @@ class PartEdit(EditMethod):
         return token_path(self.backbone.name, part)
 
     def edit(self, request: EditRequest) -> EditResult:
-        if not hasattr(self, "tokens") or any(
-            p not in self.tokens for p in parts_of(request.sample)
+        given = self.options.mask_source != "tokens"
+        if not hasattr(self, "tokens") or (
+            not given and any(p not in self.tokens for p in parts_of(request.sample))
         ):
             self.preflight(request.backbone, [request.sample])
         return run_partedit(
@@ -75,4 +87,5 @@ class PartEdit(EditMethod):
             self.options,
             self.tokens,
             request.synthetic,
+            given_mask=self.masks(request) if given else None,
         ).result

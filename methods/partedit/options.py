@@ -34,6 +34,9 @@ class PartEditOptions:
     tokens: str = ""
     share_pooled: bool = False
     layers: str = "auto"  # auto | token | decoder | official-40 | comma-separated attn2 names
+    # where the blend mask comes from: tokens (the paper) | gt (the suite's part mask: an
+    # oracle that isolates the blending) | grounded-sam | sam3 | tiny-* | a folder of masks
+    mask_source: str = "tokens"
 
     def __post_init__(self) -> None:
         from partedit_bench.api import check_range
@@ -43,6 +46,9 @@ class PartEditOptions:
         check_range("partedit", "omega", self.omega, 0)
         for key in ("cross_replace", "self_replace", "ledits_skip"):
             check_range("partedit", key, getattr(self, key), 0, 1)
+        from partedit_bench.engine.mask_sources import check_source
+
+        check_source(str(self.mask_source), "partedit.mask_source")
 
 
 def parts_of(sample: Sample) -> list[str]:

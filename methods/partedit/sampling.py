@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from methods.partedit import core
@@ -101,16 +102,18 @@ def run_partedit(
     tokens: dict[str, Any],
     synthetic: bool,
     paths: int = 2,
-    zero_mask: bool = False,
     keep_maps: bool = False,
+    given_mask: Any = None,
 ) -> PartEditRun:
     """One PartEdit edit.
 
     Args:
         paths: 2 (this project: source and edit) or 3 (the official batch with a localization
             path, from reference.py; single part).
-        zero_mask: blend with an all-zero mask from the first step (tests the blending).
         keep_maps: keep every step's normalized maps (at the mask resolution) in the result.
+        given_mask: an (H, W) mask at the image's size that replaces the token mask (option
+            `mask_source`): no token is used, and it blends from the first step while the step
+            is below t_e, at every layer where the token mask would.
     """
     from partedit_bench.engine.attention import processors
 
@@ -122,11 +125,14 @@ def run_partedit(
     c_edit, u_edit, p_edit, pu_edit = encode(backbone, edit_prompt)
     if options.share_pooled and p_src is not None:
         p_edit, pu_edit = p_src, pu_src
-    # 2. the part tokens, padded to the prompt length
+    # 2. the part tokens, padded to the prompt length (none when the mask is given)
     padded = {
         part: core.pad_token(tokens[part].embedding.to(backbone.device), options.padding, c_src[0])
-        for part in parts
+        for part in (parts if given_mask is None else [])
     }
+    fixed = None
+    if given_mask is not None:
+        fixed = torch.as_tensor(np.asarray(given_mask, dtype=np.float32), device=backbone.device)
     # 3. the attention state: word swap, mask resolution and timing, blending, layers
     size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
     swap, p2p_status = prompt_swap(backbone, sample, source_prompt, edit_prompt, options)
@@ -140,11 +146,13 @@ def run_partedit(
         timing=options.mask_timing,
         t_e=options.t_e,
         total_calls=len(unet.attn_processors),
-        token_layers=localization_layers(unet, options.layers, [tokens[p] for p in parts]),
+        token_layers=set()
+        if fixed is not None
+        else localization_layers(unet, options.layers, [tokens[p] for p in parts]),
         swap=swap,
         self_replace_steps=int(options.steps * options.self_replace),
         self_replace_tokens=attn_res * attn_res,
-        force_mask=torch.zeros((size, size), device=backbone.device) if zero_mask else None,
+        fixed_mask=fixed,
         keep_maps=keep_maps,
     )
     # 4. the batch rows and the processors that read and write them
@@ -298,6 +306,7 @@ def run_partedit(
         "parts": parts,
         "edit_prompt": edit_prompt,
         "p2p_replacement": p2p_status,
+        "mask_source": options.mask_source,
     }
     if p2p_status.startswith("skipped"):
         extras["notes"] = ["prompt-to-prompt layer skipped: prompts differ in word count"]

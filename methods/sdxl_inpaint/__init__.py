@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from methods.partedit.localize import GivenMask
 from partedit_bench.api import (
     EditRequest,
     EditResult,
@@ -25,13 +26,18 @@ class InpaintOptions:
     guidance: float = 7.5
     strength: float = 0.9999
 
+    mask_source: str = "gt"  # gt (the paper) | tokens | grounded-sam | sam3 | a folder
+
     def __post_init__(self) -> None:
+        from partedit_bench.engine.mask_sources import check_source
+
+        check_source(str(self.mask_source), "sdxl_inpaint.mask_source")
         check_range("sdxl_inpaint", "steps", self.steps, 1)
         check_range("sdxl_inpaint", "guidance", self.guidance, 0)
         check_range("sdxl_inpaint", "strength", self.strength, 0.0001, 1)
 
 
-class SDXLInpaint(SpecialCheckpointMethod):
+class SDXLInpaint(GivenMask, SpecialCheckpointMethod):
     """Repaints the GT mask region with the target prompt on the 9-channel SDXL checkpoint."""
 
     name = "sdxl_inpaint"
@@ -52,8 +58,8 @@ class SDXLInpaint(SpecialCheckpointMethod):
     def edit(self, request: EditRequest) -> EditResult:
         self.checkpoint()
         size = (self.special.resolution, self.special.resolution)
-        assert request.mask is not None
-        mask = Image.fromarray(np.asarray(request.mask, np.uint8) * 255).resize(
+        given = self.given_mask(request)  # the GT mask unless option mask_source says otherwise
+        mask = Image.fromarray(np.asarray(given, np.uint8) * 255).resize(
             size, Image.Resampling.NEAREST
         )
         prompt = target_prompt(request.sample)
@@ -69,7 +75,12 @@ class SDXLInpaint(SpecialCheckpointMethod):
             generator=torch.Generator("cpu").manual_seed(request.seed),
         )
         return EditResult(
-            image=out.images[0], extras={"target_prompt": prompt, "checkpoint": self.special.name}
+            image=out.images[0],
+            extras={
+                "target_prompt": prompt,
+                "checkpoint": self.special.name,
+                "mask_source": self.options.mask_source,
+            },
         )
 
 

@@ -82,23 +82,22 @@ def test_t_e_zero_gives_the_unblended_edit_path(backbones, name):
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
 @pytest.mark.parametrize("synthetic", [True, False])
-def test_all_zero_mask_from_the_first_step_gives_the_source(backbones, name, synthetic):
+def test_an_all_zero_given_mask_gives_the_source(backbones, name, synthetic):
+    """mask_source=gt (any given mask) with a GT mask of zeros: PartEdit blends nothing in, from
+    the first step, and the edit path is the source path exactly (no token is used)."""
     backbone, sample = backbones[name], sample_of("car-hood")
-    tokens = random_tokens(backbone, ["car-hood"])
     # on SDXL the edit prompt's pooled embedding reaches every ResNet: share the source's
-    options = dataclasses.replace(FAST, share_pooled=True, guidance=3.5, source_guidance=3.5)
-    run = run_partedit(
-        backbone,
-        sample,
-        load_image(sample.original_image),
-        0,
-        options,
-        tokens,
-        synthetic,
-        zero_mask=True,
+    options = dataclasses.replace(
+        FAST, share_pooled=True, guidance=3.5, source_guidance=3.5, mask_source="gt"
     )
+    image = load_image(sample.original_image)
+    zeros = np.zeros((image.size[1], image.size[0]), bool)
+    run = run_partedit(backbone, sample, image, 0, options, {}, synthetic, given_mask=zeros)
     torch.testing.assert_close(run.latents[1], run.latents[0], rtol=0, atol=1e-10)
     assert np.array_equal(np.asarray(run.result.image), np.asarray(run.source))
+    assert run.blends == [len(backbone.unet.attn_processors)] * FAST.steps  # every call, step 0 on
+    assert run.result.extras["mask_source"] == "gt"
+    assert not np.asarray(run.result.predicted_mask).any()
 
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sd-v", "tiny-sdxl"])

@@ -1,0 +1,81 @@
+"""PartEdit's token mask on its own, for other consumers: the mask-based baselines' option
+`mask_source=tokens` and `partedit-bench localize`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from methods.partedit.options import PartEditOptions
+
+
+def default_options(backbone_name: str) -> PartEditOptions:
+    """PartEdit's options as the default run uses them on this backbone: the backbone folder's
+    `default_methods.yaml` (partworld-sd: 25 steps, EF-DDPM inversion at guidance 3.5) over the
+    method's own defaults."""
+    from partedit_bench.config import RunConfig, read_method_config
+
+    path = RunConfig(backbone=backbone_name).method_config_path()
+    options = read_method_config(Path(path))[0] if path else {}
+    return PartEditOptions(**options.get("partedit", {}))
+
+
+def token_mask(request: Any, options: PartEditOptions | None = None) -> np.ndarray:
+    """PartEdit's thresholded token mask of the request's sample: the mean blend mask of a
+    PartEdit edit of the same image, seed and mode (options: `default_options`), quantized to
+    8 bits as the runner stores it and binarized at 0.5 as `mask_iou` reads it, so that it is
+    the mask a partedit job of that sample and seed reports."""
+    from methods.partedit.method import PartEdit
+    from partedit_bench.editing import mask_image
+
+    chosen = dataclasses.replace(options or default_options(request.backbone.name))
+    chosen.mask_source = "tokens"
+    method = PartEdit(chosen)
+    method.preflight(request.backbone, [request.sample])
+    result = method.edit(dataclasses.replace(request, mask=None, options=chosen))
+    if result.predicted_mask is None:
+        return np.zeros((request.image.size[1], request.image.size[0]), bool)
+    stored = np.asarray(mask_image(result.predicted_mask, request.image.size), np.float64)
+    return stored / 255.0 >= 0.5
+
+
+class GivenMask:
+    """The option `mask_source` of the methods that edit inside a mask (blended_latent,
+    sdxl_inpaint): `gt` (their default, as in the paper), `tokens` (PartEdit's token mask,
+    `token_mask`), a segmenter or a folder. The adapter sets `mask_source` in its options and
+    calls `given_mask(request)`; the job records the source in its extras."""
+
+    options: Any
+
+    def needs_gt_mask(self) -> bool:
+        return str(self.options.mask_source) == "gt"
+
+    def mask_input(self, device: str = "cpu") -> Any:
+        from partedit_bench.engine.mask_sources import MaskInput
+
+        if getattr(self, "_mask_input", None) is None:
+            self._mask_input = MaskInput(str(self.options.mask_source), device, token_mask)
+        return self._mask_input
+
+    def given_mask(self, request: Any) -> np.ndarray:
+        return self.mask_input(str(request.backbone.device))(request)
+
+    def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
+        own = super().inputs_fingerprint(sample)  # type: ignore[misc]
+        if str(self.options.mask_source) == "gt":
+            return own
+        extra = self.mask_input().fingerprint(sample)
+        if self.options.mask_source == "tokens":  # the token files the mask comes from
+            from methods.partedit.options import parts_of
+            from partedit_bench.api import file_digest
+            from partedit_bench.tokens import token_path
+
+            backbone = getattr(self, "backbone", None)
+            if backbone is not None:
+                for part in parts_of(sample):
+                    path = token_path(backbone.name, part)
+                    extra[part] = file_digest(path) if path.is_file() else "missing"
+        return {**own, **extra}
