@@ -43,7 +43,7 @@ WORDS = (
 
 
 def tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
-    from transformers import (
+    from transformers import (  # type: ignore[attr-defined]
         BertConfig,
         BertTokenizerFast,
         GroundingDinoConfig,
@@ -53,7 +53,7 @@ def tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
         SwinConfig,
     )
 
-    swin = SwinConfig(
+    swin = SwinConfig(  # type: ignore[call-arg]
         image_size=128,
         patch_size=4,
         embed_dim=16,
@@ -71,7 +71,7 @@ def tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
         intermediate_size=32,
         max_position_embeddings=64,
     )
-    config = GroundingDinoConfig(
+    config = GroundingDinoConfig(  # type: ignore[call-arg]
         backbone_config=swin,
         text_config=bert,
         d_model=32,
