@@ -79,3 +79,49 @@ class GivenMask:
                     path = token_path(backbone.name, part)
                     extra[part] = file_digest(path) if path.is_file() else "missing"
         return {**own, **extra}
+
+
+class TokenSource:
+    """PartEdit's token mask as a mask source (`partedit-bench localize --sources tokens`):
+    `token_mask` at the given seed and mode, with `default_options` updated by `options`. Its
+    identity (for the mask cache) holds the backbone's weights, the options, the seed and the
+    digests of the backbone's token files."""
+
+    random_weights = False
+
+    def __init__(
+        self, backbone: Any, seed: int, synthetic: bool, options: dict[str, Any] | None = None
+    ):
+        self.backbone, self.seed, self.synthetic = backbone, seed, synthetic
+        self.options = dataclasses.replace(default_options(backbone.name), **(options or {}))
+        self.options.mask_source = "tokens"
+        self.random_weights = bool(backbone.random_weights)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        from partedit_bench.api import file_digest
+        from partedit_bench.tokens import token_path
+
+        folder = token_path(self.backbone.name, "x").parent
+        tokens = (
+            {p.stem: file_digest(p) for p in sorted(folder.glob("*.safetensors"))}
+            if folder.is_dir()
+            else {}
+        )
+        return {
+            "source": "tokens",
+            "backbone": self.backbone.name,
+            "fingerprint": self.backbone.fingerprint,
+            "seed": self.seed,
+            "synthetic": self.synthetic,
+            "options": dataclasses.asdict(self.options),
+            "tokens": tokens,
+        }
+
+    def __call__(self, sample: Any, image: Any) -> np.ndarray:
+        from partedit_bench.api import EditRequest
+
+        request = EditRequest(
+            sample, image, self.seed, self.options, self.backbone, None, self.synthetic
+        )
+        return token_mask(request, self.options)

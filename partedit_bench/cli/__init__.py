@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from partedit_bench.cli import data, edit, partworld, run, tokens, userstudy
+from partedit_bench.cli import data, edit, localize, partworld, run, tokens, userstudy
 from partedit_bench.cli._common import _add_missing_help, _Parser
 from partedit_bench.errors import UserError
 
-MODULES = (run, edit, tokens, partworld, userstudy, data)
+MODULES = (run, edit, localize, tokens, partworld, userstudy, data)
 
 
 def build_parser() -> Any:

@@ -185,6 +185,8 @@ PATH_COMMANDS = {
     "train-token --output-root": ["train-token", "--backbone", "tiny-sd", "--part",
                                   "humanoid-head", "--output-root", "{p}", "--steps", "1",
                                   "--images", "1", "--heldout", "1"],
+    "localize --output": ["localize", "--sources", "gt", "--limit", "1", "--output", "{p}"],
+    "localize --sources": ["localize", "--sources", "{p}", "--limit", "1", "--output", "o-loc"],
     "partworld train --out": ["partworld", "train", "--out", "{p}", "--stages", "export"],
     "partworld evaluate --classifier": ["partworld", "evaluate", "--classifier", "{p}",
                                         "--out", "o-pw", "--captions", "1", "--steps", "1"],

@@ -142,3 +142,34 @@ def test_a_mask_folder_source(tmp_path, capsys):
     assert record["status"] == "ok" and not record["uses_gt_mask"]
     stored = np.asarray(Image.open(run / next(run.glob("*/*/*_mask.png")).relative_to(run)))
     assert np.array_equal(stored > 127, mask > 0)
+
+
+def test_localize_scores_every_source_and_tokens_match_the_jobs_mask_iou(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setenv("PARTEDIT_BENCH_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    args = ["--backbone", "tiny-sd", "--limit", "3", "--set", "partedit.steps=2"]
+    assert main(["run", "--methods", "partedit", *args, "--output", str(run)]) == 0
+    out = tmp_path / "loc"
+    sources = "tokens,gt,tiny-grounded-sam"
+    assert main(["localize", *args, "--sources", sources, "--output", str(out)]) == 0
+    table = pd.read_csv(out / "localization.csv")
+    assert list(table.columns) == ["source", "part", "n", "iou", "ci_low", "ci_high"]
+    gt = table[(table.source == "gt") & (table.part == "all")].iloc[0]
+    assert gt.iou == 1.0 and gt.n == 3
+    per_sample = pd.read_csv(out / "localization_samples.csv")
+    tokens = per_sample[per_sample.source == "tokens"].set_index("sample_id").iou
+    jobs = {}
+    for row in run.glob("partedit*/*/*__s0.pixel-*.metrics.json"):
+        jobs[row.name.split("__s0")[0]] = json.loads(row.read_text())["values"]["mask_iou"]
+    assert set(jobs) == set(tokens.index)
+    for sample_id, value in jobs.items():
+        assert tokens[sample_id] == pytest.approx(value, abs=1e-12), sample_id
+    manifest = json.loads((out / "localization.json").read_text())
+    assert manifest["sources"]["tiny-grounded-sam"]["random_weights"] is True
+    assert "random weights" in (out / "localization.md").read_text()
+    assert (out / "figure27.png").stat().st_size > 0
+    assert len(list((out / "masks" / "tokens").glob("*.png"))) == 3
+    # results are replaced only with --overwrite
+    assert main(["localize", *args, "--sources", "gt", "--output", str(out)]) == 2
