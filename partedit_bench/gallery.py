@@ -1,5 +1,6 @@
 """`report/gallery.html`: rows = samples, columns = source | GT mask overlay | each method's
-edit (and its predicted mask), with the prompts; filter by part and method, sort worst-first by
+edit (and its mask, PartEdit's blend mask, as an overlay on the source with the GT part's
+outline in green), with the prompts; filter by part and method, sort worst-first by
 any metric. Self-contained (images copied or referenced relative to the report folder)."""
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ def overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels.astype(np.uint8))
 
 
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels of a binary mask (inside pixels with an outside 4-neighbour)."""
+    m = np.asarray(mask, bool)
+    padded = np.pad(m, 1)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return m & ~inner
+
+
+def mask_overlay(image: Image.Image, soft: np.ndarray, gt: np.ndarray) -> Image.Image:
+    """A method's mask on the source: red in proportion to the mask (scaled to its own maximum,
+    so that a faint mask shows its shape), the GT part's outline in green."""
+    pixels = np.asarray(image, dtype=np.float64).copy()
+    top = float(soft.max()) if soft.size else 0.0
+    alpha = (soft / top if top > 0 else soft)[..., None] * 0.6
+    pixels = pixels * (1 - alpha) + np.array([255.0, 0.0, 0.0]) * alpha
+    pixels[outline(gt)] = (0.0, 255.0, 0.0)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
 def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
     """Writes the gallery of run folder `root` into `out` (the report folder)."""
     info = load_run(root)
@@ -46,7 +66,10 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
             image = load_image(sample.original_image)
             mask = load_mask(sample.gt_mask, image.size)
             atomic_write_bytes(assets / f"{sample.id}_source.png", png_bytes(image))
-            atomic_write_bytes(assets / f"{sample.id}_gt.png", png_bytes(overlay(image, mask)))
+            gt_view = overlay(image, mask)
+            pixels = np.asarray(gt_view).copy()
+            pixels[outline(mask)] = (0, 255, 0)
+            atomic_write_bytes(assets / f"{sample.id}_gt.png", png_bytes(Image.fromarray(pixels)))
             row = rows[sample.id] = {
                 "id": sample.id,
                 "part": sample.part_token,
@@ -60,7 +83,13 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
             }
         edit = {"image": os.path.relpath(path.parent / record["image"], out)}
         if record.get("predicted_mask"):
-            edit["mask"] = os.path.relpath(path.parent / record["predicted_mask"], out)
+            image = load_image(sample.original_image)
+            with Image.open(path.parent / record["predicted_mask"]) as stored:
+                soft = np.asarray(stored.convert("L"), np.float64) / 255.0
+            name = f"{sample.id}_mask{variants.index(variant)}.png"
+            gt = load_mask(sample.gt_mask, image.size)
+            atomic_write_bytes(assets / name, png_bytes(mask_overlay(image, soft, gt)))
+            edit["mask"] = f"gallery/{name}"
         row["edits"][variant] = edit
     ok = frame[(frame.status == "ok") & (frame.run == str(root)) & (frame.seed == seed)]
     metric_names = [m for m in METRICS if m in ok and ok[m].notna().any()]

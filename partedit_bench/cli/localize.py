@@ -36,6 +36,15 @@ def register(sub: Any) -> None:
     )
     loc.add_argument("--device", default="auto")
     loc.add_argument("--overwrite", action="store_true", help="replace earlier results")
+    maps = sub.add_parser(
+        "maps",
+        help="a partedit job's token maps per step: normalized, 0.5, Otsu, adaptive (App. N)",
+    )
+    maps.add_argument("run_dir", help="a run folder")
+    maps.add_argument("job", help="the job, VARIANT/SPLIT/SAMPLE-ID__sSEED (as in the folder)")
+    maps.add_argument("--output", required=True, help="the PNG to write")
+    maps.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    maps.add_argument("--device", default="cpu")
 
 
 def command_localize(args: argparse.Namespace, console: Any) -> int:
@@ -75,4 +84,35 @@ def command_localize(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-COMMANDS = {"localize": command_localize}
+def command_maps(args: argparse.Namespace, console: Any) -> int:
+    """Recomputes the job with its maps kept, checks that it gives the stored edit, draws."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from methods.partedit.figures import draw_strip, job_maps, strip_panels
+    from partedit_bench.data.schema import load_image
+    from partedit_bench.editing import finish
+    from partedit_bench.io import atomic_write_bytes
+    from partedit_bench.outputs import output_file
+
+    output = output_file(args.output, "maps --output", args.overwrite)
+    if output.suffix.lower() != ".png":
+        raise UserError(f"maps --output {output}: the strip is a PNG (name it .png)")
+    root = Path(args.run_dir)
+    with console.status(f"recomputing {args.job} with its maps"):
+        run, options, record = job_maps(root, args.job, args.device)
+    stored = load_image(root / Path(args.job).parent / record["image"])
+    again, _ = finish(run.result, stored.size)
+    same = np.array_equal(np.asarray(again), np.asarray(stored))
+    steps = strip_panels(run.maps, options.omega)
+    title = f"{args.job} (threshold used: {options.threshold}, omega {options.omega})"
+    atomic_write_bytes(output, draw_strip(steps, title))
+    console.print(
+        f"wrote {output}: {len(steps)} steps; the recomputed edit "
+        + ("equals the stored one" if same else "DIFFERS from the stored one (not the same job)")
+    )
+    return 0 if same else 1
+
+
+COMMANDS = {"localize": command_localize, "maps": command_maps}

@@ -522,3 +522,34 @@ def test_self_attention_replacement_window_and_layer_limit():
         synthetic=True,
     )
     assert torch.equal(plain.latents, replaced.latents)
+
+
+def test_the_attention_map_strip_shows_what_the_method_used(tmp_path, capsys):
+    """`partedit-bench maps` recomputes a job with its maps (the same edit as stored), and the
+    strip's adaptive panels are the masks the method blended with: their mean over the steps,
+    brought to the image size, is the job's reported blend mask."""
+    from methods.partedit.figures import COLUMNS, job_maps, strip_panels
+
+    run = tmp_path / "run"
+    args = ["run", "--methods", "partedit", "--backbone", "tiny-sd", "--limit", "1"]
+    assert main([*args, "--set", "partedit.steps=3", "--output", str(run)]) == 0
+    (record_path,) = [p for p in run.glob("partedit*/*/*__s0.json")]
+    job = "/".join(record_path.with_suffix("").parts[-3:])
+    out = tmp_path / "strip.png"
+    capsys.readouterr()
+    assert main(["maps", str(run), job, "--output", str(out)]) == 0
+    assert "equals the stored one" in capsys.readouterr().err
+    assert out.stat().st_size > 0
+    recomputed, options, record = job_maps(run, job)
+    steps = strip_panels(recomputed.maps, options.omega)
+    assert len(steps) == 3 and all(set(COLUMNS) <= set(s) for s in steps)
+    mean = torch.as_tensor(np.mean([s["adaptive T(M)"] for s in steps], axis=0))
+    sample = next(s for s in load_suite("partworld").samples if s.id == record["sample_id"])
+    image = load_image(sample.original_image)
+    expected = recomputed.result.predicted_mask
+    np.testing.assert_allclose(core.numpy_mask(mean, image.size), expected, atol=1e-6)
+    for s in steps:  # the other panels are the named binarizations of the same map
+        m = s["normalized map"]
+        assert np.array_equal(s["binary (0.5)"], (m >= 0.5).astype(np.float32))
+        assert np.array_equal(s["Otsu"], (m >= s["k"]).astype(np.float32))
+    assert main(["maps", str(run), job, "--output", str(out)]) == 2  # exists: --overwrite

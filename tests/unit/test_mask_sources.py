@@ -118,6 +118,21 @@ def test_methods_take_a_mask_source_and_record_it(tmp_path):
     # the GT-mask PartEdit reports the GT mask as its blend mask: mask_iou is exactly 1
     rows = list((run / "partedit[mask_source=gt,steps=2]").glob("*/*.pixel-*.metrics.json"))
     assert rows and all(json.loads(r.read_text())["values"]["mask_iou"] == 1.0 for r in rows)
+    # the gallery shows the blend mask on the source with the GT part's outline in green
+    from PIL import Image
+
+    from partedit_bench.data.schema import load_mask
+    from partedit_bench.gallery import outline
+
+    page = (run / "report" / "gallery.html").read_text()
+    sample = load_suite("partworld").samples[0]
+    gt = load_mask(sample.gt_mask, load_image(sample.original_image).size)
+    shown = [p for p in (run / "report" / "gallery").glob(f"{sample.id}_mask*.png")]
+    assert shown and all(p.name in page for p in shown)
+    for path in shown:
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        green = np.all(pixels == (0, 255, 0), axis=-1)
+        assert np.array_equal(green, outline(gt))
 
 
 def test_a_mask_folder_source(tmp_path, capsys):
