@@ -293,7 +293,7 @@ class Runner:
             "variant": job.variant.name,
             "method": job.variant.spec.method,
             "options": job.variant.options_dict(),
-            "uses_gt_mask": self.methods[job.variant.name].needs_gt_mask(),
+            "uses_gt_mask": self.uses_gt_mask(job),
             "sample_id": job.sample.id,
             "split": job.sample.split,
             "part": job.sample.part_token,
@@ -374,6 +374,12 @@ class Runner:
             return
         load_suite(self.cfg.suite)  # renders every missing file of the suite again
 
+    def uses_gt_mask(self, job: Job) -> bool:
+        """Whether the job's adapter, with its options, is given the GT mask (the class's
+        declaration for a method that is unavailable here and only recorded as skipped)."""
+        adapter = self.methods.methods.get(job.variant.name)
+        return adapter.needs_gt_mask() if adapter is not None else job.variant.cls.uses_gt_mask
+
     def skip_reason(self, job: Job) -> str | None:
         if job.variant.name in self.methods.unavailable:
             return self.methods.unavailable[job.variant.name]
@@ -383,6 +389,6 @@ class Runner:
                 f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
                 f"{self.backbone.family} ({self.backbone.name})"
             )
-        if self.methods[job.variant.name].needs_gt_mask() and not job.sample.gt_mask:
+        if self.uses_gt_mask(job) and not job.sample.gt_mask:
             return f"{cls.name} needs a GT mask and sample {job.sample.id} has none"
         return None

@@ -137,9 +137,60 @@ def tiny_sam(seed: int = 0) -> tuple[Any, Any]:
 
 
 def tiny_sam3(seed: int = 0) -> tuple[Any, Any]:
-    from partedit_bench.errors import UserError
+    """SAM 3 (`Sam3Model`) with a 2-layer ViT at 112 px, one-layer DETR encoder / decoder and
+    a one-layer CLIP text tower, and the real CLIP BPE tokenizer (written offline)."""
+    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
 
-    raise UserError(
-        "tiny-sam3 is not available yet (no test-size SAM 3 config); use sam3 with real "
-        "weights (facebook/sam3) or tiny-grounded-sam"
+    from partedit_bench.engine.clip_bpe import clip_tokenizer
+
+    width = 32
+    config = Sam3Config(
+        vision_config={
+            "backbone_config": {
+                "model_type": "sam3_vit_model",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": 112,
+                "patch_size": 14,
+                "window_size": 4,
+                "global_attn_indexes": [1],
+                "pretrain_image_size": 112,
+            },
+            "fpn_hidden_size": width,
+            "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]],
+        },
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "projection_dim": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 32,
+        },
+        geometry_encoder_config={
+            "hidden_size": width,
+            "num_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        detr_encoder_config={
+            "hidden_size": width,
+            "num_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        detr_decoder_config={
+            "hidden_size": width,
+            "num_layers": 1,
+            "num_queries": 10,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        mask_decoder_config={"hidden_size": width, "num_attention_heads": 2},
     )
+    torch.manual_seed(seed)
+    model = Sam3Model(config).eval()
+    images = Sam3ImageProcessor(size={"height": 112, "width": 112})
+    return model, Sam3Processor(image_processor=images, tokenizer=clip_tokenizer())

@@ -188,3 +188,30 @@ def test_localize_scores_every_source_and_tokens_match_the_jobs_mask_iou(tmp_pat
     assert len(list((out / "masks" / "tokens").glob("*.png"))) == 3
     # results are replaced only with --overwrite
     assert main(["localize", *args, "--sources", "gt", "--output", str(out)]) == 2
+
+
+def test_a_method_unavailable_here_is_still_recorded_as_skipped(tmp_path):
+    """partworld-sd has no InstructPix2Pix or inpainting checkpoint: those rows are skipped
+    (their GT-mask flag from the class), the run goes on."""
+    run = tmp_path / "run"
+    args = ["run", "--methods", "identity,ip2p,sdxl_inpaint", "--backbone", "partworld-sd"]
+    assert main([*args, "--limit", "1", "--output", str(run)]) == 0
+    records = {
+        p.parent.parent.name: json.loads(p.read_text())
+        for p in run.glob("*/*/*__s0.json")
+        if not p.name.endswith(".metrics.json")
+    }
+    assert records["ip2p"]["status"] == "skipped" and not records["ip2p"]["uses_gt_mask"]
+    assert (
+        records["sdxl_inpaint"]["status"] == "skipped" and records["sdxl_inpaint"]["uses_gt_mask"]
+    )
+
+
+def test_tiny_sam3_gives_a_mask_of_the_image_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTEDIT_BENCH_CACHE", str(tmp_path / "cache"))
+    sample = load_suite("partworld").samples[1]
+    image = load_image(sample.original_image)
+    source = mask_sources.load_source("tiny-sam3")
+    assert source.random_weights and source.identity["source"] == "tiny-sam3"
+    mask = cached_mask(source, sample, image)
+    assert mask.shape == (image.size[1], image.size[0]) and mask.dtype == bool
