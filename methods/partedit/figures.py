@@ -79,8 +79,13 @@ def job_maps(root: Path, job: str, device: str = "cpu") -> tuple[Any, Any, dict[
     from partedit_bench.errors import UserError
     from partedit_bench.store import load_run, read_json, suite_samples
 
+    parts = job.strip("/").split("/")
+    if len(parts) != 3:
+        raise UserError(f"job {job!r}: name it VARIANT/SPLIT/SAMPLE-ID__sSEED")
+    from partedit_bench.outputs import child
+
     info = load_run(root)
-    record = read_json(root / f"{job}.json")
+    record = read_json(child(root, *parts[:2], f"{parts[2]}.json", field="maps job"))
     if record is None:
         raise UserError(f"no job record {root / job}.json (name a job as VARIANT/SPLIT/ID__sSEED)")
     if record.get("method") != "partedit" or record.get("status") != "ok":
