@@ -286,6 +286,7 @@ def build_report(
 
 
 def print_report(result: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     long = result["long"]
@@ -302,11 +303,11 @@ def print_report(result: dict[str, Any], console: Any) -> None:
             table.add_column(f"{m} {METRICS[m].arrow}", justify="right")
         table.add_column("n", justify="right")
         table.add_column("failed", justify="right")
-        for row in rows:
-            table.add_row(*row)
+        for row in rows:  # variant names hold brackets (partedit[t_e=30]): text, not markup
+            table.add_row(*(escape(str(cell)) for cell in row))
         console.print(table)
     if empty:
         console.print(f"[yellow]note:[/] no values (n/a) for {', '.join(empty)}", highlight=False)
     for note in result["notes"]:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     console.print(f"tables written to {result['output']}/table.{{csv,tex,md}}, gallery.html")

@@ -95,7 +95,7 @@ def test_tiny_grounded_sam_masks_are_cached_and_invalidated(tmp_path, monkeypatc
     assert len(calls) == 3
 
 
-def test_methods_take_a_mask_source_and_record_it(tmp_path):
+def test_methods_take_a_mask_source_and_record_it(tmp_path, capsys):
     run = tmp_path / "run"
     methods = (
         "partedit[mask_source=gt],blended_latent[mask_source=tokens],"
@@ -103,7 +103,11 @@ def test_methods_take_a_mask_source_and_record_it(tmp_path):
     )
     args = ["run", "--backbone", "tiny-sd", "--methods", methods, "--limit", "2"]
     steps = ["--set", "partedit.steps=2", "--set", "blended_latent.steps=2"]
+    capsys.readouterr()
     assert main([*args, *steps, "--output", str(run)]) == 0
+    printed = capsys.readouterr()
+    # variant names are text in the terminal table, not rich markup ([...] was eaten)
+    assert "partedit[mask_source=gt,steps=2]†" in printed.out + printed.err
     records = {
         p.parent.parent.name: json.loads(p.read_text())
         for p in run.glob("*/*/*__s0.json")
