@@ -151,7 +151,10 @@ def resolve_variants(methods: str, sets: list[str], method_config: str | None) -
     defaults: dict[str, dict[str, Any]] = {}
     if method_config:
         defaults, extra_specs = read_method_config(Path(method_config))
-        specs.extend(extra_specs)
+        # a config's extra rows join the run when their method does (a default config's
+        # `partedit[...]` row is not added to `--methods p2p`); alone they are the run
+        chosen = {s.method for s in specs}
+        specs.extend(s for s in extra_specs if not chosen or s.method in chosen)
     if not specs:
         raise UserError("no methods given")
     set_by_method: dict[str, dict[str, Any]] = {}

@@ -205,6 +205,8 @@ def test_a_method_unavailable_here_is_still_recorded_as_skipped(tmp_path):
         for p in run.glob("*/*/*__s0.json")
         if not p.name.endswith(".metrics.json")
     }
+    # the backbone's default config adds its partedit[mask_source=gt] row only with partedit
+    assert set(records) == {"identity", "ip2p", "sdxl_inpaint"}
     assert records["ip2p"]["status"] == "skipped" and not records["ip2p"]["uses_gt_mask"]
     assert (
         records["sdxl_inpaint"]["status"] == "skipped" and records["sdxl_inpaint"]["uses_gt_mask"]
