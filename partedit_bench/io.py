@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,40 @@ def _umask() -> int:
     return mask
 
 
+def _host() -> str:
+    return re.sub(r"[^0-9A-Za-z-]", "_", socket.gethostname())[:40] or "host"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def orphaned(temp: Path) -> bool:
+    """Whether a temporary file was left by a writer that is gone: its name
+    (`.<name>.<host>-<pid>.<random>.tmp`) names a process of this host that no longer runs."""
+    parts = temp.name[: -len(".tmp")].rsplit(".", 2)
+    if len(parts) != 3 or not temp.name.endswith(".tmp"):
+        return False
+    host, _, pid = parts[1].rpartition("-")
+    return host == _host() and pid.isdigit() and not process_alive(int(pid))
+
+
 def _synced_temp(path: Path, data: bytes) -> str:
-    """Writes `data` to a new temporary file beside `path` and fsyncs it; returns its name."""
+    """Writes `data` to a new temporary file beside `path` and fsyncs it; returns its name,
+    which names its writer (`.<name>.<host>-<pid>.<random>.tmp`), so that a killed writer's
+    leftover is recognized at once (`orphaned`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    owner = f"{_host()}-{os.getpid()}"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have made
         with os.fdopen(fd, "wb") as fh:
@@ -59,9 +91,9 @@ STALE_TEMP_S = 120.0
 
 
 def remove_stale_temps(folder: str | Path, older_than_s: float = STALE_TEMP_S) -> int:
-    """Deletes the leftovers `_synced_temp` names (`.<name>.*.tmp`) under `folder` that are
-    older than `older_than_s`: what a killed run, evaluation or report left behind. Returns
-    how many."""
+    """Deletes the leftovers `_synced_temp` names (`.<name>.*.tmp`) under `folder` whose
+    writer is gone (`orphaned`) or that are older than `older_than_s`: what a killed run,
+    evaluation or report left behind. Returns how many."""
     import time
 
     folder = Path(folder)
@@ -71,7 +103,7 @@ def remove_stale_temps(folder: str | Path, older_than_s: float = STALE_TEMP_S) -
     removed = 0
     for leftover in folder.rglob(".*.tmp"):
         try:
-            if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+            if leftover.is_file() and (orphaned(leftover) or leftover.stat().st_mtime < cutoff):
                 leftover.unlink()
                 removed += 1
         except OSError:

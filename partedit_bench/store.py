@@ -29,7 +29,7 @@ from typing import Any
 
 from partedit_bench import __version__
 from partedit_bench.errors import UserError
-from partedit_bench.io import create_exclusive, json_bytes
+from partedit_bench.io import create_exclusive, json_bytes, orphaned, process_alive
 
 RECORD_VERSION = 1
 MANIFEST_FILE = "metrics_manifest.json"
@@ -156,7 +156,7 @@ def claim_job(path: Path) -> bool:
         if create_exclusive(path, json_bytes(mine)):
             for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # of killed claimers
                 try:
-                    if time.time() - leftover.stat().st_mtime > 60:
+                    if orphaned(leftover) or time.time() - leftover.stat().st_mtime > 60:
                         leftover.unlink(missing_ok=True)
                 except OSError:
                     pass
@@ -177,15 +177,7 @@ def claim_job(path: Path) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def metric_path(record_path: Path, group: str, manifest_hash: str) -> Path:

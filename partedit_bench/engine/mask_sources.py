@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,23 +140,18 @@ class FolderSource:
         return hashlib.sha256(self.path(sample).read_bytes()).hexdigest()[:16]
 
 
+@dataclass
 class GroundedSam:
     """Grounding DINO boxes for the part phrase, SAM's candidate masks in each box, Appendix
     P's selection and the polygon refinement (an empty mask when nothing is detected)."""
 
-    def __init__(
-        self,
-        detector: Any,
-        detector_processor: Any,
-        sam: Any,
-        sam_processor: Any,
-        identity: dict[str, Any],
-        random_weights: bool = False,
-        device: str = "cpu",
-    ):
-        self.detector, self.detector_processor = detector, detector_processor
-        self.sam, self.sam_processor = sam, sam_processor
-        self.identity, self.random_weights, self.device = identity, random_weights, device
+    detector: Any
+    detector_processor: Any
+    sam: Any
+    sam_processor: Any
+    identity: dict[str, Any]
+    random_weights: bool = False
+    device: str = "cpu"
 
     @classmethod
     def load(cls, device: str = "cpu") -> GroundedSam:
@@ -250,20 +246,16 @@ class GroundedSam:
         return refine_polygon(chosen)
 
 
+@dataclass
 class Sam3Source:
     """SAM 3 with the part phrase as its text prompt: the highest-scoring instance above 0.5
     (one part of the main subject), binarized at 0.5; empty when none is found."""
 
-    def __init__(
-        self,
-        model: Any,
-        processor: Any,
-        identity: dict[str, Any],
-        random_weights: bool = False,
-        device: str = "cpu",
-    ):
-        self.model, self.processor = model, processor
-        self.identity, self.random_weights, self.device = identity, random_weights, device
+    model: Any
+    processor: Any
+    identity: dict[str, Any]
+    random_weights: bool = False
+    device: str = "cpu"
 
     @classmethod
     def load(cls, device: str = "cpu") -> Sam3Source:

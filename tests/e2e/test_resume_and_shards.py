@@ -228,3 +228,21 @@ def test_every_invocation_of_a_shard_keeps_its_summary(tmp_path):
     first, second = (json.loads(p.read_text()) for p in history)
     assert first["ok"] == 1 and second["cached"] == 1
     assert json.loads((out / "shards" / "0-of-1.json").read_text()) == second
+
+
+def test_a_killed_writers_temporary_file_is_removed_at_once(tmp_path):
+    """A temporary file names its writer: one whose process is gone is a leftover at once
+    (a SIGKILL between writing and renaming), a live writer's is kept until it is old."""
+    import os
+
+    from partedit_bench.io import _host, remove_stale_temps
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    leftover = tmp_path / "v" / f".pw0-00003__s0.claim.{_host()}-{gone.pid}.k2x9.tmp"
+    leftover.parent.mkdir()
+    leftover.write_text("")
+    live = tmp_path / "v" / f".pw0-00004__s0.json.{_host()}-{os.getpid()}.a1b2.tmp"
+    live.write_text("")
+    assert remove_stale_temps(tmp_path) == 1
+    assert not leftover.exists() and live.exists()

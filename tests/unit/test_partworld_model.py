@@ -180,7 +180,7 @@ def test_default_run_gives_partedit_and_ef_ddpm_the_same_inversion(monkeypatch):
     backbone = load_backbone("tiny-sd")
     sample = load_suite("partworld").samples[0]
     image = load_image(sample.original_image)
-    for variant in variants:
+    for variant in (v for v in variants if getattr(v.options, "mask_source", "tokens") == "tokens"):
         method = variant.cls(variant.options)
         method.preflight(backbone, [sample])
         mask = load_mask(sample.gt_mask, image.size)
