@@ -26,7 +26,7 @@ from PIL import Image
 
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, json_bytes, png_bytes
-from partedit_bench.outputs import child, output_folder
+from partedit_bench.outputs import child, output_file, output_folder
 
 RESULT_FILES = (
     "localization.csv",
@@ -70,15 +70,9 @@ def localize(
         check_source(name, "localize --sources")
     output_folder(output, "localize --output")
     for name in RESULT_FILES:
-        from partedit_bench.outputs import output_file
-
         output_file(output / name, "localize --output", overwrite)
     suite = load_suite(suite_name)
-    samples = (
-        [s for s in suite.samples if s.gt_mask][:limit]
-        if limit
-        else [s for s in suite.samples if s.gt_mask]
-    )
+    samples = [s for s in suite.samples if s.gt_mask][:limit]
     if not samples:
         raise UserError(f"suite '{suite.name}' has no sample with a GT mask")
     backbone = None

@@ -66,7 +66,7 @@ def command_localize(args: argparse.Namespace, console: Any) -> int:
         if not sep or method != "partedit" or not option:
             raise UserError(f"localize --set expects partedit.key=value, got '{item}'")
         options[option] = parse_scalar(value)
-    table = localize(
+    localize(
         args.suite,
         args.backbone,
         _split(args.sources) or [],
@@ -80,7 +80,6 @@ def command_localize(args: argparse.Namespace, console: Any) -> int:
     )
     Console().print((Path(args.output) / "localization.md").read_text(), markup=False)
     console.print(f"wrote {args.output}/localization.csv, figure27.png and masks/")
-    del table
     return 0
 
 
