@@ -211,6 +211,9 @@ class VariantSpec:
     method: str
     overrides: tuple[tuple[str, Any], ...] = ()
     label: str | None = None
+    #: The swept keys of the grid this row belongs to and all their values (`partedit[t_e=
+    #: 10|30]`), recorded with the job; empty for a single variant.
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     @property
     def name(self) -> str:
@@ -261,19 +264,46 @@ def split_method_list(text: str) -> list[str]:
 
 
 def parse_variant(text: str) -> VariantSpec:
-    """Parses `partedit` or `partedit[t_e=30,omega=1.5]`."""
+    """Parses `partedit` or `partedit[t_e=30,omega=1.5]` (one row; see `parse_variants`)."""
+    specs = parse_variants(text)
+    if len(specs) != 1:
+        raise UserError(f"'{text}' is a grid of {len(specs)} rows where one row is expected")
+    return specs[0]
+
+
+def parse_variants(text: str) -> list[VariantSpec]:
+    """Parses `partedit`, `partedit[t_e=30,omega=1.5]`, or a grid: `partedit[t_e=10|30,
+    omega=1|1.5]` is the product of the values, one row per combination, each named by its
+    values and carrying the grid's axes. A malformed grid (an empty value, a value twice, a
+    key twice) is one line."""
+    import itertools
+
     match = _VARIANT_RE.match(text.strip())
     if not match:
         raise UserError(f"cannot parse method '{text}': expected name or name[key=value,...]")
-    overrides = []
+    axes: list[tuple[str, list[Any]]] = []
     for item in (match.group("opts") or "").split(","):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
-        if not sep:
+        key = key.strip()
+        if not sep or not key:
             raise UserError(f"cannot parse option '{item}' in '{text}': expected key=value")
-        overrides.append((key.strip(), parse_scalar(value.strip())))
-    return VariantSpec(match.group("method").strip(), tuple(overrides))
+        if key in dict(axes):
+            raise UserError(f"option '{key}' is given twice in '{text}'")
+        alternatives = value.split("|")
+        if len(alternatives) > 1 and any(not a.strip() for a in alternatives):
+            raise UserError(f"grid '{key}={value}' in '{text}' has an empty value")
+        values = [parse_scalar(a.strip()) for a in alternatives]
+        if len({repr(v) for v in values}) != len(values):
+            raise UserError(f"grid '{key}={value}' in '{text}' lists a value twice")
+        axes.append((key, values))
+    grid = tuple((k, tuple(v)) for k, v in axes if len(v) > 1)
+    keys = [k for k, _ in axes]
+    return [
+        VariantSpec(match.group("method").strip(), tuple(zip(keys, combo, strict=True)), None, grid)
+        for combo in itertools.product(*(v for _, v in axes))
+    ]
 
 
 def build_options(cls: type[EditMethod], overrides: dict[str, Any]) -> Any:

@@ -27,7 +27,7 @@ from partedit_bench.api import (
     build_options,
     options_to_dict,
     parse_scalar,
-    parse_variant,
+    parse_variants,
     resolve_method_class,
     split_method_list,
 )
@@ -147,7 +147,7 @@ def resolve_variants(methods: str, sets: list[str], method_config: str | None) -
         for item in split_method_list(methods)
         for name in (METHOD_REGISTRY if item.strip() == "all" else [item])
     ]
-    specs = [parse_variant(item) for item in items]
+    specs = [spec for item in items for spec in parse_variants(item)]
     defaults: dict[str, dict[str, Any]] = {}
     if method_config:
         defaults, extra_specs = read_method_config(Path(method_config))
@@ -172,7 +172,7 @@ def resolve_variants(methods: str, sets: list[str], method_config: str | None) -
         cls = resolve_method_class(spec.method)
         overrides = dict(spec.overrides)
         overrides.update(set_by_method.get(spec.method, {}))
-        spec = VariantSpec(spec.method, tuple(sorted(overrides.items())), spec.label)
+        spec = VariantSpec(spec.method, tuple(sorted(overrides.items())), spec.label, spec.grid)
         options = build_options(cls, {**defaults.get(spec.method, {}), **overrides})
         variant = Variant(spec, cls, options)
         previous = variants.get(variant.name)
@@ -212,7 +212,7 @@ def read_method_config(path: Path) -> tuple[dict[str, dict[str, Any]], list[Vari
     specs = []
     for item in data.get("variants") or []:
         if isinstance(item, str):
-            specs.append(parse_variant(item))
+            specs.extend(parse_variants(item))
         elif isinstance(item, dict) and "method" in item:
             opts = item.get("options") or {}
             specs.append(

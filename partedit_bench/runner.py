@@ -119,6 +119,7 @@ class Runner:
             "identity": self.identity,
             "config": {k: v for k, v in vars(self.cfg).items()},
             "method_config": self.method_config,
+            "grids": {v.name: dict(v.spec.grid) for v in self.variants if v.spec.grid},
             "suite": {
                 "name": self.suite.name,
                 "version": self.suite.version,
@@ -293,6 +294,7 @@ class Runner:
             "variant": job.variant.name,
             "method": job.variant.spec.method,
             "options": job.variant.options_dict(),
+            "grid": dict(job.variant.spec.grid),  # the swept axes of its grid; {} when none
             "uses_gt_mask": self.uses_gt_mask(job),
             "sample_id": job.sample.id,
             "split": job.sample.split,

@@ -232,3 +232,45 @@ def test_the_benchmark_runs_from_python(tmp_path):
     assert (result.root / "report" / "table.csv").is_file()
     long = result.report["long"]
     assert set(long.variant) == {"identity"}
+
+
+def test_a_grid_of_variants_is_the_product_of_its_values(tmp_path, capsys):
+    """`method[a=1|2,b=x|y]` is one row per combination, named by its values; the run and
+    each job record the grid; a malformed grid is one line."""
+    from partedit_bench.api import parse_variants
+
+    specs = parse_variants("partedit[t_e=10|30,omega=1|1.5,steps=2]")
+    assert [s.overrides for s in specs] == [
+        (("t_e", 10), ("omega", 1), ("steps", 2)),
+        (("t_e", 10), ("omega", 1.5), ("steps", 2)),
+        (("t_e", 30), ("omega", 1), ("steps", 2)),
+        (("t_e", 30), ("omega", 1.5), ("steps", 2)),
+    ]
+    assert all(s.grid == (("t_e", (10, 30)), ("omega", (1, 1.5))) for s in specs)
+    assert parse_variants("partedit[t_e=30]")[0].grid == ()
+    out = tmp_path / "run"
+    slow = "tests.helpers:SlowIdentity"
+    args = ["run", "--methods", f"{slow}[delay_s=0|0.001,threshold=soft|binary]", "--limit", "1"]
+    assert main([*args, "--output", str(out)]) == 0
+    names = sorted(r["variant"] for r in records(out).values())
+    assert names == [
+        "SlowIdentity[delay_s=0,threshold=binary]",
+        "SlowIdentity[delay_s=0,threshold=soft]",
+        "SlowIdentity[delay_s=0.001,threshold=binary]",
+        "SlowIdentity[delay_s=0.001,threshold=soft]",
+    ]
+    assert all(
+        r["grid"] == {"delay_s": [0, 0.001], "threshold": ["soft", "binary"]}
+        for r in records(out).values()
+    )
+    grids = json.loads((out / "run.json").read_text())["grids"]
+    assert set(grids) == set(names)
+    for bad, expected in (
+        ("identity[x=1|]", "has an empty value"),
+        ("identity[x=1|1]", "lists a value twice"),
+        ("identity[x=1,x=2]", "is given twice"),
+    ):
+        capsys.readouterr()
+        assert main(["run", "--methods", bad, "--output", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and expected in err, err
