@@ -99,6 +99,7 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
                 m: (None if pd.isna(getattr(r, m)) else float(getattr(r, m))) for m in metric_names
             }
     data = {
+        "plots": sorted(f"plots/{p.name}" for p in (out / "plots").glob("*.png")),
         "seed": seed,
         "variants": variants,
         "rows": list(rows.values()),

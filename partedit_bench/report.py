@@ -275,6 +275,12 @@ def build_report(
             indent=2,
         ).encode(),
     )
+    from partedit_bench.plots import write_plots
+
+    grids: dict[str, Any] = {}
+    for r in runs:
+        grids.update(r["info"].get("grids") or {})
+    plots = write_plots(long, grids, out / "plots")
     if gallery:
         from partedit_bench.gallery import write_gallery
 
@@ -282,7 +288,7 @@ def build_report(
             write_gallery(Path(roots[0]), frame, out)
         except UserError as exc:  # e.g. the run's suite is gone: the tables still stand
             notes.append(f"no gallery: {exc}")
-    return {"long": long, "metrics": metrics, "notes": notes, "output": out}
+    return {"long": long, "metrics": metrics, "notes": notes, "output": out, "plots": plots}
 
 
 def print_report(result: dict[str, Any], console: Any) -> None:
@@ -310,4 +316,7 @@ def print_report(result: dict[str, Any], console: Any) -> None:
         console.print(f"[yellow]note:[/] no values (n/a) for {', '.join(empty)}", highlight=False)
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    console.print(f"tables written to {result['output']}/table.{{csv,tex,md}}, gallery.html")
+    console.print(
+        f"tables written to {result['output']}/table.{{csv,tex,md}}, gallery.html, "
+        f"{len(result.get('plots') or [])} plots in plots/"
+    )

@@ -218,3 +218,51 @@ def test_evaluate_and_report_refuse_bad_folders(tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--metrics", "psnr"]) == 2
     assert "unknown metric 'psnr' (did you mean: psnr_bg" in capsys.readouterr().err
+
+
+def test_report_draws_its_plots_from_the_table(tmp_path):
+    """report/plots/: the trade-off scatter, per-part bars and, for a grid, each metric against
+    the swept value; what each figure draws is the table's numbers; the gallery links them."""
+    import pandas as pd
+
+    from partedit_bench.plots import series
+
+    out = tmp_path / "run"
+    slow = "tests.helpers:SlowIdentity"
+    methods = f"identity,{slow}[delay_s=0|0.001]"
+    args = ["run", "--backbone", "tiny-sd", "--methods", methods, "--limit", "3"]
+    assert main([*args, "--output", str(out)]) == 0
+    # a second row that edits: an imported edit (its background differs from the source)
+    edits = tmp_path / "edits"
+    edits.mkdir()
+    from PIL import Image
+
+    from partedit_bench.data.suites import load_suite
+
+    for sample in load_suite("partworld").samples[:3]:
+        Image.open(sample.original_image).convert("RGB").rotate(90).save(edits / f"{sample.id}.png")
+    assert main(["import-edits", str(edits), "--suite", "partworld", "--name", "rot",
+                 "--output", str(out)]) == 0  # fmt: skip
+    assert main(["evaluate", str(out)]) == 0 and main(["report", str(out)]) == 0
+    plots = out / "report" / "plots"
+    names = sorted(p.name for p in plots.iterdir())
+    sweep = "sweep_SlowIdentity_delay_s"  # variant names drop the module path
+    for stem in ("tradeoff", "parts_psnr_bg", "parts_edit_strength", sweep):
+        assert f"{stem}.png" in names and f"{stem}.pdf" in names, names
+        assert (plots / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(out / "report" / "table.csv")
+    overall = table[table.part == "all"]
+    info = json.loads((out / "run.json").read_text())
+    drawn = series(table, info["grids"])
+    psnr = overall[overall.metric == "psnr_bg"].set_index("variant")["mean"]
+    points = {p["label"]: p["y"] for p in drawn["tradeoff"]["points"]}
+    assert points == {"rot": psnr["rot"]}  # no-edit rows (100 dB) are left out
+    lines = drawn[sweep]["lines"]["psnr_bg"]
+    (values,) = lines.values()
+    assert [v[0] for v in values] == [0, 0.001]
+    assert [v[1] for v in values] == [
+        psnr["SlowIdentity[delay_s=0]"],
+        psnr["SlowIdentity[delay_s=0.001]"],
+    ]
+    page = (out / "report" / "gallery.html").read_text()
+    assert "plots/tradeoff.png" in page
