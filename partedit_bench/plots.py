@@ -202,8 +202,14 @@ def _sweep(plt: Any, data: dict[str, Any], name: str) -> Any:
     metrics = list(data["lines"])
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 2.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
-        for others, points in data["lines"][metric].items():
-            xs = [p[0] for p in points] if data["numeric"] else list(range(len(points)))
+        groups = data["lines"][metric]
+        width = 0.8 / max(1, len(groups))
+        for k, (others, points) in enumerate(groups.items()):
+            xs = (
+                [p[0] for p in points]
+                if data["numeric"]
+                else [i + k * width for i in range(len(points))]  # grouped bars
+            )
             means = [p[1] for p in points]
             lows = [p[2] if p[2] == p[2] else p[1] for p in points]
             highs = [p[3] if p[3] == p[3] else p[1] for p in points]
@@ -213,10 +219,11 @@ def _sweep(plt: Any, data: dict[str, Any], name: str) -> Any:
             else:
                 errs = [[m - lo for m, lo in zip(means, lows, strict=True)],
                         [hi - m for m, hi in zip(means, highs, strict=True)]]  # fmt: skip
-                ax.bar(xs, means, yerr=errs, capsize=2, alpha=0.8, label=others)
-                ax.set_xticks(xs, [str(p[0]) for p in points])
+                ax.bar(xs, means, width, yerr=errs, capsize=2, label=others)
+                ticks = [i + 0.4 - width / 2 for i in range(len(points))]
+                ax.set_xticks(ticks, [str(p[0]) for p in points])
         ax.set_xlabel(data["key"])
         ax.set_title(metric)
     axes[0][0].legend(fontsize=6)
-    fig.suptitle(name.replace("_", " "), fontsize=8)
+    fig.suptitle(name.replace("_", " "), fontsize=8, y=1.04)
     return fig
