@@ -227,3 +227,48 @@ def _sweep(plt: Any, data: dict[str, Any], name: str) -> Any:
     axes[0][0].legend(fontsize=6)
     fig.suptitle(name.replace("_", " "), fontsize=8, y=1.04)
     return fig
+
+
+def write_qualitative(root: Path, sample_ids: list[str], result: dict[str, Any]) -> Path:
+    """`plots/qualitative.{png,pdf}`: one row per chosen sample, the source and each row's edit
+    at the run's first seed (the layout of the paper's Figs. 8, 9 and 14)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from partedit_bench.data.schema import load_image
+    from partedit_bench.errors import UserError, did_you_mean
+    from partedit_bench.store import first_seed_edits, load_run, suite_samples
+
+    info = load_run(root)
+    samples = suite_samples(info)
+    for sample_id in sample_ids:
+        if sample_id not in samples:
+            raise UserError(f"report --samples: no sample '{sample_id}' in the run's suite"
+                            f"{did_you_mean(sample_id, samples)}")  # fmt: skip
+    _, current = first_seed_edits(root, info)
+    edits = {(r["variant"], r["sample_id"]): p.parent / r["image"] for p, r in current}
+    variants = list(dict.fromkeys(v for v, _ in sorted(edits)))
+    columns = ["source", *variants]
+    size = (1.4 * len(columns), 1.5 * len(sample_ids) + 0.3)
+    fig, axes = plt.subplots(len(sample_ids), len(columns), figsize=size, squeeze=False)
+    for r, sample_id in enumerate(sample_ids):
+        for c, column in enumerate(columns):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            path = samples[sample_id].original_image if c == 0 else edits.get((column, sample_id))
+            if path is not None:
+                ax.imshow(load_image(path))
+            if r == 0:  # a variant's options one per line: long names stay readable
+                ax.set_title(column.replace("[", "\n").replace(",", "\n").rstrip("]"), fontsize=6)
+            if c == 0:
+                ax.set_ylabel(sample_id, fontsize=6)
+    out = Path(result["output"]) / "plots"
+    for ext in ("png", "pdf"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, dpi=120, bbox_inches="tight")
+        atomic_write_bytes(out / f"qualitative.{ext}", buffer.getvalue())
+    plt.close(fig)
+    return out / "qualitative.png"

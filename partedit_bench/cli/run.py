@@ -51,6 +51,12 @@ def register(sub: Any) -> None:
         help="blocks per split only, a column naming each row's backbone (runs of several "
         "backbones in one table; default: a block per split and backbone)",
     )
+    report.add_argument(
+        "--samples",
+        default=None,
+        help="comma-separated sample ids: plots/qualitative.png, the source and one column "
+        "per row (the paper's Figs. 8, 9, 14)",
+    )
 
     imported = sub.add_parser("import-edits", help="a folder of edits becomes a method row")
     imported.add_argument(
@@ -160,6 +166,11 @@ def command_report(args: argparse.Namespace) -> int:
     result = build_report(
         [Path(p) for p in args.run_dirs], args.output, metrics, by_backbone=not args.by_split
     )
+    if args.samples:
+        from partedit_bench.plots import write_qualitative
+
+        path = write_qualitative(Path(args.run_dirs[0]), _split(args.samples) or [], result)
+        result["plots"].append(path)
     print_report(result, Console())
     return 0
 

@@ -266,3 +266,17 @@ def test_report_draws_its_plots_from_the_table(tmp_path):
     ]
     page = (out / "report" / "gallery.html").read_text()
     assert "plots/tradeoff.png" in page
+
+
+def test_report_draws_chosen_samples_side_by_side(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*IDENTITY_RUN, "--limit", "2", "--output", str(out)]) == 0
+    assert main(["report", str(out), "--samples", "pw0-00001,pw0-00000"]) == 0
+    png = out / "report" / "plots" / "qualitative.png"
+    from PIL import Image
+
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size[0] > 0
+    capsys.readouterr()
+    assert main(["report", str(out), "--samples", "pw0-0000"]) == 2
+    assert "no sample 'pw0-0000'" in capsys.readouterr().err
