@@ -201,12 +201,22 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
         for text in [raw_page, *seen_pages, *requests, *hosted, answers_text]:
             leaked = [s for s in secret if s in text.lower()]
             assert not leaked, (leaked, text[:200])
-        # the gallery shows every method column
-        assert main(["report", str(run)]) == 0
+        # the gallery shows every method column (and, the edits scored, the report's plots)
+        assert main(["evaluate", str(run)]) == 0 and main(["report", str(run)]) == 0
         driver.get((run / "report" / "gallery.html").as_uri())
         columns = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "th.method")]
         assert columns == ["identity", "noisy"]
         assert len(driver.find_elements(By.CSS_SELECTOR, "tbody tr")) == 6
+        # the report's plots are embedded and load in the browser
+        plots = driver.find_elements(By.CSS_SELECTOR, "img.plot")
+        assert len(plots) >= 3
+        deadline = time.time() + 10
+        while time.time() < deadline and not all(
+            driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", p)
+            for p in plots
+        ):
+            time.sleep(0.1)
+        assert all(driver.execute_script("return arguments[0].naturalWidth", p) > 0 for p in plots)
     finally:
         driver.quit()
     result_dir = tmp_path / "analysis"
