@@ -71,6 +71,10 @@ def localize(
     output_folder(output, "localize --output")
     for name in RESULT_FILES:
         output_file(output / name, "localize --output", overwrite)
+    from partedit_bench.engine.devices import pick_device
+    from partedit_bench.jobs import Shard
+
+    device = pick_device(device, Shard(0, 1))  # auto: cuda when there is one
     suite = load_suite(suite_name)
     samples = [s for s in suite.samples if s.gt_mask][:limit]
     if not samples:
@@ -85,10 +89,8 @@ def localize(
         if name == "tokens":
             from methods.partedit.localize import TokenSource
             from partedit_bench.engine.backbones import load_backbone
-            from partedit_bench.engine.devices import pick_device
-            from partedit_bench.jobs import Shard
 
-            backbone = load_backbone(backbone_name, pick_device(device, Shard(0, 1)))
+            backbone = load_backbone(backbone_name, device)
             makers[name] = TokenSource(
                 backbone, seed, suite.is_synthetic_for(backbone.name), partedit_options
             )

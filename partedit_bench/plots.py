@@ -24,7 +24,7 @@ import pandas as pd
 
 from partedit_bench.io import atomic_write_bytes
 
-STYLE = {
+STYLE: dict[str, Any] = {
     "font.size": 8,
     "axes.titlesize": 9,
     "axes.grid": True,

@@ -74,7 +74,7 @@ def command_localize(args: argparse.Namespace, console: Any) -> int:
         seed=args.seed,
         limit=args.limit,
         partedit_options=options,
-        device="cpu" if args.device == "auto" else args.device,
+        device=args.device,
         overwrite=args.overwrite,
         console=console,
     )
