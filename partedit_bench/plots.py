@@ -136,7 +136,7 @@ def write_plots(
     import matplotlib.pyplot as plt
 
     written = []
-    with plt.rc_context(STYLE):
+    with plt.rc_context(STYLE):  # type: ignore[arg-type]
         for name, data in series(long, grids).items():
             if name == "tradeoff":
                 fig = _tradeoff(plt, data)
