@@ -35,24 +35,36 @@ STYLE: dict[str, Any] = {
 SWEEP_METRICS = ("psnr_bg", "leakage", "edit_strength", "mask_iou", "psnr_fg_gt", "aclip_fg")
 
 
+def _labelled(long: pd.DataFrame) -> pd.DataFrame:
+    """`long` with a `label` per table row: the variant, with its block (split and backbone)
+    when the report holds several, and its backbone when one block holds several."""
+    label = long.variant.astype(str)
+    if "backbone" in long and (long.groupby(["block", "variant"]).backbone.nunique() > 1).any():
+        label = label + " (" + long.backbone.astype(str) + ")"
+    if long.block.nunique() > 1:
+        label = label + ", " + long.block.astype(str)
+    return long.assign(label=label)
+
+
 def _overall(long: pd.DataFrame) -> pd.DataFrame:
     return long[(long.part == "all") & long["mean"].notna()]
 
 
 def series(long: pd.DataFrame, grids: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:
     """The data of every figure: {figure name: rows of (label, x, y, intervals...)}."""
+    long = _labelled(long)
     overall = _overall(long)
     out: dict[str, Any] = {}
     strength = "aclip_fg" if (overall.metric == "aclip_fg").any() else "edit_strength"
     points = []
-    for (block, variant), rows in overall.groupby(["block", "variant"], sort=False):
+    for label, rows in overall.groupby("label", sort=False):
         by = rows.set_index("metric")
         if "psnr_bg" in by.index and by.loc["psnr_bg", "mean"] >= 99.99:
             continue  # the no-edit reference (an identical background: 100 dB) off the scale
         if "psnr_bg" in by.index and strength in by.index:
             points.append(
                 {
-                    "label": variant if overall.block.nunique() == 1 else f"{variant} ({block})",
+                    "label": label,
                     "x": by.loc[strength, "mean"],
                     "x_ci": (by.loc[strength, "ci_low"], by.loc[strength, "ci_high"]),
                     "y": by.loc["psnr_bg", "mean"],
@@ -61,12 +73,12 @@ def series(long: pd.DataFrame, grids: dict[str, dict[str, list[Any]]]) -> dict[s
             )
     if points:
         out["tradeoff"] = {"x": strength, "y": "psnr_bg", "points": points}
-    no_edit = set(overall[(overall.metric == "psnr_bg") & (overall["mean"] >= 99.99)].variant)
-    parts = long[(long.part != "all") & long["mean"].notna() & ~long.variant.isin(no_edit)]
+    no_edit = set(overall[(overall.metric == "psnr_bg") & (overall["mean"] >= 99.99)].label)
+    parts = long[(long.part != "all") & long["mean"].notna() & ~long.label.isin(no_edit)]
     for metric in ("psnr_bg", "edit_strength"):
         rows = parts[parts.metric == metric]
         if not rows.empty:
-            out[f"parts_{metric}"] = rows[["variant", "part", "mean", "ci_low", "ci_high"]]
+            out[f"parts_{metric}"] = rows[["label", "part", "mean", "ci_low", "ci_high"]]
     for key, sweep in _sweeps(overall, grids).items():
         out[key] = sweep
     return out
@@ -91,15 +103,14 @@ def _sweeps(overall: pd.DataFrame, grids: dict[str, dict[str, list[Any]]]) -> di
                     continue
                 for variant in variants:
                     match = rows[rows.variant.str.rstrip("†") == variant]
-                    if match.empty:
-                        continue
-                    r = match.iloc[0]
-                    others = (
-                        ",".join(f"{k}={values[variant][k]}" for k in axes if k != key) or method
-                    )
-                    lines.setdefault(metric, {}).setdefault(others, []).append(
-                        (values[variant][key], r["mean"], r["ci_low"], r["ci_high"])
-                    )
+                    for r in match.itertuples():  # one line per block (split, backbone)
+                        others = ",".join(f"{k}={values[variant][k]}" for k in axes if k != key)
+                        others = others or method
+                        if r.label != r.variant:
+                            others += f" [{r.label[len(r.variant) :].lstrip(' ,')}]"
+                        lines.setdefault(metric, {}).setdefault(others, []).append(
+                            (values[variant][key], r.mean, r.ci_low, r.ci_high)
+                        )
             for metric in lines:
                 for others in lines[metric]:
                     order = {repr(v): i for i, v in enumerate(swept)}
@@ -178,11 +189,11 @@ def _tradeoff(plt: Any, data: dict[str, Any]) -> Any:
 
 def _parts(plt: Any, rows: pd.DataFrame, metric: str) -> Any:
     parts = sorted(rows.part.unique())
-    variants = list(dict.fromkeys(rows.variant))
+    variants = list(dict.fromkeys(rows.label))
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(parts) + 2), 3.4))
     width = 0.8 / max(1, len(variants))
     for i, variant in enumerate(variants):
-        own = rows[rows.variant == variant].set_index("part")
+        own = rows[rows.label == variant].set_index("part")
         xs = [j + i * width for j, p in enumerate(parts) if p in own.index]
         means = [own.loc[p, "mean"] for p in parts if p in own.index]
         errs = [
