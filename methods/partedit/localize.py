@@ -53,15 +53,18 @@ class GivenMask:
     def needs_gt_mask(self) -> bool:
         return str(self.options.mask_source) == "gt"
 
-    def mask_input(self, device: str = "cpu") -> Any:
+    def mask_input(self) -> Any:
+        """The source, made once, its models on the run's device (the backbone's)."""
         from partedit_bench.engine.mask_sources import MaskInput
 
         if getattr(self, "_mask_input", None) is None:
+            backbone = getattr(self, "backbone", None)
+            device = str(backbone.device) if backbone is not None else "cpu"
             self._mask_input = MaskInput(str(self.options.mask_source), device, token_mask)
         return self._mask_input
 
     def given_mask(self, request: Any) -> np.ndarray:
-        return self.mask_input(str(request.backbone.device))(request)
+        return self.mask_input()(request)
 
     def inputs_fingerprint(self, sample: Any) -> dict[str, Any]:
         own = super().inputs_fingerprint(sample)  # type: ignore[misc]
@@ -86,8 +89,6 @@ class TokenSource:
     `token_mask` at the given seed and mode, with `default_options` updated by `options`. Its
     identity (for the mask cache) holds the backbone's weights, the options, the seed and the
     digests of the backbone's token files."""
-
-    random_weights = False
 
     def __init__(
         self, backbone: Any, seed: int, synthetic: bool, options: dict[str, Any] | None = None
