@@ -189,6 +189,7 @@ def run_methods(
                 "method": record["variant"],
                 "status": record["status"],
                 "error": record.get("error"),
+                "traceback": record.get("traceback"),
                 "wall_s": record.get("wall_time_s"),
                 "steps_timed": len(times),
                 "s_per_step": round(sum(times) / len(times), 4) if times else None,
@@ -315,7 +316,12 @@ def markdown(report: dict[str, Any]) -> str:
             lines += ["", "| ratio | value |", "|---|---|"]
             lines += [f"| {k} | {v:.2f} |" for k, v in speed["ratios"].items()]
         methods = parts["methods"]
-        lines += ["", "One job of every method: " + _status_line(methods)]
+        failed = [j for j in methods.get("jobs", []) if j["status"] == "failed"]
+        lines += [
+            "",
+            "One job of every method: "
+            + (f"**{len(failed)} failed**." if failed else _status_line(methods)),
+        ]
         if methods["status"] == "ok":
             lines += [
                 "",
@@ -327,8 +333,10 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {job['method']} | {job['status']} | {job['wall_s']} | "
                     f"{_num(job['s_per_step'])} | {_num(job['peak_gib'])} |"
                 )
-            failed = [j for j in methods["jobs"] if j["status"] == "failed"]
-            lines += [f"\n- {j['method']} failed: {j['error']}" for j in failed]
+            for job in failed:
+                lines += ["", f"- {job['method']} failed: {job['error']}"]
+                if job.get("traceback"):
+                    lines += ["", "```", job["traceback"], "```"]
             held = methods["most_specials_resident_at_once"]
             every = methods["every_special_resident_at_once"]
             lines += [

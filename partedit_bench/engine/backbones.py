@@ -237,6 +237,19 @@ def check_backbone_name(name: str) -> None:
         )
 
 
+def schedulers_on_cpu(components: dict[str, Any]) -> dict[str, Any]:
+    """The components with each scheduler made again from its config on the CPU, where
+    diffusers keeps its tables (a scheduler made under `torch.device("cuda")` holds CUDA
+    tables, and Euler's `set_timesteps` then fails converting them to NumPy: the random SDXL's
+    ip2p and inpainting pipelines did on a GPU)."""
+    out = dict(components)
+    for key, value in components.items():
+        if not isinstance(value, torch.nn.Module) and hasattr(value, "set_timesteps"):
+            with torch.device("cpu"):
+                out[key] = type(value).from_config(value.config)
+    return out
+
+
 def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "auto") -> Backbone:
     """Loads a backbone by registry name or diffusers folder.
 
@@ -250,6 +263,7 @@ def load_backbone(name: str, device: str | torch.device = "cpu", dtype: str = "a
         torch_dtype = resolve_dtype(dtype, device, random_weights=True)
         with torch.device(device) if spec.build_on_device else contextlib.nullcontext():
             components = spec.builder(torch_dtype) if spec.builds_in_dtype else spec.builder()
+        components = schedulers_on_cpu(components)
         backbone = Backbone(
             name, spec.family, components, spec.resolution, "in-process", random_weights=True
         )

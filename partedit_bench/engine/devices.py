@@ -77,7 +77,9 @@ def checked_tensors(backbones: Iterable[Any]) -> Iterator[None]:
     encoders) checks each tensor it is called with: on the weights' device, and, when floating,
     in their dtype; a mismatch raises TensorMismatch naming the layer. On a CPU the dtype half
     finds silent float32 promotions in a half-precision run; on a GPU the device half finds
-    tensors made without `device=`."""
+    tensors made without `device=`. A model that keeps some modules in float32 by design
+    (transformers' `_keep_in_fp32_modules`, e.g. T5's feed-forward output in FLUX's text
+    encoder) passes float32 activations on: its layers are checked for the device only."""
     import torch
 
     handles = []
@@ -85,10 +87,11 @@ def checked_tensors(backbones: Iterable[Any]) -> Iterator[None]:
         for part, model in backbone.components.items():
             if not isinstance(model, torch.nn.Module):
                 continue
+            mixed = bool(getattr(model, "_keep_in_fp32_modules", None))
             for name, layer in model.named_modules():
                 if next(layer.parameters(recurse=False), None) is None:
                     continue
-                hook = functools.partial(_check_inputs, f"{part}.{name}".rstrip("."))
+                hook = functools.partial(_check_inputs, f"{part}.{name}".rstrip("."), not mixed)
                 handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
     try:
         yield
@@ -110,7 +113,9 @@ def _tensors(value: Any) -> Iterator[Any]:
             yield from _tensors(item)
 
 
-def _check_inputs(where: str, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _check_inputs(
+    where: str, dtype: bool, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     weight = next(layer.parameters(recurse=False))
     for tensor in _tensors((args, kwargs)):
         if tensor.device != weight.device:
@@ -118,7 +123,7 @@ def _check_inputs(where: str, layer: Any, args: tuple[Any, ...], kwargs: dict[st
                 f"{where} was called with a tensor on {tensor.device}; its weights are on "
                 f"{weight.device}"
             )
-        if tensor.is_floating_point() and tensor.dtype != weight.dtype:
+        if dtype and tensor.is_floating_point() and tensor.dtype != weight.dtype:
             raise TensorMismatch(
                 f"{where} was called with a {str(tensor.dtype).split('.')[-1]} tensor; its "
                 f"weights are {str(weight.dtype).split('.')[-1]}"

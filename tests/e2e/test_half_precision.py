@@ -109,3 +109,46 @@ def test_the_tensor_check_names_the_layer_of_a_mismatch(tiny):
             backbone.unet(x, 10, encoder_hidden_states=context)
         except TensorMismatch:
             pytest.fail("the check outlived its context")
+
+
+def test_the_tensor_check_lets_a_model_keep_its_float32_modules(tiny):
+    """transformers keeps T5's feed-forward output (`wo`) in float32 in a half-precision load
+    (`_keep_in_fp32_modules`): the activations after it are float32 by design. The check
+    passes them (FLUX's text encoder on a GPU failed here) and still finds other models'."""
+    from partedit_bench.engine.devices import TensorMismatch, checked_tensors
+
+    backbone = tiny("tiny-flux", "bfloat16")
+    t5 = backbone.components["text_encoder_2"]
+    assert "wo" in (t5._keep_in_fp32_modules or [])
+    for name, module in t5.named_modules():
+        if name.endswith(".wo"):
+            module.float()  # as from_pretrained(torch_dtype=bfloat16) leaves it
+    ids = torch.ones(1, 8, dtype=torch.long)
+    with checked_tensors([backbone]):
+        hidden = t5(ids).last_hidden_state
+    assert hidden.dtype == torch.bfloat16
+    clip = backbone.components["text_encoder"]
+    linear = next(m for m in clip.modules() if isinstance(m, torch.nn.Linear))
+    with checked_tensors([backbone]), pytest.raises(TensorMismatch, match=r"text_encoder\."):
+        linear(torch.zeros(1, linear.in_features))
+
+
+def test_a_backbone_built_on_a_device_keeps_its_scheduler_tables_on_the_cpu():
+    """The random backbones are built under `torch.device(device)`; their schedulers are made
+    again on the CPU (Euler's `set_timesteps` converts its tables to NumPy: CUDA tables
+    failed the random SDXL's ip2p and inpainting pipelines on a GPU)."""
+    from diffusers import DDIMScheduler
+
+    from partedit_bench.engine.backbones import schedulers_on_cpu
+
+    with torch.device("meta"):
+        scheduler = DDIMScheduler(beta_schedule="scaled_linear")
+    assert scheduler.alphas_cumprod.device.type == "meta"
+    marker = torch.nn.Linear(1, 1)
+    fixed = schedulers_on_cpu({"scheduler": scheduler, "unet": marker})
+    assert fixed["unet"] is marker
+    tables = [v for v in vars(fixed["scheduler"]).values() if isinstance(v, torch.Tensor)]
+    assert tables and all(t.device.type == "cpu" for t in tables)
+    fresh = DDIMScheduler(beta_schedule="scaled_linear")
+    assert torch.equal(fixed["scheduler"].alphas_cumprod, fresh.alphas_cumprod)
+    fixed["scheduler"].set_timesteps(4)
