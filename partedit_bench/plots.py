@@ -50,7 +50,9 @@ def _overall(long: pd.DataFrame) -> pd.DataFrame:
     return long[(long.part == "all") & long["mean"].notna()]
 
 
-def series(long: pd.DataFrame, grids: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:
+def series(
+    long: pd.DataFrame, grids: dict[str, dict[str, list[Any]]], sweep_plot: str = "auto"
+) -> dict[str, Any]:
     """The data of every figure: {figure name: rows of (label, x, y, intervals...)}."""
     long = _labelled(long)
     overall = _overall(long)
@@ -79,12 +81,14 @@ def series(long: pd.DataFrame, grids: dict[str, dict[str, list[Any]]]) -> dict[s
         rows = parts[parts.metric == metric]
         if not rows.empty:
             out[f"parts_{metric}"] = rows[["label", "part", "mean", "ci_low", "ci_high"]]
-    for key, sweep in _sweeps(overall, grids).items():
+    for key, sweep in _sweeps(overall, grids, sweep_plot).items():
         out[key] = sweep
     return out
 
 
-def _sweeps(overall: pd.DataFrame, grids: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:
+def _sweeps(
+    overall: pd.DataFrame, grids: dict[str, dict[str, list[Any]]], kind: str = "auto"
+) -> dict[str, Any]:
     """For every swept key of every grid: metric -> {other settings -> [(value, mean, lo, hi)]}."""
     out: dict[str, Any] = {}
     by_grid: dict[tuple[str, str], list[str]] = {}
@@ -95,7 +99,7 @@ def _sweeps(overall: pd.DataFrame, grids: dict[str, dict[str, list[Any]]]) -> di
         axes = grids[variants[0]]
         values = {v: _options_of(v) for v in variants}
         for key, swept in axes.items():
-            numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in swept)
+            numeric = _numeric(swept) and kind != "bar"
             lines: dict[str, dict[str, list[tuple[Any, float, float, float]]]] = {}
             for metric in SWEEP_METRICS:
                 rows = overall[overall.metric == metric]
@@ -125,6 +129,32 @@ def _sweeps(overall: pd.DataFrame, grids: dict[str, dict[str, list[Any]]]) -> di
     return out
 
 
+SWEEP_PLOTS = ("auto", "line", "bar")
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
+
+
+def check_sweep_plot(grids: dict[str, dict[str, list[Any]]], kind: str) -> None:
+    """`report --sweep-plot`: `line` draws every swept option against its value, which a
+    non-numeric option (threshold, padding) has not: one line naming it."""
+    from partedit_bench.errors import UserError
+
+    if kind not in SWEEP_PLOTS:
+        raise UserError(f"report --sweep-plot {kind!r}: one of {', '.join(SWEEP_PLOTS)}")
+    if kind != "line":
+        return
+    for variant, axes in grids.items():
+        for key, values in axes.items():
+            if not _numeric(values):
+                shown = ", ".join(map(str, values))
+                raise UserError(
+                    f"report --sweep-plot line: {variant.split('[', 1)[0]}'s option '{key}' "
+                    f"is not numeric ({shown}); draw it as bars (--sweep-plot bar or auto)"
+                )
+
+
 def _options_of(variant: str) -> dict[str, Any]:
     from partedit_bench.api import parse_scalar
 
@@ -138,7 +168,10 @@ def _file_part(text: str) -> str:
 
 
 def write_plots(
-    long: pd.DataFrame, grids: dict[str, dict[str, list[Any]]], out: Path
+    long: pd.DataFrame,
+    grids: dict[str, dict[str, list[Any]]],
+    out: Path,
+    sweep_plot: str = "auto",
 ) -> list[Path]:
     """Draws every figure of `series` into `out` (PNG and PDF); returns the PNGs."""
     import matplotlib
@@ -148,7 +181,7 @@ def write_plots(
 
     written = []
     with plt.rc_context(STYLE):  # type: ignore[arg-type]
-        for name, data in series(long, grids).items():
+        for name, data in series(long, grids, sweep_plot).items():
             if name == "tradeoff":
                 fig = _tradeoff(plt, data)
             elif name.startswith("parts_"):

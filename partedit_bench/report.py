@@ -227,11 +227,19 @@ def build_report(
     metrics: Sequence[str] | None = None,
     gallery: bool = True,
     by_backbone: bool = True,
+    sweep_plot: str = "auto",
 ) -> dict[str, Any]:
     """Writes report/table.{csv,tex,md} and returns what the terminal shows. Without
     `by_backbone`, blocks are splits and rows name their backbone (several backbones' runs in
-    one table)."""
+    one table). `sweep_plot`: how a swept option is drawn (`auto`: lines for numbers, bars
+    otherwise; `line` refuses a sweep over a non-numeric option in one line; `bar`)."""
+    from partedit_bench.plots import check_sweep_plot, write_plots
+
     frame, runs = load_rows(roots, by_backbone)
+    grids: dict[str, Any] = {}
+    for r in runs:
+        grids.update(r["info"].get("grids") or {})
+    check_sweep_plot(grids, sweep_plot)  # before anything is written
     metrics = list(metrics or DEFAULT_COLUMNS)
     long = aggregate(frame, metrics)
     if not by_backbone:  # a method skipped on one backbone (another family) is not a row
@@ -275,12 +283,7 @@ def build_report(
             indent=2,
         ).encode(),
     )
-    from partedit_bench.plots import write_plots
-
-    grids: dict[str, Any] = {}
-    for r in runs:
-        grids.update(r["info"].get("grids") or {})
-    plots = write_plots(long, grids, out / "plots")
+    plots = write_plots(long, grids, out / "plots", sweep_plot)
     if gallery:
         from partedit_bench.gallery import write_gallery
 

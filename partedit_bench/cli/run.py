@@ -57,6 +57,13 @@ def register(sub: Any) -> None:
         help="comma-separated sample ids: plots/qualitative.png, the source and one column "
         "per row (the paper's Figs. 8, 9, 14)",
     )
+    report.add_argument(
+        "--sweep-plot",
+        default="auto",
+        choices=["auto", "line", "bar"],
+        help="a swept option drawn as lines against its value (numbers only) or as bars "
+        "(auto: lines for numbers, bars otherwise)",
+    )
 
     imported = sub.add_parser("import-edits", help="a folder of edits becomes a method row")
     imported.add_argument(
@@ -164,7 +171,11 @@ def command_report(args: argparse.Namespace) -> int:
 
         groups_for(metrics)  # checks the names
     result = build_report(
-        [Path(p) for p in args.run_dirs], args.output, metrics, by_backbone=not args.by_split
+        [Path(p) for p in args.run_dirs],
+        args.output,
+        metrics,
+        by_backbone=not args.by_split,
+        sweep_plot=args.sweep_plot,
     )
     if args.samples:
         from partedit_bench.plots import write_qualitative

@@ -280,3 +280,28 @@ def test_report_draws_chosen_samples_side_by_side(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(out), "--samples", "pw0-0000"]) == 2
     assert "no sample 'pw0-0000'" in capsys.readouterr().err
+
+
+def test_a_line_plot_over_a_categorical_sweep_is_one_line(tmp_path, capsys):
+    """`--sweep-plot line` draws each swept option against its value: a non-numeric option is
+    refused before anything is written; `auto` and `bar` draw it as bars."""
+    from partedit_bench.plots import series
+
+    out = tmp_path / "run"
+    slow = "tests.helpers:SlowIdentity[threshold=otsu|binary]"
+    assert main(["run", "--backbone", "tiny-sd", "--methods", slow, "--limit", "2",
+                 "--output", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["report", str(out), "--sweep-plot", "line"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "option 'threshold' is not numeric (otsu, binary)" in err and "\n" not in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["report", str(out), "--sweep-plot", "bar"]) == 0
+    assert (out / "report" / "plots" / "sweep_SlowIdentity_threshold.png").is_file()
+    import pandas as pd
+
+    table = pd.read_csv(out / "report" / "table.csv")
+    info = json.loads((out / "run.json").read_text())
+    drawn = series(table, info["grids"])["sweep_SlowIdentity_threshold"]
+    assert drawn["numeric"] is False and drawn["values"] == ["otsu", "binary"]
