@@ -3,7 +3,8 @@ editing (the *where* of PartEdit on its own), and the paper's Figure 27 grid.
 
 Sources: `tokens` (PartEdit's thresholded token mask: the mean blend mask of a PartEdit edit of
 the sample, binarized as `mask_iou` reads a job's mask, so its IoU is the partedit jobs'
-mask_iou at the same options and seed), `gt` (the GT mask itself: IoU 1 by construction, the
+mask_iou at the same options and seed; `tokens[padding=bg|sot]` the same at chosen options, one
+source per value, the paper's Fig. 15), `gt` (the GT mask itself: IoU 1 by construction, the
 check of the plumbing), `grounded-sam`, `sam3`, their `tiny-*` test versions, or a folder of
 masks. Writes into OUTPUT:
 
@@ -17,6 +18,7 @@ masks. Writes into OUTPUT:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +68,10 @@ def localize(
 
     if not sources:
         raise UserError("localize --sources names no source")
+    sources, token_options = expand_sources(sources)
     for name in sources:
-        check_source(name, "localize --sources")
+        if name not in token_options:
+            check_source(name, "localize --sources")
     output_folder(output, "localize --output")
     for name in RESULT_FILES:
         output_file(output / name, "localize --output", overwrite)
@@ -86,13 +90,15 @@ def localize(
         if name == "gt":
             identities[name] = {"source": "gt"}
             continue
-        if name == "tokens":
+        if name in token_options:
             from methods.partedit.localize import TokenSource
             from partedit_bench.engine.backbones import load_backbone
 
-            backbone = load_backbone(backbone_name, device)
+            if backbone is None:
+                backbone = load_backbone(backbone_name, device)
+            options = {**(partedit_options or {}), **token_options[name]}
             makers[name] = TokenSource(
-                backbone, seed, suite.is_synthetic_for(backbone.name), partedit_options
+                backbone, seed, suite.is_synthetic_for(backbone.name), options
             )
         else:
             makers[name] = load_source(name, device)
@@ -128,6 +134,35 @@ def localize(
     write_results(output, frame, table, by_class, identities, random, masks, samples, suite)
     grid(output / "figure27.png", samples[:grid_rows], sources, masks, random)
     return table
+
+
+def expand_sources(sources: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """PartEdit's token masks at chosen options, in the variant syntax of `--methods`:
+    `tokens[padding=bg|sot|eot|zero|context]` is five sources, one per padding (the paper's
+    Fig. 15), each named by its values. Returns the sources in order and, for each token
+    source, its PartEdit options (checked here: an unknown option or value is one line)."""
+    from methods.partedit.options import PartEditOptions
+    from partedit_bench.api import build_options, parse_variants
+
+    class _Tokens:  # PartEdit's options under the name `tokens`, for the checks' messages
+        name, Options = "tokens", PartEditOptions
+
+    names: list[str] = []
+    options: dict[str, dict[str, Any]] = {}
+    for text in sources:
+        if text != "tokens" and not text.startswith("tokens["):
+            names.append(text)
+            continue
+        for spec in parse_variants(text):
+            overrides = dict(spec.overrides)
+            build_options(_Tokens, overrides)  # type: ignore[arg-type]
+            if "mask_source" in overrides:
+                raise UserError(f"localize --sources {text}: tokens are the mask source")
+            if spec.name in options:
+                raise UserError(f"localize --sources names {spec.name} twice")
+            names.append(spec.name)
+            options[spec.name] = overrides
+    return names, options
 
 
 def summarize(frame: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -196,8 +231,8 @@ def write_results(
         json_bytes({"suite": suite.name, "samples": len(samples), "sources": identities}),
     )
     for (name, sample_id), mask in masks.items():
-        folder = "folder" if Path(name).is_dir() else name
-        path = child(output, "masks", folder, f"{sample_id}.png", field="sample id")
+        folder = "folder" if Path(name).is_dir() else re.sub(r"[^0-9A-Za-z_.-]+", "_", name)
+        path = child(output, "masks", folder.strip("_"), f"{sample_id}.png", field="sample id")
         atomic_write_bytes(path, png_bytes(Image.fromarray(mask.astype(np.uint8) * 255)))
 
 

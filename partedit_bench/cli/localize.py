@@ -22,7 +22,8 @@ def register(sub: Any) -> None:
     loc.add_argument(
         "--sources",
         default="tokens,gt",
-        help="comma-separated: tokens, gt, grounded-sam, sam3, tiny-grounded-sam, a folder",
+        help="comma-separated: tokens, gt, grounded-sam, sam3, tiny-grounded-sam, a folder; "
+        "tokens at chosen options as a grid: tokens[padding=bg|sot|eot|zero|context] (Fig. 15)",
     )
     loc.add_argument("--output", required=True, help="folder for the tables, grid and masks")
     loc.add_argument("--seed", type=int, default=0, help="the seed of PartEdit's edit (tokens)")
@@ -52,7 +53,7 @@ def command_localize(args: argparse.Namespace, console: Any) -> int:
 
     from rich.console import Console
 
-    from partedit_bench.api import parse_scalar
+    from partedit_bench.api import parse_scalar, split_method_list
     from partedit_bench.localization import localize
 
     if args.seed < 0:
@@ -69,7 +70,7 @@ def command_localize(args: argparse.Namespace, console: Any) -> int:
     localize(
         args.suite,
         args.backbone,
-        _split(args.sources) or [],
+        split_method_list(args.sources),
         Path(args.output),
         seed=args.seed,
         limit=args.limit,

@@ -221,3 +221,36 @@ def test_tiny_sam3_gives_a_mask_of_the_image_size(tmp_path, monkeypatch):
     assert source.random_weights and source.identity["source"] == "tiny-sam3"
     mask = cached_mask(source, sample, image)
     assert mask.shape == (image.size[1], image.size[0]) and mask.dtype == bool
+
+
+def test_localize_compares_token_paddings_as_a_grid_of_sources(tmp_path, monkeypatch, capsys):
+    """`tokens[padding=bg|sot|zero]` (Fig. 15): one source per padding, each PartEdit's token
+    mask at that option (bg is the default: the same masks as `tokens`); a value or key the
+    method does not have is one line before anything runs."""
+    import pandas as pd
+
+    monkeypatch.setenv("PARTEDIT_BENCH_CACHE", str(tmp_path / "cache"))
+    args = ["--backbone", "tiny-sd", "--limit", "2", "--set", "partedit.steps=2"]
+    out = tmp_path / "loc"
+    sources = "tokens,tokens[padding=bg|sot|zero]"
+    assert main(["localize", *args, "--sources", sources, "--output", str(out)]) == 0
+    table = pd.read_csv(out / "localization.csv")
+    names = ["tokens", "tokens[padding=bg]", "tokens[padding=sot]", "tokens[padding=zero]"]
+    assert list(table[table.part == "all"].source) == names
+    per_sample = pd.read_csv(out / "localization_samples.csv").set_index(["source", "sample_id"])
+    assert per_sample.loc["tokens"].iou.equals(per_sample.loc["tokens[padding=bg]"].iou)
+    for name, padding in zip(names[1:], ("bg", "sot", "zero"), strict=True):
+        identity = json.loads((out / "localization.json").read_text())["sources"][name]
+        assert identity["options"]["padding"] == padding and identity["options"]["steps"] == 2
+        masks = sorted((out / "masks" / f"tokens_padding_{padding}").glob("*.png"))
+        assert len(masks) == 2
+    capsys.readouterr()
+    for bad, says in (
+        ("tokens[padding=bg|nope]", "must be one of: bg, sot, eot, zero, context"),
+        ("tokens[paddin=bg]", "has no option 'paddin' (did you mean: padding"),
+        ("tokens[padding=bg|bg]", "lists a value twice"),
+    ):
+        assert main(["localize", *args, "--sources", bad, "--output", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and "\n" not in err, err
+        assert not (tmp_path / "x").exists()
