@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from partedit_bench.cli._common import _split
 from partedit_bench.errors import UserError
 
 
