@@ -47,6 +47,44 @@ def register(sub: Any) -> None:
     train.add_argument("--device", default="auto")
     train.add_argument("--dtype", default="float32")
 
+    study = sub.add_parser(
+        "token-study",
+        help="part-token studies as CSV + figure: per-layer mIoU (App. E), mIoU vs training "
+        "images over seeds (App. B), across image subsets (App. J), time per layer set (App. Q)",
+    )
+    study.add_argument("kind", help="layers | images | subsets | time")
+    study.add_argument("--backbone", required=True, help="one or several, comma-separated")
+    study.add_argument("--part", required=True, help="canonical part(s), comma-separated")
+    study.add_argument("--suite", default="partworld-train", help="images + part masks")
+    study.add_argument("--output", required=True, help="folder for the CSVs and the figure")
+    study.add_argument("--steps", type=int, default=1000, help="training steps per token")
+    study.add_argument("--lr", type=float, default=30.0)
+    study.add_argument("--loss", default="bce", choices=["bce", "mse"])
+    study.add_argument("--timesteps", default="strength-0.25", choices=["intermediate",
+                       "strength-0.25"])  # fmt: skip
+    study.add_argument("--mode", default="decoupled", choices=["decoupled", "coupled"])
+    study.add_argument(
+        "--images", type=int, default=8, help="training images (layers, subsets, time)"
+    )
+    study.add_argument(
+        "--pool",
+        type=int,
+        default=12,
+        help="the first N images of a part train; the rest are held out",
+    )
+    study.add_argument("--heldout", type=int, default=0, help="at most N held-out images (0: all)")
+    study.add_argument("--counts", default="1,2,4,8", help="images: training-set sizes")
+    study.add_argument("--seeds", type=int, default=5, help="images, subsets: runs per point")
+    study.add_argument(
+        "--layer-sets",
+        default="2,4,8,decoder,all",
+        help="time: N (first N decoder layers), decoder, all",
+    )
+    study.add_argument("--seed", type=int, default=0)
+    study.add_argument("--device", default="auto")
+    study.add_argument("--dtype", default="float32")
+    study.add_argument("--overwrite", action="store_true", help="replace earlier results")
+
     token = sub.add_parser("import-token", help="import an officially released part token")
     token.add_argument("file")
     token.add_argument("--backbone", required=True)
@@ -185,4 +223,83 @@ def command_import_token(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-COMMANDS = {"train-token": command_train_token, "import-token": command_import_token}
+def command_token_study(args: argparse.Namespace, console: Any) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from partedit_bench.data.schema import CANONICAL_PARTS
+    from partedit_bench.data.suites import load_suite
+    from partedit_bench.engine.backbones import load_backbone
+    from partedit_bench.engine.devices import pick_device
+    from partedit_bench.errors import did_you_mean
+    from partedit_bench.jobs import Shard
+    from partedit_bench.tokens.studies import (
+        StudyConfig,
+        check_study,
+        result_files,
+        run_study,
+        split_pool,
+        write_study,
+    )
+    from partedit_bench.tokens.training import TrainConfig
+
+    for name, low in (("steps", 1), ("images", 1), ("heldout", 0), ("seed", 0)):
+        if getattr(args, name) < low:
+            raise UserError(
+                f"token-study --{name} must be at least {low}, got {getattr(args, name)}"
+            )
+    try:
+        counts = tuple(int(c) for c in _split(args.counts) or [])
+    except ValueError as exc:
+        raise UserError(f"token-study --counts expects integers, got {args.counts!r}") from exc
+    study = StudyConfig(counts, args.seeds, args.pool, tuple(_split(args.layer_sets) or []))
+    check_study(args.kind, study, args.images)
+    output = Path(args.output)
+    output_folder(output, "token-study --output")
+    for name in result_files(args.kind):
+        output_file(output / name, "token-study --output", args.overwrite)
+    backbones = _split(args.backbone) or []
+    suite = load_suite(args.suite)
+    parts = _split(args.part) or []
+    for part in parts:
+        if part not in CANONICAL_PARTS:
+            raise UserError(f"unknown part token '{part}'{did_you_mean(part, CANONICAL_PARTS)}")
+        if part not in suite.parts:
+            raise UserError(f"suite '{suite.name}' has no images of {part}")
+    by_part = {p: [s for s in suite.samples if s.part_token == p] for p in parts}
+    for part, samples in by_part.items():
+        split_pool(samples, args.pool, part)  # before a backbone loads
+    config = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        loss=args.loss,
+        timesteps=args.timesteps,
+        mode=args.mode,
+        images=args.images,
+        heldout=args.heldout,
+        seed=args.seed,
+    )
+    device = pick_device(args.device, Shard(0, 1))
+    rows = []
+    with console.status(f"token-study {args.kind}") as status:
+        done = [0]
+
+        def advanced() -> None:
+            done[0] += 1
+            status.update(f"token-study {args.kind}: {done[0]} token(s) trained")
+
+        for name in backbones:
+            backbone = load_backbone(name, device, args.dtype)
+            for part, samples in by_part.items():
+                rows += run_study(args.kind, backbone, part, samples, config, study, advanced)
+    paths = write_study(args.kind, pd.DataFrame(rows), output)
+    console.print(f"wrote {paths['csv']}, {paths['summary'].name} and {paths['png'].name}")
+    return 0
+
+
+COMMANDS = {
+    "train-token": command_train_token,
+    "import-token": command_import_token,
+    "token-study": command_token_study,
+}

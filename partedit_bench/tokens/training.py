@@ -37,7 +37,7 @@ class TrainConfig:
     loss: str = "bce"  # bce (paper) | mse (released code's default, on min-max normalized maps)
     timesteps: str = "strength-0.25"  # released code | intermediate (paper: 30..20 of 50)
     mode: str = "decoupled"  # decoupled (released code) | coupled (paper's text)
-    layers: int = 8  # the first N decoder cross-attention layers
+    layers: int | tuple[str, ...] = 8  # the first N decoder cross-attention layers, or names
     images: int = 16  # training images; the rest of the part's samples are held out
     heldout: int = 0  # at most this many held-out images (0: all the rest)
     seed: int = 0
@@ -198,7 +198,11 @@ def train_token(
     if not samples:
         raise UserError(f"no training images with part {part}")
     torch.manual_seed(config.seed)
-    layers = decoder_cross_attention_layers(backbone.unet, config.layers)
+    layers = (
+        decoder_cross_attention_layers(backbone.unet, config.layers)
+        if isinstance(config.layers, int)
+        else list(config.layers)
+    )
     timesteps = training_timesteps(backbone, config.timesteps)
     train, held = samples[: config.images], samples[config.images :] or samples[: config.images]
     if config.heldout:
@@ -359,7 +363,8 @@ def train_tokens(
     rows = []
     for backbone_name in backbones:
         backbone = load_backbone(backbone_name, device, dtype)
-        check_layer_count(backbone, config.layers, exact_layers)
+        if isinstance(config.layers, int):
+            check_layer_count(backbone, config.layers, exact_layers)
         for part in parts:
             samples = [s for s in suite.samples if s.part_token == part]
             for i, schedule in enumerate(schedules):
