@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 RUN_ARGS ?=
 
-.PHONY: run test test-slow gpu-check lint type install clean partworld-numbers
+.PHONY: run test test-slow gpu-check lint type install clean partworld-numbers paper-toy
 
 install: $(STAMP)
 
@@ -42,6 +42,11 @@ partworld-numbers: $(STAMP)
 	$(BIN)/partedit-bench train-token --backbone partworld-sd --part all --overwrite \
 		--table models/partworld-sd/eval/tokens.md
 	$(BIN)/partedit-bench run --recompute --output results/partworld__partworld-sd
+
+# Every row of the README's "Reproduce the paper" table at toy scale (partworld-sd, a few
+# samples and steps), timed, each checked for the files it must write: results/paper-toy/.
+paper-toy: $(STAMP)
+	$(BIN)/python benchmarks/paper_toy.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check partedit_bench methods tests

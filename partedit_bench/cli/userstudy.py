@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from partedit_bench.cli._common import (
-    _Parser,
-)
+from partedit_bench.cli._common import _Parser, _split
+from partedit_bench.errors import UserError
 
 
 def register(sub: Any) -> None:
@@ -32,6 +31,13 @@ def register(sub: Any) -> None:
         help="the study's study_key.json (written by export beside site/): which method was "
         "on which side",
     )
+    analyze.add_argument(
+        "--run",
+        default=None,
+        help="the study's run folder: how often each metric prefers the edit people chose "
+        "(metric_agreement.csv), with Fleiss' kappa and Krippendorff's alpha",
+    )
+    analyze.add_argument("--metrics", default=None, help="with --run: these metrics only")
     analyze.add_argument("--output", required=True)
     analyze.add_argument(
         "--overwrite", action="store_true", help="replace earlier results in --output"
@@ -69,7 +75,22 @@ def command_userstudy(args: argparse.Namespace, console: Any) -> int:
 
     check_output(Path(args.output), args.overwrite)
     key = Path(args.key) if args.key else None
+    metrics = _split(args.metrics)
+    if metrics:
+        from partedit_bench.metrics.evaluate import groups_for
+
+        groups_for(metrics)  # checks the names
+        if not args.run:
+            raise UserError("userstudy analyze --metrics needs --run (the study's run folder)")
+    if args.run:
+        from partedit_bench.store import load_run
+
+        load_run(Path(args.run))  # a run folder, before the answers are read
     result = analyze(read_answers([Path(p) for p in args.answers], key))
+    if args.run:
+        from partedit_bench.userstudy.analyze import agreement_with
+
+        agreement_with(result, Path(args.run), metrics)
     write_results(result, Path(args.output))
     table = Table(title="2AFC preference for the first method of each pair")
     for column in ("pair", "preference", "95% CI", "p", "responses", "raters"):
@@ -85,11 +106,33 @@ def command_userstudy(args: argparse.Namespace, console: Any) -> int:
         )
     out = Console()
     out.print(table)
+    raters = result["inter_rater"]
     out.print(
         f"{result['raters']} raters, {len(result['dropped_raters'])} dropped for failed "
         f"attention checks; self-consistency on {result['repeated_pairs']} repeated "
-        f"pairs: {result['consistency']:.1%}"
+        f"pairs: {result['consistency']:.1%}; Fleiss' kappa {raters['fleiss_kappa']:.3f}, "
+        f"Krippendorff's alpha {raters['krippendorff_alpha']:.3f}"
     )
+    if result.get("agreement") is not None:
+        agree = Table(title="which metric agrees with people (share of decided answers)")
+        for column in ("metric", "agreement", "95% CI", "agree / decided", "ties", "not scored"):
+            agree.add_column(column)
+        for r in result["agreement"].itertuples():
+            decided = r.agree + r.disagree
+            agree.add_row(
+                f"{r.metric} ({r.direction})",
+                f"{r.agreement:.1%}" if decided else "n/a",
+                f"{r.ci_low:.1%} - {r.ci_high:.1%}" if decided > 1 else "n/a",
+                f"{r.agree} / {decided}",
+                str(r.ties),
+                str(r.not_scored),
+            )
+        out.print(agree)
+        if (result["agreement"].not_scored > 0).any():
+            out.print(
+                "not scored: a side without the metric's value (an empty region, a metric "
+                f"not computed: `partedit-bench evaluate {args.run}` computes what is missing)"
+            )
     return 0
 
 

@@ -200,9 +200,13 @@ def analyze(answers: pd.DataFrame) -> dict[str, Any]:
         for r in repeats.itertuples()
         if (r.rater_id, r.repeat_of) in original.index
     ]
+    from partedit_bench.userstudy.meta import inter_rater
+
     return {
         "pairs": pd.DataFrame(rows),
         "parts": pd.DataFrame(part_rows),
+        "inter_rater": inter_rater(kept),
+        "kept": kept,
         "raters": int(answers.rater_id.nunique()),
         "dropped_raters": failed,
         "consistency": (sum(same) / len(same)) if same else float("nan"),
@@ -224,7 +228,14 @@ def _row(key: dict[str, Any], group: pd.DataFrame, first: str) -> dict[str, Any]
     }
 
 
-RESULT_FILES = ("preferences.csv", "preferences_per_part.csv", "preferences.tex")
+RESULT_FILES = (
+    "preferences.csv",
+    "preferences_per_part.csv",
+    "preferences.tex",
+    "inter_rater.json",
+    "metric_agreement.csv",
+    "metric_agreement.md",
+)
 
 
 def check_output(output: Path, overwrite: bool = False) -> None:
@@ -252,3 +263,28 @@ def write_results(result: dict[str, Any], output: Path) -> None:
         "for failed attention checks.",
     )
     atomic_write_bytes(output / "preferences.tex", latex.encode())
+    from partedit_bench.io import json_bytes
+
+    atomic_write_bytes(output / "inter_rater.json", json_bytes(result["inter_rater"]))
+    if result.get("agreement") is not None:
+        from partedit_bench.userstudy.meta import markdown
+
+        table = result["agreement"]
+        atomic_write_bytes(output / "metric_agreement.csv", table.to_csv(index=False).encode())
+        atomic_write_bytes(
+            output / "metric_agreement.md", markdown(table, result["inter_rater"]).encode()
+        )
+
+
+def agreement_with(result: dict[str, Any], run_dir: Path, metrics: list[str] | None) -> None:
+    """Adds `agreement`: each metric's agreement with the answers (`meta.metric_agreement`),
+    every metric the run has values of unless `metrics` names some."""
+    from partedit_bench.metrics import METRICS
+    from partedit_bench.userstudy.meta import metric_agreement, shown_values
+
+    names = metrics or list(METRICS)
+    values = shown_values(run_dir, names)
+    if not metrics:
+        names = [m for m in names if values[m].notna().any()]
+    directions = {m: METRICS[m].higher_is_better for m in names}
+    result["agreement"] = metric_agreement(result["kept"], values[names], directions)

@@ -434,3 +434,88 @@ def test_blind_mturk_results_are_joined_with_the_key(tmp_path, capsys):
     assert main([*args, "--key", str(out / "study_key.json"), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "line 5: question 'q9999' is not in the key" in err, err
+
+
+def test_metric_agreement_and_rater_agreement_on_known_answers(tmp_path, capsys):
+    """A hand-made answers file over a run of identity and a rotated edit: psnr_bg always
+    prefers identity and edit_strength the rotation, so their agreement is the share of
+    answers choosing each (9 and 3 of 12); mask_iou has no value for either (not scored).
+    Fleiss' kappa 1/9 and Krippendorff's alpha 10/54, computed by hand in the comments."""
+    run = tmp_path / "run"
+    assert main([*IDENTITY_RUN, "--limit", "4", "--output", str(run)]) == 0
+    edits = tmp_path / "edits"
+    edits.mkdir()
+    samples = load_suite("partworld").samples[:4]
+    for sample in samples:
+        Image.open(sample.original_image).convert("RGB").rotate(90).save(edits / f"{sample.id}.png")
+    assert main(["import-edits", str(edits), "--suite", "partworld", "--name", "rot",
+                 "--output", str(run)]) == 0  # fmt: skip
+    assert main(["evaluate", str(run)]) == 0
+    # per question, (identity, rot) counts: (3, 0), (3, 0), (2, 1), (1, 2): P-bar 2/3,
+    # P_e 0.75^2 + 0.25^2 = 0.625, kappa (2/3 - 0.625) / 0.375 = 1/9. Coincidences: o(id,id) 7,
+    # o(rot,rot) 1, o(id,rot) = o(rot,id) 2; n_id 9, n_rot 3: alpha 1 - 11 * 4 / 54 = 10/54.
+    picks = {"A": "iiir", "B": "iirr", "C": "iiii"}
+    rows = [
+        {"rater_id": rater, "question_id": f"q{q}", "pair": "identity:rot",
+         "sample_id": samples[q].id, "part": samples[q].part_token, "left": "identity",
+         "right": "rot", "chosen": "identity" if pick == "i" else "rot", "check": "",
+         "repeat_of": ""}
+        for rater, chosen in picks.items()
+        for q, pick in enumerate(chosen)
+    ]  # fmt: skip
+    answers = tmp_path / "answers.csv"
+    pd.DataFrame(rows).to_csv(answers, index=False)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["userstudy", "analyze", str(answers), "--run", str(run), "--output",
+                 str(out)]) == 0  # fmt: skip
+    table = pd.read_csv(out / "metric_agreement.csv").set_index("metric")
+    psnr, strength = table.loc["psnr_bg"], table.loc["edit_strength"]
+    assert (psnr.agree, psnr.disagree, psnr.ties, psnr.answers) == (9, 3, 0, 12)
+    assert psnr.agreement == 0.75 and psnr.ci_low < 0.75 < psnr.ci_high
+    assert strength.agreement == 0.25 and strength.direction == "higher"
+    assert table.loc["leakage"].agreement == 0.75 and table.loc["leakage"].direction == "lower"
+    assert "mask_iou" not in table.index  # no value in this run: not a row by default
+    assert list(table.agreement) == sorted(table.agreement, reverse=True)
+    raters = json.loads((out / "inter_rater.json").read_text())
+    assert raters["fleiss_kappa"] == pytest.approx(1 / 9, abs=1e-12)
+    assert raters["krippendorff_alpha"] == pytest.approx(10 / 54, abs=1e-12)
+    assert raters["questions_with_two_or_more_raters"] == 4
+    md = (out / "metric_agreement.md").read_text()
+    assert "| psnr_bg (higher) | 75.0% |" in md and "Fleiss' kappa 0.111" in md
+    # chosen metrics, a named metric without values is counted as not scored
+    assert main(["userstudy", "analyze", str(answers), "--run", str(run), "--metrics",
+                 "mask_iou,psnr_bg", "--output", str(out), "--overwrite"]) == 0  # fmt: skip
+    table = pd.read_csv(out / "metric_agreement.csv").set_index("metric")
+    assert list(table.index) == ["psnr_bg", "mask_iou"]
+    assert table.loc["mask_iou"].not_scored == 12 and np.isnan(table.loc["mask_iou"].agreement)
+    capsys.readouterr()
+    # answers of another run's methods: one line
+    other = tmp_path / "other.csv"
+    pd.DataFrame([{**rows[0], "right": "p2p", "pair": "identity:p2p"}]).to_csv(other, index=False)
+    assert main(["userstudy", "analyze", str(other), "--run", str(run), "--output",
+                 str(tmp_path / "o2")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "the run has no finished job of p2p" in err and "\n" not in err
+
+
+def test_rater_agreement_equals_published_examples():
+    """Fleiss' kappa on Fleiss's Wikipedia example (10 items, 14 raters: 0.210) and
+    Krippendorff's alpha on the nominal example of Krippendorff (2011), 'Computing
+    Krippendorff's Alpha-Reliability' (4 observers, 12 units, missing values: 0.743)."""
+    from partedit_bench.userstudy.meta import fleiss_kappa, krippendorff_alpha
+
+    table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0],
+             [2, 2, 8, 1, 1], [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2],
+             [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]  # fmt: skip
+    assert round(fleiss_kappa(np.array(table)), 3) == 0.210
+    n = None
+    observers = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, n, n, n],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, n, 3],
+        [n, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, n],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, n],
+    ]
+    units = [[o[i] for o in observers if o[i] is not None] for i in range(12)]
+    assert round(krippendorff_alpha(units), 3) == 0.743
+    assert np.isnan(fleiss_kappa(np.array([[3, 0], [2, 0]])))  # one category: undefined
