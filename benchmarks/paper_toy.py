@@ -69,14 +69,14 @@ def rows(out: Path) -> list[tuple[str, str, list[list[str]], list[str]]]:
         ("multi", "App. M", [
             ["run", *TOY, "--suite", "partworld-multi", "--methods", "partedit",
              "--output", r("multi")],
-            ["report", r("multi"), "--samples", "pwm-00000"],
+            ["report", r("multi"), "--samples", "pwm0-00000"],
         ], ["multi/report/table.csv", "multi/report/plots/qualitative.png"]),
         ("table2", "Table 2 (localization)", [
             ["localize", *TOY, "--sources", "tokens,gt,tiny-grounded-sam,tiny-sam3",
              "--output", r("table2")],
         ], ["table2/localization.csv", "table2/figure27.png"]),
         ("study", "the user study", [
-            ["userstudy", "export", r("table1"), "--pairs", "partedit:blended_latent",
+            ["userstudy", "export", r("table1"), "--pairs", "partedit[steps=10]:blended_latent",
              "--output", r("study")],
         ], ["study/site/index.html", "study/study_key.json"]),
     ]  # fmt: skip
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                                   else [*cli, *command], cwd=ROOT)  # fmt: skip
             if done.returncode != 0:
                 print(f"paper_toy: {name} failed ({line})", file=sys.stderr)
+                _write_times(out, names, times)
                 return 1
         if args.list:
             continue
@@ -121,14 +122,20 @@ def main(argv: list[str] | None = None) -> int:
             _check(out / file)
         times.append((name, paper, seconds))
         print(f"[{name}] {seconds:.0f} s", flush=True)
-    if times:
-        known = _read_times(out / "times.md")  # rows run earlier (--only) stay
-        known.update({n: (p, f"{s:.0f}") for n, p, s in times})
-        lines = ["| row | paper | seconds (2 CPU cores) |", "|---|---|---|"]
-        lines += [f"| {n} | {known[n][0]} | {known[n][1]} |" for n in names if n in known]
-        (out / "times.md").write_text("\n".join(lines) + "\n")
-        print("\n".join(lines))
+    _write_times(out, names, times)
     return 0
+
+
+def _write_times(out: Path, names: list[str], times: list[tuple[str, str, float]]) -> None:
+    """times.md: the rows timed now, and those timed earlier (`--only`) as they were."""
+    if not times:
+        return
+    known = _read_times(out / "times.md")
+    known.update({n: (p, f"{s:.0f}") for n, p, s in times})
+    lines = ["| row | paper | seconds (2 CPU cores) |", "|---|---|---|"]
+    lines += [f"| {n} | {known[n][0]} | {known[n][1]} |" for n in names if n in known]
+    (out / "times.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def _read_times(path: Path) -> dict[str, tuple[str, str]]:

@@ -116,6 +116,13 @@ def check_token(token: PartToken, backbone: Any, where: Path | str) -> None:
         )
 
 
+def token_layers(backbone: Any, layers: int | tuple[str, ...] | list[str]) -> list[str]:
+    """A token's layers: the first N decoder cross-attention layers, or the names given."""
+    if isinstance(layers, int):
+        return decoder_cross_attention_layers(backbone.unet, layers)
+    return list(layers)
+
+
 def check_layer_count(backbone: Any, count: int, exact: bool) -> None:
     """A token on the first `count` decoder cross-attention layers: when `count` was asked for
     (`exact`), a backbone with fewer is refused in one line; otherwise all it has are used."""

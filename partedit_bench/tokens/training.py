@@ -15,13 +15,12 @@ import torch.nn.functional as F
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.engine.attention import (
     RecordingAttnProcessor,
-    decoder_cross_attention_layers,
     module,
     probs_against,
     processors,
 )
 from partedit_bench.errors import UserError
-from partedit_bench.tokens import PartToken, check_layer_count, token_path
+from partedit_bench.tokens import PartToken, check_layer_count, token_layers, token_path
 
 TIMESTEP_SCHEDULES = ("intermediate", "strength-0.25")
 
@@ -198,11 +197,7 @@ def train_token(
     if not samples:
         raise UserError(f"no training images with part {part}")
     torch.manual_seed(config.seed)
-    layers = (
-        decoder_cross_attention_layers(backbone.unet, config.layers)
-        if isinstance(config.layers, int)
-        else list(config.layers)
-    )
+    layers = token_layers(backbone, config.layers)
     timesteps = training_timesteps(backbone, config.timesteps)
     train, held = samples[: config.images], samples[config.images :] or samples[: config.images]
     if config.heldout:
