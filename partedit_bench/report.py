@@ -210,6 +210,14 @@ def notes_for(
         noted = frame[frame.status == "ok"].explode("notes").dropna(subset=["notes"])
         for (variant, note), count in noted.groupby(["variant", "notes"]).size().items():
             notes.append(f"{variant}: {count} job(s): {note}")
+    if frame is not None and "judge_unparsed" in frame:
+        ok = frame[frame.status == "ok"]
+        for variant, count in ok.groupby("variant")["judge_unparsed"].sum().items():
+            if count > 0:
+                notes.append(
+                    f"{variant}: {int(count)} judge answer(s) had no readable score list "
+                    "(recorded as unparseable: those metrics are NaN, not 0)"
+                )
     if (long.variant.str.endswith(GT_MARK)).any():
         notes.append(f"{GT_MARK} uses the ground-truth mask")
     excluded = long[(long.part == "all") & (long.excluded_nan > 0) & (long.n > 0)]

@@ -20,13 +20,51 @@ def register(sub: Any) -> None:
     run = sub.add_parser("run", help="run methods on a suite (resumable, shardable)")
     _add_run_arguments(run)
 
-    listing = sub.add_parser("list", help="list methods, suites or backbones")
-    listing.add_argument("what", choices=["methods", "suites", "backbones"])
+    listing = sub.add_parser("list", help="list methods, suites, backbones or metrics")
+    listing.add_argument("what", choices=["methods", "suites", "backbones", "metrics"])
 
     evaluate = sub.add_parser("evaluate", help="score every job of a run folder (cached)")
     evaluate.add_argument("run_dir")
     evaluate.add_argument(
-        "--metrics", default=None, help="comma-separated metric names (default: all available)"
+        "--metrics",
+        default=None,
+        help="comma-separated metric names (default: the pixel and aclip groups, `list metrics`)",
+    )
+    evaluate.add_argument(
+        "--group",
+        default=None,
+        help="comma-separated metric groups to compute: pixel, aclip, pie (PIE-Bench's "
+        "networks), magicbrush, judge (an MLLM judge)",
+    )
+    evaluate.add_argument(
+        "--networks",
+        default="real",
+        choices=["real", "tiny", "random"],
+        help="pie/magicbrush networks: the real checkpoints; tiny or random (random weights: "
+        "tests and the parity harness only)",
+    )
+    evaluate.add_argument(
+        "--judge-model",
+        default=None,
+        help="judge group: an image-text-to-text model id or folder, in-process (default "
+        "Qwen/Qwen2.5-VL-7B-Instruct); with --judge-url, the served model's name",
+    )
+    evaluate.add_argument(
+        "--judge-url",
+        default=None,
+        help="judge group: an OpenAI-compatible API root (vLLM, SGLang, transformers serve), "
+        "e.g. http://localhost:8000/v1",
+    )
+    evaluate.add_argument(
+        "--judge-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the endpoint's key (never stored)",
+    )
+    evaluate.add_argument(
+        "--judge-mode",
+        default="both",
+        choices=["vie", "part", "both"],
+        help="VIEScore's SC/PQ/O, the part-aware question, or both",
     )
     _add_alpha_clip_arguments(evaluate)
 
@@ -115,6 +153,15 @@ def command_evaluate(args: argparse.Namespace, console: Any) -> int:
         args.alpha_clip_variant,
         args.device,
         console=console,
+        groups=_split(args.group),
+        networks=args.networks,
+        judge={
+            "model": None if args.judge_url else args.judge_model,
+            "url": args.judge_url,
+            "api_model": args.judge_model if args.judge_url else None,
+            "key_env": args.judge_key_env,
+            "mode": args.judge_mode,
+        },
     )
     console.print(
         f"evaluated {counts['jobs']} jobs: {counts['computed']} metric rows computed, "
@@ -243,6 +290,23 @@ def command_list(what: str) -> int:
                 table.add_row(name, suite.version, str(len(suite.samples)), parts, kind)
             except UserError as exc:
                 table.add_row(name, "?", "?", "?", f"[red]{exc}[/]")
+    elif what == "metrics":
+        from partedit_bench.metrics import GROUPS, METRICS
+        from partedit_bench.metrics.evaluate import DEFAULT_GROUPS
+
+        for column in ("metric", "group", "better", "needs", "description"):
+            table.add_column(column)
+        for metric in sorted(METRICS.values(), key=lambda m: GROUPS.index(m.group)):
+            table.add_row(
+                metric.name,
+                metric.group + ("" if metric.group in DEFAULT_GROUPS else " *"),
+                "higher" if metric.higher_is_better else "lower",
+                escape(metric.needs or "-"),
+                escape(metric.description),
+            )
+        table.caption = (
+            "* computed when asked for: evaluate --group pie,magicbrush,judge (or --metrics NAME)"
+        )
     else:
         from partedit_bench.engine.registry import BACKBONES
 

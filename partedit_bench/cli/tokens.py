@@ -96,6 +96,23 @@ def register(sub: Any) -> None:
     )
 
 
+def _train_config(args: argparse.Namespace, timesteps: str, layers: Any) -> Any:
+    """The training recipe of `train-token` and `token-study` from their shared flags."""
+    from partedit_bench.tokens.training import TrainConfig
+
+    return TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        loss=args.loss,
+        timesteps=timesteps,
+        mode=args.mode,
+        layers=layers,
+        images=args.images,
+        heldout=args.heldout,
+        seed=args.seed,
+    )
+
+
 def command_train_token(args: argparse.Namespace, console: Any) -> int:
     import math
     from pathlib import Path
@@ -109,7 +126,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.errors import did_you_mean
     from partedit_bench.jobs import Shard
     from partedit_bench.tokens import token_path
-    from partedit_bench.tokens.training import TIMESTEP_SCHEDULES, TrainConfig
+    from partedit_bench.tokens.training import TIMESTEP_SCHEDULES
 
     for name, low in (("steps", 1), ("images", 1), ("layers", 1), ("heldout", 0)):
         if getattr(args, name) is not None and getattr(args, name) < low:
@@ -154,17 +171,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.tokens.training import train_tokens
 
     device = pick_device(args.device, Shard(0, 1))
-    config = TrainConfig(
-        steps=args.steps,
-        lr=args.lr,
-        loss=args.loss,
-        timesteps=schedules[0],
-        mode=args.mode,
-        layers=args.layers or 8,
-        images=args.images,
-        heldout=args.heldout,
-        seed=args.seed,
-    )
+    config = _train_config(args, schedules[0], args.layers or 8)
     rows = train_tokens(
         backbones,
         parts,
@@ -270,16 +277,7 @@ def command_token_study(args: argparse.Namespace, console: Any) -> int:
     by_part = {p: [s for s in suite.samples if s.part_token == p] for p in parts}
     for part, samples in by_part.items():
         split_pool(samples, args.pool, part)  # before a backbone loads
-    config = TrainConfig(
-        steps=args.steps,
-        lr=args.lr,
-        loss=args.loss,
-        timesteps=args.timesteps,
-        mode=args.mode,
-        images=args.images,
-        heldout=args.heldout,
-        seed=args.seed,
-    )
+    config = _train_config(args, args.timesteps, TrainConfig().layers)
     device = pick_device(args.device, Shard(0, 1))
     rows = []
     with console.status(f"token-study {args.kind}") as status:

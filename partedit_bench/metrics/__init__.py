@@ -3,6 +3,7 @@ Alpha-CLIP in `alpha_clip`, and the evaluate stage in `evaluate`."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ class ScoredEdit:
     target: np.ndarray | None = None
     predicted_mask: np.ndarray | None = None
     fg_text: str = ""
+    instruction: str = ""  # the sample's editing instruction, if it has one (the judge)
+    part: str = ""  # the part's plain words (the judge's part-aware question)
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,10 @@ class Metric:
 
     name: str
     higher_is_better: bool
-    group: str  # "pixel" (weight-free) or "aclip" (needs Alpha-CLIP checkpoints)
+    group: str  # pixel (weight-free) | aclip (Alpha-CLIP) | pie | magicbrush (their networks)
     description: str
     compute: Callable[[ScoredEdit], float] | None = None
+    needs: str = ""  # what it needs beyond the source, the edit and the GT mask
 
     @property
     def arrow(self) -> str:
@@ -53,6 +57,8 @@ def _needs(field: str, fn: Callable[[ScoredEdit], float]) -> Callable[[ScoredEdi
     return wrapped
 
 
+ACLIP = "Alpha-CLIP + OpenAI CLIP checkpoints"
+JUDGE = "an image-text-to-text model or endpoint (--judge-model / --judge-url)"
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -112,11 +118,126 @@ METRICS: dict[str, Metric] = {
             "PSNR on the part between the edit and the true edit",
             _needs("target", lambda e: F.psnr_fg_gt(e.target, e.edited, e.mask)),
         ),
-        Metric("aclip_fg", True, "aclip", "Alpha-CLIP(edited, alpha=M) vs CLIP text of the edit"),
-        Metric("aclip_bg", True, "aclip", "Alpha-CLIP(source, alpha=B) vs Alpha-CLIP(edited, B)"),
-        Metric("aclip_avg", True, "aclip", "mean of aclip_fg and aclip_bg"),
-    )
+        Metric(
+            "mse_bg",
+            False,
+            "pixel",
+            "mean squared change over background pixels",
+            lambda e: F.mse_bg(e.source, e.edited, e.mask),
+        ),
+        Metric(
+            "mse_bg_pie",
+            False,
+            "pixel",
+            "PIE-Bench: MSE of both images times B (mse_unedit_part)",
+            lambda e: F.mse_bg_pie(e.source, e.edited, e.mask),
+        ),
+        Metric(
+            "l1",
+            False,
+            "pixel",
+            "MagicBrush: mean absolute difference from the true edit",
+            _needs("target", lambda e: F.l1(e.target, e.edited)),
+        ),
+        Metric(
+            "aclip_fg",
+            True,
+            "aclip",
+            "Alpha-CLIP(edited, alpha=M) vs CLIP text of the edit",
+            needs=ACLIP,
+        ),
+        Metric(
+            "aclip_bg",
+            True,
+            "aclip",
+            "Alpha-CLIP(source, alpha=B) vs Alpha-CLIP(edited, B)",
+            needs=ACLIP,
+        ),
+        Metric("aclip_avg", True, "aclip", "mean of aclip_fg and aclip_bg", needs=ACLIP),
+        Metric(
+            "structure_distance",
+            False,
+            "pie",
+            "PIE-Bench: MSE of DINO key self-similarities, source vs edit",
+            needs="DINO ViT-B/8",
+        ),
+        Metric(
+            "lpips_bg",
+            False,
+            "pie",
+            "PIE-Bench: LPIPS of both images times B",
+            needs="LPIPS (SqueezeNet)",
+        ),
+        Metric(
+            "clip_whole",
+            True,
+            "pie",
+            "PIE-Bench: CLIPScore of the edit and the edit prompt",
+            needs="CLIP ViT-L/14",
+        ),
+        Metric(
+            "clip_edited",
+            True,
+            "pie",
+            "PIE-Bench: CLIPScore of the edit times M and the edit prompt",
+            needs="CLIP ViT-L/14",
+        ),
+        Metric(
+            "clip_i",
+            True,
+            "magicbrush",
+            "MagicBrush: CLIP image cosine, edit vs true edit",
+            needs="true edit; CLIP ViT-B/32",
+        ),
+        Metric(
+            "clip_t",
+            True,
+            "magicbrush",
+            "MagicBrush: CLIP cosine of the edit and its prompt",
+            needs="CLIP ViT-B/32",
+        ),
+        Metric(
+            "dino_i",
+            True,
+            "magicbrush",
+            "MagicBrush: DINO CLS cosine, edit vs true edit",
+            needs="true edit; DINO ViT-S/16",
+        ),
+        Metric(
+            "vie_sc",
+            True,
+            "judge",
+            "VIEScore SC (editing): min(success, overediting), 0-10",
+            needs=JUDGE,
+        ),
+        Metric(
+            "vie_pq", True, "judge", "VIEScore PQ: min(naturalness, artifacts), 0-10", needs=JUDGE
+        ),
+        Metric("vie_o", True, "judge", "VIEScore overall: sqrt(SC x PQ)", needs=JUDGE),
+        Metric(
+            "part_edit_ok",
+            True,
+            "judge",
+            "judge, part outlined: was the part edited as asked, 0-10",
+            needs=JUDGE,
+        ),
+        Metric(
+            "outside_unchanged",
+            True,
+            "judge",
+            "judge, part outlined: did nothing outside it change, 0-10",
+            needs=JUDGE,
+        ),
+    )  # fmt: skip
 }
+#: Metric groups in the order they are computed and listed.
+GROUPS = ("pixel", "aclip", "pie", "magicbrush", "judge")
+for _name, _needs_what in (
+    ("mask_iou", "a method's predicted mask"),
+    ("psnr_fg_gt", "true edit"),
+    ("l1", "true edit"),
+):
+    METRICS[_name] = dataclasses.replace(METRICS[_name], needs=_needs_what)
 
 #: Shown in tables by default (the paper's Table 1 columns plus the weight-free extras).
 DEFAULT_COLUMNS = (

@@ -18,7 +18,14 @@ from partedit_bench.config import stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.errors import UserError
 from partedit_bench.io import atomic_write_bytes, json_bytes, remove_stale_temps
-from partedit_bench.metrics import METRICS, TEXT_RULE, ScoredEdit, foreground_text, pixel_manifest
+from partedit_bench.metrics import (
+    GROUPS,
+    METRICS,
+    TEXT_RULE,
+    ScoredEdit,
+    foreground_text,
+    pixel_manifest,
+)
 from partedit_bench.store import (
     MANIFEST_FILE,
     check_outputs,
@@ -35,15 +42,68 @@ def to_float(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
 
 
-def groups_for(metrics: Iterable[str] | None) -> list[str]:
-    if not metrics:
-        return ["pixel", "aclip"]
+#: What `evaluate` computes when no metric or group is named: the paper's metrics and what
+#: runs without weights (the other benchmarks' network groups only when asked for).
+DEFAULT_GROUPS = ("pixel", "aclip")
+
+
+def groups_for(metrics: Iterable[str] | None, groups: Iterable[str] | None = None) -> list[str]:
+    """The groups that compute `metrics` and `groups` (checked: one line for an unknown one),
+    or the default ones."""
+    from partedit_bench.errors import did_you_mean
+
+    metrics, groups = list(metrics or []), list(groups or [])
+    for name in groups:
+        if name not in GROUPS:
+            raise UserError(f"unknown metric group '{name}'{did_you_mean(name, GROUPS)}")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        from partedit_bench.errors import did_you_mean
-
         raise UserError(f"unknown metric '{unknown[0]}'{did_you_mean(unknown[0], METRICS)}")
-    return sorted({METRICS[m].group for m in metrics}, key=["pixel", "aclip"].index)
+    if not metrics and not groups:
+        return list(DEFAULT_GROUPS)
+    return sorted({METRICS[m].group for m in metrics} | set(groups), key=GROUPS.index)
+
+
+class NetworkGroup:
+    """The `pie` or `magicbrush` metrics of one edit (networks.py), with their manifest."""
+
+    def __init__(self, group: str, nets: Any):
+        from partedit_bench.metrics import networks
+
+        self.group, self.nets = group, nets
+        names = networks.PIE_METRICS if group == "pie" else networks.MAGICBRUSH_METRICS
+        self.manifest = {
+            "group": group,
+            "version": 1,
+            "networks": nets.identity,
+            "random_weights": nets.random_weights,
+            "metrics": {n: METRICS[n].description for n in names},
+            "text_rule": TEXT_RULE,
+            "preprocess": networks.__doc__.split("PIE-Bench's conventions kept:")[1].strip(),
+            "images": "8-bit values of the stored images; networks in float32 on the CPU "
+            "or the evaluation's device",
+        }
+
+    def __call__(self, e: ScoredEdit) -> dict[str, float]:
+        from partedit_bench.metrics import networks as N
+
+        nan = float("nan")
+        if self.group == "pie":
+            edited_part = e.mask.any()
+            return {
+                "structure_distance": N.structure_distance(self.nets.dino_b8, e.source, e.edited),
+                "lpips_bg": N.lpips_bg(self.nets.lpips, e.source, e.edited, e.mask),
+                "clip_whole": N.clip_score(self.nets.clip_l14, e.edited, e.fg_text),
+                "clip_edited": N.clip_score(self.nets.clip_l14, e.edited, e.fg_text, e.mask)
+                if edited_part
+                else nan,
+            }
+        target = e.target
+        return {
+            "clip_i": nan if target is None else N.clip_i(self.nets.clip_b32, e.edited, target),
+            "clip_t": N.clip_t(self.nets.clip_b32, e.edited, e.fg_text),
+            "dino_i": nan if target is None else N.dino_i(self.nets.dino_s16, e.edited, target),
+        }
 
 
 class AlphaClipGroup:
@@ -109,6 +169,8 @@ def scored_edit(sample: Sample, record_path: Path, record: dict[str, Any]) -> Sc
         target=to_float(load_image(target_path)) if target_path else None,
         predicted_mask=predicted,
         fg_text=foreground_text(sample.prompt_changed or sample.prompt_original, sample.part),
+        instruction=(sample.instructp2p_edit or [""])[0],
+        part=sample.part or sample.part_token,
     )
 
 
@@ -121,14 +183,20 @@ def evaluate_run(
     device: str = "cpu",
     only: set[Path] | None = None,
     console: Any = None,
+    groups: list[str] | None = None,
+    networks: str = "real",
+    judge: dict[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Scores every complete job of a run folder (or the records in `only`)."""
+    """Scores every complete job of a run folder (or the records in `only`): the groups of
+    `metrics` and `groups` (default: pixel and aclip); `networks`: `tiny` gives the pie and
+    magicbrush groups random-weight twins (tests); `judge`: `load_judge`'s arguments and
+    `mode` (vie, part, both)."""
     from partedit_bench.metrics.alpha_clip import DEFAULT_VARIANT, AlphaCLIP
 
     if only is None:
         remove_stale_temps(root)  # of a killed evaluation
 
-    groups = groups_for(metrics)
+    groups = groups_for(metrics, groups)
     info = load_run(root)
     manifest_path = root / MANIFEST_FILE
     manifests: dict[str, Any] = read_json(manifest_path) or {}
@@ -146,6 +214,22 @@ def evaluate_run(
                 raise
             if not manifests.get("aclip", {}).get("available"):
                 manifests["aclip"] = {"available": False, "reason": str(exc)}
+    wanted = [g for g in groups if g in ("pie", "magicbrush")]
+    if wanted:
+        from partedit_bench.metrics.networks import load_networks
+
+        nets = load_networks(wanted, networks, device)  # one line when weights are missing
+        for name in wanted:
+            network_group = NetworkGroup(name, nets)
+            computers[name] = (network_group, network_group.manifest)
+    if "judge" in groups:
+        from partedit_bench.judge import JudgeGroup
+        from partedit_bench.judge.backends import load_judge
+
+        options = dict(judge or {})
+        mode = options.pop("mode", "both")
+        judge_group = JudgeGroup(load_judge(**options, device=device), mode)
+        computers["judge"] = (judge_group, judge_group.manifest)
     for name, (_, manifest) in computers.items():
         manifests[name] = {"available": True, "hash": stable_hash(manifest), "manifest": manifest}
     atomic_write_bytes(manifest_path, json_bytes(manifests))

@@ -41,12 +41,16 @@ def _check(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> None:
         raise ValueError(f"mask shape {mask.shape} does not match image {a.shape[:2]}")
 
 
-def _psnr_over(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+def _mse_over(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
     if not region.any():
         return float("nan")
     diff = (a.astype(np.float64) - b.astype(np.float64))[region]
-    mse = max(float(np.mean(diff * diff)), MSE_FLOOR)
-    return 10.0 * np.log10(1.0 / mse)
+    return float(np.mean(diff * diff))
+
+
+def _psnr_over(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    mse = _mse_over(a, b, region)
+    return mse if mse != mse else 10.0 * np.log10(1.0 / max(mse, MSE_FLOOR))
 
 
 @_batched(3)
@@ -103,14 +107,31 @@ def psnr_bg_pie(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> flo
     return _psnr_over(source * keep, edited * keep, np.ones(mask.shape, bool))
 
 
+def ssim_map_mirror(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel SSIM, (H, W, C), as torchmetrics computes it (PIE-Bench's SSIM): the same
+    11-tap Gaussian (sigma 1.5) and constants as `ssim_map`, population covariance, but the
+    borders padded by whole-sample reflection (torch's `reflect`, scipy's `mirror`)."""
+    from scipy.ndimage import gaussian_filter
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return gaussian_filter(x, sigma=1.5, truncate=3.5, mode="mirror", axes=(0, 1))
+
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
 @_batched(3)
 def ssim_bg_pie(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> float:
-    """PIE-Bench's variant: SSIM of the two images multiplied by B, mean over the whole map."""
+    """PIE-Bench's `ssim_unedit_part`: SSIM (torchmetrics' convention, `ssim_map_mirror`) of
+    the two images multiplied by B, mean over the whole map and the channels."""
     _check(source, edited, mask)
     keep = (~mask.astype(bool))[..., None]
     if not keep.any():
         return float("nan")
-    return float(ssim_map(source * keep, edited * keep).mean())
+    return float(ssim_map_mirror(source * keep, edited * keep).mean())
 
 
 def _mean_abs_over(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
@@ -144,3 +165,30 @@ def mask_iou(predicted: np.ndarray, mask: np.ndarray) -> float:
     if union == 0:
         return float("nan")
     return float(np.logical_and(pred, gt).sum() / union)
+
+
+@_batched(3)
+def mse_bg(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared change over background pixels only (all channels)."""
+    _check(source, edited, mask)
+    return _mse_over(source, edited, ~mask.astype(bool))
+
+
+@_batched(3)
+def mse_bg_pie(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> float:
+    """PIE-Bench's `mse_unedit_part`: both images multiplied by B, the mean squared difference
+    over the whole image (the zeroed part counts as a perfect match)."""
+    _check(source, edited, mask)
+    keep = (~mask.astype(bool))[..., None]
+    if not keep.any():
+        return float("nan")
+    return _mse_over(source * keep, edited * keep, np.ones(mask.shape, bool))
+
+
+@_batched(3)
+def l1(target: np.ndarray, edited: np.ndarray) -> float:
+    """MagicBrush's L1: the mean absolute difference between the edit and the true edited
+    image over the whole image (all channels)."""
+    if target.shape != edited.shape:
+        raise ValueError(f"images differ in shape: {target.shape} vs {edited.shape}")
+    return float(np.abs(target.astype(np.float64) - edited.astype(np.float64)).mean())

@@ -266,9 +266,9 @@ def _figure(kind: str, table: pd.DataFrame, fmt: str) -> bytes:
                 ax.set_xticks(range(len(groups)), [f"{b}\n{p}" for (b, p), _ in groups])
                 ax.set_ylabel("held-out mIoU per subset")
             else:
-                xs = [i + k * width for i in range(len(rows))]
-                ax.bar(xs, rows["mean"], width, label=label)
-                for x, (_, r) in zip(xs, rows.iterrows(), strict=True):
+                bars = [i + k * width for i in range(len(rows))]
+                ax.bar(bars, rows["mean"], width, label=label)
+                for x, (_, r) in zip(bars, rows.iterrows(), strict=True):
                     ax.annotate(f"{r['miou']:.2f}", (x, r["mean"]), fontsize=5, ha="center",
                                 va="bottom")  # fmt: skip
                 ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))],

@@ -49,18 +49,19 @@ def fleiss_kappa(counts: np.ndarray) -> float:
 def krippendorff_alpha(units: list[list[Any]]) -> float:
     """Krippendorff's alpha for nominal values: `units` holds, per unit, the values its raters
     gave (missing ones left out). Units with fewer than two values are not pairable."""
-    coincidence: Counter[tuple[Any, Any]] = Counter()
+    coincidence: dict[tuple[Any, Any], float] = {}
     for values in units:
         m = len(values)
         if m < 2:
             continue
         for a, b in permutations(range(m), 2):
-            coincidence[(values[a], values[b])] += 1.0 / (m - 1)
+            pair = (values[a], values[b])
+            coincidence[pair] = coincidence.get(pair, 0.0) + 1.0 / (m - 1)
     if not coincidence:
         return float("nan")
-    totals: Counter[Any] = Counter()
+    totals: dict[Any, float] = {}
     for (c, _), weight in coincidence.items():
-        totals[c] += weight
+        totals[c] = totals.get(c, 0.0) + weight
     n = sum(totals.values())
     observed = sum(w for (c, k), w in coincidence.items() if c != k)
     expected = sum(totals[c] * totals[k] for c in totals for k in totals if c != k)

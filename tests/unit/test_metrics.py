@@ -27,23 +27,25 @@ def gaussian_kernel(sigma: float = 1.5, radius: int = 5) -> np.ndarray:
     return k / k.sum()
 
 
-def blur(channel: np.ndarray) -> np.ndarray:
-    """Separable 11-tap Gaussian (sigma 1.5) with half-sample symmetric borders, by hand."""
+def blur(channel: np.ndarray, mode: str = "symmetric") -> np.ndarray:
+    """Separable 11-tap Gaussian (sigma 1.5) with half-sample symmetric borders (`reflect`:
+    whole-sample, torch's), by hand."""
     k = gaussian_kernel()
     r = len(k) // 2
-    padded = np.pad(channel, r, mode="symmetric")
+    padded = np.pad(channel, r, mode=mode)
     rows = sum(k[i] * padded[:, i : i + channel.shape[1]] for i in range(len(k)))
     return sum(k[i] * rows[i : i + channel.shape[0], :] for i in range(len(k)))
 
 
-def ssim_map_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def ssim_map_reference(a: np.ndarray, b: np.ndarray, mode: str = "symmetric") -> np.ndarray:
     """Wang et al. 2004 SSIM map from the formula (C1 = 0.01^2, C2 = 0.03^2), channel mean."""
     c1, c2 = 0.01**2, 0.03**2
     maps = []
     for ch in range(a.shape[-1]):
         x, y = a[..., ch], b[..., ch]
-        mx, my = blur(x), blur(y)
-        vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+        f = lambda z: blur(z, mode)  # noqa: E731
+        mx, my = f(x), f(y)
+        vx, vy, cxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
         maps.append(((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
     return np.mean(maps, axis=0)
 
@@ -84,7 +86,14 @@ def test_pie_variants_zero_fill_the_part():
     mse = np.mean((a * keep - b * keep) ** 2)
     assert F.psnr_bg_pie(a, b, mask) == pytest.approx(10 * np.log10(1 / mse))
     assert F.psnr_bg_pie(a, b, mask) > F.psnr_bg(a, b, mask)  # zeros count as matches
-    assert F.ssim_bg_pie(a, b, mask) == pytest.approx(ssim_map_reference(a * keep, b * keep).mean())
+    pie = ssim_map_reference(a * keep, b * keep, mode="reflect").mean()  # torch's padding
+    assert F.ssim_bg_pie(a, b, mask) == pytest.approx(pie, abs=1e-12)
+    import torch
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    as_torch = [torch.from_numpy(x * keep).permute(2, 0, 1)[None] for x in (a, b)]
+    reference = float(structural_similarity_index_measure(*as_torch, data_range=1.0))
+    assert F.ssim_bg_pie(a, b, mask) == pytest.approx(reference, abs=1e-12)  # PIE-Bench's SSIM
 
 
 def test_leakage_edit_strength_and_fg_psnr():
@@ -118,7 +127,17 @@ def test_mask_iou_hand_cases():
 
 @pytest.mark.parametrize(
     "name",
-    ["psnr_bg", "ssim_bg", "psnr_bg_pie", "ssim_bg_pie", "leakage", "edit_strength", "psnr_fg_gt"],
+    [
+        "psnr_bg",
+        "ssim_bg",
+        "psnr_bg_pie",
+        "ssim_bg_pie",
+        "leakage",
+        "edit_strength",
+        "psnr_fg_gt",
+        "mse_bg",
+        "mse_bg_pie",
+    ],  # fmt: skip
 )
 def test_batch_size_independence(name):
     fn = getattr(F, name)
@@ -155,3 +174,23 @@ def test_foreground_text_rule():
     text = foreground_text("a man with a robotic <humanoid-head>", "head")
     assert text == "a man with a robotic head"
     assert foreground_text("a red <car-hood> on a <car-body>", "hood") == "a red hood on a hood"
+
+
+def test_mse_conventions_and_magicbrush_l1_by_hand():
+    """mse_bg averages over the background's pixels; PIE-Bench's mse_unedit_part zero-fills the
+    part and averages over the whole image; their ratio is the background's share. L1 is the
+    whole image's mean absolute difference from the true edit."""
+    a = np.zeros((2, 2, 3))
+    b = np.zeros((2, 2, 3))
+    b[0, 0] = 0.5  # on the part
+    b[1, 1] = 0.2  # on the background
+    mask = np.array([[True, False], [False, False]])
+    assert F.mse_bg(a, b, mask) == pytest.approx(0.2**2 / 3)  # 1 of 3 background pixels
+    assert F.mse_bg_pie(a, b, mask) == pytest.approx(0.2**2 / 4)  # of all 4 pixels
+    assert F.l1(a, b) == pytest.approx((0.5 + 0.2) / 4)
+    x, y, m = images(5)
+    share = (~m).mean()
+    assert F.mse_bg_pie(x, y, m) == pytest.approx(F.mse_bg(x, y, m) * share)
+    assert F.psnr_bg(x, y, m) == pytest.approx(10 * np.log10(1 / F.mse_bg(x, y, m)))
+    full = np.ones(m.shape, bool)
+    assert math.isnan(F.mse_bg(x, y, full)) and math.isnan(F.mse_bg_pie(x, y, full))
