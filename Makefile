@@ -49,7 +49,8 @@ paper-toy: $(STAMP)
 	$(BIN)/python benchmarks/paper_toy.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check partedit_bench methods tests
+	$(BIN)/ruff check partedit_bench tests benchmarks
+	$(BIN)/lint-imports
 
 type: $(STAMP)
 	$(BIN)/mypy

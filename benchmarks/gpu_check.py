@@ -140,7 +140,7 @@ def run_methods(
     import yaml
 
     from partedit_bench.config import RunConfig
-    from partedit_bench.engine.specials import loaded_specials
+    from partedit_bench.methods.specials import loaded_specials
     from partedit_bench.runner import Runner
     from partedit_bench.store import iter_records
 

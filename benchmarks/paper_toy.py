@@ -146,8 +146,9 @@ def _read_times(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def _overwrites(command: list[str]) -> bool:
-    """Commands that refuse to replace their earlier results take --overwrite (a rerun)."""
-    return command[0] in ("localize", "token-study", "maps", "userstudy")
+    """Commands that refuse to replace their earlier results take --overwrite (a rerun; `run`:
+    a run folder made by older code, whose configuration hash differs)."""
+    return command[0] in ("run", "localize", "token-study", "maps", "userstudy")
 
 
 def _check(path: Path) -> None:

@@ -21,10 +21,10 @@ import time
 
 import torch
 
-from methods.partedit import core
-from methods.partedit.reference import ReferenceProcessor
 from partedit_bench.engine.attention import decoder_cross_attention_layers, processors
 from partedit_bench.engine.fullsize import SD21_UNET, SDXL_UNET
+from partedit_bench.methods.partedit import core
+from partedit_bench.methods.partedit.reference import ReferenceProcessor
 
 ARCHS = {"sd21": SD21_UNET, "sdxl": SDXL_UNET}  # the public configs (engine/fullsize.py)
 

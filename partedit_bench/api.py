@@ -1,8 +1,9 @@
 """The method contract: `EditMethod.edit(EditRequest) -> EditResult`, options, and the registry.
 
-Methods live in the top-level `methods/` package, one self-contained adapter each, and are
-imported lazily by name (`"identity": "methods.identity:Identity"`), so a run imports only
-the methods it asks for. A method outside this repository can be named directly as
+Methods live in `partedit_bench.methods`, one self-contained adapter each, and are imported
+lazily by name (`"identity": "partedit_bench.methods.identity:Identity"`), so a run imports only
+the methods it asks for. A method of another distribution registers through the entry-point
+group `partedit_bench.methods` (`name = "package.module:ClassName"`), or is named directly as
 `package.module:ClassName`.
 """
 
@@ -24,16 +25,10 @@ from PIL import Image
 
 from partedit_bench.data.schema import Sample
 from partedit_bench.errors import UserError, did_you_mean
+from partedit_bench.registry import ENTRY_POINTS, INDEX, registry  # noqa: E402, F401
 
-
-def _registry() -> dict[str, str]:
-    import methods
-
-    return methods.registry()
-
-
-#: Method name -> `module:Class` (the index lives with the methods: `methods/__init__.py`).
-METHOD_REGISTRY: dict[str, str] = _registry()
+#: Method name -> `module:Class`.
+METHOD_REGISTRY: dict[str, str] = registry()
 
 #: What a method may declare it needs from a sample.
 NEEDS = frozenset({"source_prompt", "target_prompt", "instruction", "mask", "part_token"})
@@ -355,3 +350,24 @@ def _allowed_types(hint: Any) -> tuple[type, ...] | None:
 
 def options_to_dict(options: Any) -> dict[str, Any]:
     return dataclasses.asdict(options)
+
+
+def finish(result: EditResult, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray | None]:
+    """The edit resized to the source's `size` (Lanczos; what the metrics score) and the
+    predicted mask at that size (bilinear, clipped to [0, 1])."""
+    edited = result.image.convert("RGB")
+    if edited.size != size:
+        edited = edited.resize(size, Image.Resampling.LANCZOS)
+    if result.predicted_mask is None:
+        return edited, None
+    mask = np.clip(np.asarray(result.predicted_mask, dtype=np.float32), 0, 1)
+    if mask.shape != (size[1], size[0]):
+        mask = np.asarray(Image.fromarray(mask, mode="F").resize(size, Image.Resampling.BILINEAR))
+    return edited, np.clip(mask, 0, 1)
+
+
+def mask_image(predicted: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A predicted mask as the 8-bit PNG the runner stores: scaled to 0..255, truncated, then
+    resized to the source's `size` (bilinear)."""
+    image = Image.fromarray(np.clip(np.asarray(predicted) * 255, 0, 255).astype(np.uint8))
+    return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)

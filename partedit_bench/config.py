@@ -11,8 +11,6 @@ From Python: `RunConfig(methods="p2p", backbone="sdxl", ...)` and
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from partedit_bench.api import (
     split_method_list,
 )
 from partedit_bench.errors import UserError, did_you_mean, safe_name
+from partedit_bench.io import stable_hash  # noqa: F401 (re-exported)
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -85,13 +84,10 @@ class RunConfig:
         """--method-config, else the backbone's shipped default_methods.yaml (if any)."""
         if self.method_config:
             return None if self.method_config == "none" else self.method_config
-        from partedit_bench.engine.registry import BACKBONES
+        from partedit_bench.engine.registry import default_methods_file
 
-        spec = BACKBONES.get(self.backbone)
-        folder = spec.folder if spec is not None else None
-        if folder is not None and (folder / "default_methods.yaml").is_file():
-            return str(folder / "default_methods.yaml")
-        return None
+        path = default_methods_file(self.backbone)
+        return str(path) if path is not None else None
 
     def seed_list(self) -> list[int]:
         try:
@@ -227,10 +223,6 @@ def read_method_config(path: Path) -> tuple[dict[str, dict[str, Any]], list[Vari
         else:
             raise UserError(f"malformed method config {path}: bad variant {item!r}")
     return options, specs
-
-
-def stable_hash(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def config_fields() -> list[dataclasses.Field]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from partedit_bench.api import EditResult
+from partedit_bench.api import EditResult, finish, mask_image  # noqa: F401 (re-exported)
 from partedit_bench.data.schema import CANONICAL_PARTS, Sample
 from partedit_bench.errors import UserError, did_you_mean
 
@@ -51,27 +51,6 @@ class Edit:
     backbone: str
     synthetic: bool
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def finish(result: EditResult, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray | None]:
-    """The edit resized to the source's `size` (Lanczos; what the metrics score) and the
-    predicted mask at that size (bilinear, clipped to [0, 1])."""
-    edited = result.image.convert("RGB")
-    if edited.size != size:
-        edited = edited.resize(size, Image.Resampling.LANCZOS)
-    if result.predicted_mask is None:
-        return edited, None
-    mask = np.clip(np.asarray(result.predicted_mask, dtype=np.float32), 0, 1)
-    if mask.shape != (size[1], size[0]):
-        mask = np.asarray(Image.fromarray(mask, mode="F").resize(size, Image.Resampling.BILINEAR))
-    return edited, np.clip(mask, 0, 1)
-
-
-def mask_image(predicted: np.ndarray, size: tuple[int, int]) -> Image.Image:
-    """A predicted mask as the 8-bit PNG the runner stores: scaled to 0..255, truncated, then
-    resized to the source's `size` (bilinear)."""
-    image = Image.fromarray(np.clip(np.asarray(predicted) * 255, 0, 255).astype(np.uint8))
-    return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
 
 
 def parts_in(edit_prompt: str) -> list[str]:
@@ -124,11 +103,10 @@ def cached_backbone(name: str, device: str = "auto", dtype: str = "auto") -> Any
     """A loaded backbone, kept for the next edit of this process (the demo's, a notebook's)."""
     from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.engine.devices import pick_device
-    from partedit_bench.jobs import Shard
 
     key = (name, device, dtype)
     if key not in _BACKBONES:
-        _BACKBONES[key] = load_backbone(name, pick_device(device, Shard(0, 1)), dtype)
+        _BACKBONES[key] = load_backbone(name, pick_device(device), dtype)
     return _BACKBONES[key]
 
 

@@ -157,3 +157,12 @@ def read_yaml(path: Path) -> Any:
         raise UserError(f"{path} is not a text (UTF-8) file: {exc.reason}") from exc
     except OSError as exc:  # no read permission, a folder, an I/O error
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def stable_hash(data: Any) -> str:
+    """16 hex digits of the sha256 of `data` as canonical JSON (sorted keys; other types as
+    their str): the run, job and metric-manifest hashes."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -76,9 +76,8 @@ def localize(
     for name in RESULT_FILES:
         output_file(output / name, "localize --output", overwrite)
     from partedit_bench.engine.devices import pick_device
-    from partedit_bench.jobs import Shard
 
-    device = pick_device(device, Shard(0, 1))  # auto: cuda when there is one
+    device = pick_device(device)  # auto: cuda when there is one
     suite = load_suite(suite_name)
     samples = [s for s in suite.samples if s.gt_mask][:limit]
     if not samples:
@@ -91,8 +90,8 @@ def localize(
             identities[name] = {"source": "gt"}
             continue
         if name in token_options:
-            from methods.partedit.localize import TokenSource
             from partedit_bench.engine.backbones import load_backbone
+            from partedit_bench.methods.partedit.localize import TokenSource
 
             if backbone is None:
                 backbone = load_backbone(backbone_name, device)
@@ -141,8 +140,8 @@ def expand_sources(sources: list[str]) -> tuple[list[str], dict[str, dict[str, A
     `tokens[padding=bg|sot|eot|zero|context]` is five sources, one per padding (the paper's
     Fig. 15), each named by its values. Returns the sources in order and, for each token
     source, its PartEdit options (checked here: an unknown option or value is one line)."""
-    from methods.partedit.options import PartEditOptions
     from partedit_bench.api import build_options, parse_variants
+    from partedit_bench.methods.partedit.options import PartEditOptions
 
     class _Tokens:  # PartEdit's options under the name `tokens`, for the checks' messages
         name, Options = "tokens", PartEditOptions

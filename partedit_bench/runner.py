@@ -13,11 +13,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from partedit_bench.api import EditRequest, EditResult, MethodUnavailable
+from partedit_bench.api import EditRequest, EditResult, MethodUnavailable, finish, mask_image
 from partedit_bench.config import RunConfig, resolve_variants, stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.data.suites import Suite, load_suite
-from partedit_bench.editing import finish, mask_image
 from partedit_bench.engine.backbones import check_backbone_name
 from partedit_bench.engine.devices import MemoryMeter, pick_device
 from partedit_bench.errors import UserError
@@ -103,7 +102,7 @@ class Runner:
                     f"run folder {self.root} holds a different configuration "
                     f"({shown}); use another --output or pass --overwrite"
                 )
-        self.device = pick_device(cfg.device, self.shard)
+        self.device = pick_device(cfg.device, self.shard.local_rank)
 
     def load_backbone(self) -> None:
         from partedit_bench.engine.backbones import load_backbone
@@ -271,7 +270,7 @@ class Runner:
         if not self.cfg.check_tensors:
             return contextlib.nullcontext()
         from partedit_bench.engine.devices import checked_tensors
-        from partedit_bench.engine.specials import loaded_specials
+        from partedit_bench.methods.specials import loaded_specials
 
         return checked_tensors([self.backbone, *loaded_specials()])
 

@@ -35,7 +35,6 @@ def build_synth(
 
     from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.engine.devices import pick_device
-    from partedit_bench.jobs import Shard
 
     suite = load_suite(suite_name)
     if suite.definition.get("generator", {}).get("type") != "prompt-config":
@@ -47,7 +46,7 @@ def build_synth(
     folder = Path(output) if output else data_root() / f"{suite.name}@{short}"
     # resumable in its own folder; any other non-empty folder is never written into
     output_folder(folder, "build-synth --output", False, owned=_is_built, resume=True)
-    backbone = load_backbone(backbone_name, pick_device(device, Shard(0, 1)), dtype)
+    backbone = load_backbone(backbone_name, pick_device(device), dtype)
     previous = {}
     if (folder / "samples.jsonl").is_file():
         for line in (folder / "samples.jsonl").read_text().splitlines():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,6 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 _CACHE = tempfile.mkdtemp(prefix="partedit-bench-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)  # nothing left in the temp folder
 os.environ.setdefault("PARTEDIT_BENCH_CACHE", _CACHE)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("RANK", None)

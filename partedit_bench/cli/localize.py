@@ -89,10 +89,10 @@ def command_maps(args: argparse.Namespace, console: Any) -> int:
 
     import numpy as np
 
-    from methods.partedit.figures import draw_strip, job_maps, strip_panels
+    from partedit_bench.api import finish
     from partedit_bench.data.schema import load_image
-    from partedit_bench.editing import finish
     from partedit_bench.io import atomic_write_bytes
+    from partedit_bench.methods.partedit.figures import draw_strip, job_maps, strip_panels
     from partedit_bench.outputs import output_file
 
     output = output_file(args.output, "maps --output", args.overwrite)

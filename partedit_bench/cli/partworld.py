@@ -91,7 +91,6 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.engine.devices import pick_device
     from partedit_bench.engine.registry import BACKBONES
-    from partedit_bench.jobs import Shard
     from partedit_bench.partworld.evaluate import (
         AttributeClassifier,
         prompt_following,
@@ -109,7 +108,7 @@ def command_partworld(args: argparse.Namespace, console: Any) -> int:
     out = Path(args.out) if args.out else folder / "eval"
     for name in ("prompt_following.json", "prompt_following.md", "samples.png"):
         output_file(out / name, "partworld evaluate --out", args.overwrite)  # before loading
-    device = pick_device(args.device, Shard(0, 1))
+    device = pick_device(args.device)
     backbone = load_backbone(args.backbone, device, "float32")
     if clf_path.is_file():
         classifier = AttributeClassifier()

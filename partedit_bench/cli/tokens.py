@@ -124,7 +124,6 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.data.suites import load_suite
     from partedit_bench.engine.devices import pick_device
     from partedit_bench.errors import did_you_mean
-    from partedit_bench.jobs import Shard
     from partedit_bench.tokens import token_path
     from partedit_bench.tokens.training import TIMESTEP_SCHEDULES
 
@@ -170,7 +169,7 @@ def command_train_token(args: argparse.Namespace, console: Any) -> int:
         )
     from partedit_bench.tokens.training import train_tokens
 
-    device = pick_device(args.device, Shard(0, 1))
+    device = pick_device(args.device)
     config = _train_config(args, schedules[0], args.layers or 8)
     rows = train_tokens(
         backbones,
@@ -240,8 +239,7 @@ def command_token_study(args: argparse.Namespace, console: Any) -> int:
     from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.engine.devices import pick_device
     from partedit_bench.errors import did_you_mean
-    from partedit_bench.jobs import Shard
-    from partedit_bench.tokens.studies import (
+    from partedit_bench.token_studies import (
         StudyConfig,
         check_study,
         result_files,
@@ -278,7 +276,7 @@ def command_token_study(args: argparse.Namespace, console: Any) -> int:
     for part, samples in by_part.items():
         split_pool(samples, args.pool, part)  # before a backbone loads
     config = _train_config(args, args.timesteps, TrainConfig().layers)
-    device = pick_device(args.device, Shard(0, 1))
+    device = pick_device(args.device)
     rows = []
     with console.status(f"token-study {args.kind}") as status:
         done = [0]

@@ -12,17 +12,16 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from partedit_bench.errors import UserError
-from partedit_bench.jobs import Shard
 
 
-def pick_device(device: str, shard: Shard) -> str:
-    """`auto`: the shard's GPU when there is one, else the CPU; an explicit device is checked
-    (one line when it is not a device or not available here)."""
+def pick_device(device: str, local_rank: int | None = None) -> str:
+    """`auto`: the GPU of `local_rank` (a shard's) when there is one, else the CPU; an
+    explicit device is checked (one line when it is not a device or not available here)."""
     import torch
 
     if device == "auto":
         if torch.cuda.is_available():
-            return f"cuda:{shard.local_rank or 0}"
+            return f"cuda:{local_rank or 0}"
         return "cpu"
     try:
         parsed = torch.device(device)

@@ -270,3 +270,13 @@ SPECIAL_CHECKPOINTS: dict[str, dict[str, str]] = {
         "sdxl": "sdxl-inpaint",
     },
 }
+
+
+def default_methods_file(backbone: str) -> Path | None:
+    """The method options a shipped backbone's default run uses (`default_methods.yaml` in its
+    folder), if it has them."""
+    spec = BACKBONES.get(backbone)
+    folder = spec.folder if spec is not None else None
+    if folder is not None and (folder / "default_methods.yaml").is_file():
+        return folder / "default_methods.yaml"
+    return None

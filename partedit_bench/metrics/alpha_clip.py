@@ -1,4 +1,4 @@
-"""Alpha-CLIP on open_clip (facts: reference/baselines.md, "Alpha-CLIP").
+"""Alpha-CLIP on open_clip (Sun et al., CVPR 2024; SunzeY/AlphaCLIP).
 
 Alpha-CLIP is OpenAI CLIP whose vision tower gains `conv1_alpha` (a patch-embedding of the
 alpha mask, added to `conv1`'s output) and is fine-tuned whole; its checkpoints hold the vision

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from partedit_bench.config import stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.errors import UserError
-from partedit_bench.io import atomic_write_bytes, json_bytes, remove_stale_temps
+from partedit_bench.io import atomic_write_bytes, json_bytes, remove_stale_temps, stable_hash
 from partedit_bench.metrics import (
     GROUPS,
     METRICS,

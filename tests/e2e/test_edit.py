@@ -42,8 +42,8 @@ def test_edit_of_a_photo_writes_the_edit_its_mask_and_overlay(tmp_path, astronau
 
 
 def test_without_an_image_the_source_is_generated_from_prompt_and_seed(tmp_path, capsys):
-    from methods.partedit.options import PartEditOptions
     from partedit_bench.editing import cached_backbone, generate_source
+    from partedit_bench.methods.partedit.options import PartEditOptions
 
     out = tmp_path / "syn.png"
     args = ["edit", "--prompt", PROMPT, "--edit", EDIT, "--seed", "3", "--out", str(out), *FAST]

@@ -174,7 +174,7 @@ def test_a_replaced_part_token_recomputes_the_jobs_that_use_it(tmp_path):
 
 
 def test_a_new_method_version_recomputes_its_jobs(tmp_path, monkeypatch):
-    from methods.identity.method import Identity
+    from partedit_bench.methods.identity.method import Identity
 
     out = tmp_path / "run"
     args = ["run", "--methods", "identity", "--limit", "2", "--output", str(out)]

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from methods.blended_latent import BlendedLatentOptions, blend
-from methods.ef_ddpm import EFDDPMOptions, edit_latents
 from partedit_bench.api import EditRequest
 from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.data.suites import load_suite
 from partedit_bench.engine.backbones import load_backbone
+from partedit_bench.methods.blended_latent import BlendedLatentOptions, blend
+from partedit_bench.methods.ef_ddpm import EFDDPMOptions, edit_latents
 from partedit_bench.store import iter_records
 from tests.helpers import plain_generation
 
@@ -180,7 +180,7 @@ def test_list_methods_shows_needs_families_checkpoints_and_masks(capsys, monkeyp
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
 def test_masactrl_target_reads_the_source_keys_and_values(name):
-    from methods.masactrl import MasaCtrlOptions, controlled_layers, edit_latents
+    from partedit_bench.methods.masactrl import MasaCtrlOptions, controlled_layers, edit_latents
 
     backbone = load_backbone(name, dtype="float64")
     sample = load_suite("partworld").samples[2]
@@ -232,7 +232,7 @@ def test_masactrl_target_reads_the_source_keys_and_values(name):
 
 
 def test_masactrl_layer_mapping_is_proportional():
-    from methods.masactrl import controlled_layers, self_attention_layers
+    from partedit_bench.methods.masactrl import controlled_layers, self_attention_layers
 
     unet = load_backbone("tiny-sd").unet
     total = len(self_attention_layers(unet))
@@ -242,7 +242,7 @@ def test_masactrl_layer_mapping_is_proportional():
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
 def test_p2p_replaces_maps_during_the_replacement_steps_and_blends_locally(name):
-    from methods.p2p import P2POptions, edit_latents
+    from partedit_bench.methods.p2p import P2POptions, edit_latents
 
     backbone = load_backbone(name, dtype="float64")
     sample = next(s for s in load_suite("partworld").samples if s.part_token == "car-body")
@@ -274,7 +274,7 @@ def test_p2p_replaces_maps_during_the_replacement_steps_and_blends_locally(name)
 
 
 def test_local_blend_mask_on_hand_made_maps():
-    from methods.p2p import local_blend_mask
+    from partedit_bench.methods.p2p import local_blend_mask
 
     src = torch.zeros(64, 77)  # an 8 x 8 map, word at token 3
     src[9, 3] = 1.0  # one cell at (1, 1)
@@ -290,7 +290,7 @@ def test_local_blend_mask_on_hand_made_maps():
 def test_p2p_null_text_inversion_reconstructs_better_than_ddim():
     import dataclasses
 
-    from methods.p2p import P2POptions, edit_latents
+    from partedit_bench.methods.p2p import P2POptions, edit_latents
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     sample = load_suite("partworld").samples[0]
@@ -312,8 +312,8 @@ def test_p2p_null_text_inversion_reconstructs_better_than_ddim():
 def test_p2p_leaves_the_unconditional_rows_alone():
     from diffusers.models.attention_processor import AttnProcessor
 
-    from methods.p2p import P2PProcessor, P2PState, replacement_for
     from partedit_bench.engine.attention import processors
+    from partedit_bench.methods.p2p import P2PProcessor, P2PState, replacement_for
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     unet, tokenizer = backbone.unet, backbone.components["tokenizer"]
@@ -338,8 +338,8 @@ def test_p2p_leaves_the_unconditional_rows_alone():
 def test_p2p_null_text_embeddings_are_one_per_step():
     from diffusers import DDIMScheduler
 
-    from methods.p2p import null_text_optimization
     from partedit_bench.engine import inversion
+    from partedit_bench.methods.p2p.null_text import null_text_optimization
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     x0 = backbone.encode_images([load_image(load_suite("partworld").samples[0].original_image)])
@@ -370,7 +370,7 @@ def test_p2p_null_text_embeddings_are_one_per_step():
 
 
 def test_p2p_local_blend_reads_the_running_sum_of_the_maps():
-    from methods.p2p import P2POptions, edit_latents, local_blend_mask
+    from partedit_bench.methods.p2p import P2POptions, edit_latents, local_blend_mask
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     sample = next(s for s in load_suite("partworld").samples if s.part_token == "car-body")
@@ -407,8 +407,8 @@ def test_p2p_local_blend_reads_the_running_sum_of_the_maps():
 
 
 def test_p2p_replace_or_refine_by_word_count_and_the_refine_mapping():
-    from methods.p2p import replacement_for
     from partedit_bench.engine.alignment import refinement_mapper
+    from partedit_bench.methods.p2p import replacement_for
 
     tokenizer = load_backbone("tiny-sd").components["tokenizer"]
     # same word count, different token count: still a word swap (Replace)
@@ -424,7 +424,7 @@ def test_p2p_replace_or_refine_by_word_count_and_the_refine_mapping():
 
 
 def test_p2p_cross_replacement_steps_follow_the_reference_alpha():
-    from methods.p2p import P2POptions, edit_latents
+    from partedit_bench.methods.p2p import P2POptions, edit_latents
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     sample = next(s for s in load_suite("partworld").samples if s.part_token == "car-body")
@@ -440,7 +440,7 @@ def test_blended_latent_mask_equals_pil_nearest():
     import numpy as np
     from PIL import Image
 
-    from methods.blended_latent import latent_mask
+    from partedit_bench.methods.blended_latent import latent_mask
 
     x = torch.zeros(1, 4, 16, 16)
     for sample in load_suite("partworld").samples:
@@ -451,7 +451,7 @@ def test_blended_latent_mask_equals_pil_nearest():
 
 
 def test_blended_latent_reference_samplers():
-    from methods.blended_latent import reference_scheduler
+    from partedit_bench.methods.blended_latent import reference_scheduler
 
     sd = reference_scheduler(load_backbone("tiny-sd"))
     sd.set_timesteps(50)
@@ -465,7 +465,7 @@ def test_blended_latent_reference_samplers():
 def test_p2p_synthetic_mode_regenerates_the_suite_image_from_its_seed():
     import dataclasses
 
-    from methods.p2p import P2POptions, edit_latents
+    from partedit_bench.methods.p2p import P2POptions, edit_latents
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     sample = load_suite("partworld").samples[3]
@@ -485,7 +485,7 @@ def test_p2p_synthetic_mode_regenerates_the_suite_image_from_its_seed():
 def test_masactrl_synthetic_mode_starts_from_the_suite_images_seed():
     import dataclasses
 
-    from methods.masactrl import MasaCtrl, MasaCtrlOptions, edit_latents
+    from partedit_bench.methods.masactrl import MasaCtrl, MasaCtrlOptions, edit_latents
 
     backbone = load_backbone("tiny-sd", dtype="float64")
     sample = load_suite("partworld").samples[3]

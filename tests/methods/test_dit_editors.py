@@ -14,8 +14,15 @@ import pytest
 import torch
 from diffusers import FluxPipeline
 
-from methods.qwen_image_edit import QwenEditOptions, QwenImageEdit
-from methods.stable_flow import (
+from partedit_bench.api import EditRequest
+from partedit_bench.cli import main
+from partedit_bench.data.schema import load_image
+from partedit_bench.data.suites import load_suite
+from partedit_bench.editing import text_to_image
+from partedit_bench.engine.backbones import load_backbone
+from partedit_bench.errors import UserError
+from partedit_bench.methods.qwen_image_edit import QwenEditOptions, QwenImageEdit
+from partedit_bench.methods.stable_flow import (
     OFFICIAL_VITAL,
     StableFlowOptions,
     encode,
@@ -24,13 +31,6 @@ from methods.stable_flow import (
     vital_blocks,
     vital_injection,
 )
-from partedit_bench.api import EditRequest
-from partedit_bench.cli import main
-from partedit_bench.data.schema import load_image
-from partedit_bench.data.suites import load_suite
-from partedit_bench.editing import text_to_image
-from partedit_bench.engine.backbones import load_backbone
-from partedit_bench.errors import UserError
 from partedit_bench.store import iter_records
 from tests.helpers import spy_on_pipe
 

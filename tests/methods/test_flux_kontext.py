@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from methods.flux_kontext import FluxKontext, KontextOptions
 from partedit_bench.api import EditRequest
 from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
+from partedit_bench.methods.flux_kontext import FluxKontext, KontextOptions
 from partedit_bench.store import iter_records
 from tests.helpers import spy_on_pipe
 

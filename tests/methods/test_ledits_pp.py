@@ -8,7 +8,13 @@ import dataclasses
 import pytest
 import torch
 
-from methods.ledits_pp import (
+from partedit_bench.api import EditRequest
+from partedit_bench.data.schema import load_image
+from partedit_bench.data.suites import load_suite
+from partedit_bench.engine import inversion
+from partedit_bench.engine.backbones import load_backbone
+from partedit_bench.errors import UserError
+from partedit_bench.methods.ledits_pp import (
     LeditsOptions,
     LeditsPP,
     attention_mask,
@@ -16,12 +22,6 @@ from methods.ledits_pp import (
     edit_latents,
     masked_guidance,
 )
-from partedit_bench.api import EditRequest
-from partedit_bench.data.schema import load_image
-from partedit_bench.data.suites import load_suite
-from partedit_bench.engine import inversion
-from partedit_bench.engine.backbones import load_backbone
-from partedit_bench.errors import UserError
 
 
 def run(backbone, sample, **options):
@@ -49,7 +49,7 @@ def test_inversion_reconstructs_its_input_from_15_steps(name):
     sample = load_suite("partworld").samples[3]
     _, request, result = run(backbone, sample, steps=15, edit_guidance=0.0)
     how = "sample" if backbone.family == "sdxl" else "mode"
-    from methods.ledits_pp import encode
+    from partedit_bench.methods.ledits_pp import encode
 
     x0 = encode(backbone, request.image, how, torch.Generator().manual_seed(0))
     assert (result.latents - x0).abs().max() < 1e-4
@@ -136,8 +136,8 @@ def test_concept_and_options():
 
 
 def test_partedit_with_ledits_inversion_keeps_the_source_path_on_the_input():
-    from methods.partedit.options import PartEditOptions
-    from methods.partedit.sampling import run_partedit
+    from partedit_bench.methods.partedit.options import PartEditOptions
+    from partedit_bench.methods.partedit.sampling import run_partedit
     from tests.methods.test_partedit import random_tokens, sample_of
 
     backbone = load_backbone("tiny-sd", dtype="float64")

@@ -10,9 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.partedit import core
-from methods.partedit.options import PartEditOptions, parts_of, plain_prompt
-from methods.partedit.sampling import run_partedit
 from partedit_bench.cli import main
 from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
@@ -20,6 +17,9 @@ from partedit_bench.engine import inversion
 from partedit_bench.engine.alignment import NotWordAligned
 from partedit_bench.engine.attention import decoder_cross_attention_layers
 from partedit_bench.engine.backbones import load_backbone
+from partedit_bench.methods.partedit import core, words
+from partedit_bench.methods.partedit.options import PartEditOptions, parts_of, plain_prompt
+from partedit_bench.methods.partedit.sampling import run_partedit
 from partedit_bench.tokens import PartToken
 from tests.helpers import plain_generation
 
@@ -296,9 +296,9 @@ def test_ledits_inversion_option_runs_and_restores_the_processors():
 
 
 def test_localization_layer_choices(backbones):
-    from methods.partedit.sampling import localization_layers
     from partedit_bench.engine.attention import cross_attention_layers
     from partedit_bench.errors import UserError
+    from partedit_bench.methods.partedit.sampling import localization_layers
 
     backbone = backbones["tiny-sdxl"]
     tokens = list(random_tokens(backbone, ["car-hood"]).values())
@@ -328,8 +328,8 @@ def test_official_40_on_the_real_sdxl_unet_architecture():
     from diffusers import UNet2DConditionModel
 
     from benchmarks.partedit_speed import ARCHS
-    from methods.partedit.sampling import official_40
     from partedit_bench.engine.attention import cross_attention_layers
+    from partedit_bench.methods.partedit.sampling import official_40
 
     with torch.device("meta"):  # the real SDXL config, no weights allocated
         unet = UNet2DConditionModel(**ARCHS["sdxl"])
@@ -348,16 +348,16 @@ def test_official_40_on_the_real_sdxl_unet_architecture():
 
 
 def test_official_40_is_refused_on_other_unets(backbones):
-    from methods.partedit.sampling import localization_layers
     from partedit_bench.errors import UserError
+    from partedit_bench.methods.partedit.sampling import localization_layers
 
     with pytest.raises(UserError, match="70 cross-attention layers"):
         localization_layers(backbones["tiny-sdxl"].unet, "official-40", [])
 
 
 # ---------------------------------------------------------------------------------------
-# The released pipeline's mechanics (methods/partedit/README.md, fidelity table), held
-# without its code
+# The released pipeline's mechanics (partedit_bench/methods/partedit/README.md, fidelity
+# table), held without its code
 
 
 def test_mask_is_thresholded_at_the_configured_resolution():
@@ -413,7 +413,7 @@ def test_prompt_to_prompt_window_lengths():
     source = "a photo of a gray horse with a gray head on a beach"
     edit = "a photo of a gray horse with a red head on a beach"
     for steps, window in ((6, 2), (8, 3), (50, 20)):  # floor(0.4 * (T + 1))
-        swap = core.word_swap(tokenizer, source, edit, "red", 0.4, steps)
+        swap = words.word_swap(tokenizer, source, edit, "red", 0.4, steps)
         assert swap.window_steps == window
         red = 9  # the token of "red" (after the start token)
         assert [float(swap.alpha(i)[red]) for i in range(steps)] == [1.0] * window + [0.0] * (
@@ -431,13 +431,13 @@ def test_multi_word_edit_replaces_the_other_changed_words_at_every_step():
     ]
     assert [edit.split()[i] for i in changed] == ["a", "purple"] and sample.edit == "purple"
     article, color = changed[0] + 1, changed[1] + 1  # one token per word here
-    swap = core.word_swap(tokenizer, source, edit, sample.edit, 0.4, 5)
+    swap = words.word_swap(tokenizer, source, edit, sample.edit, 0.4, 5)
     late = swap.alpha(4)
     assert late[article] == 1 and late[color] == 0 and late[1] == 1 and late[60] == 1
-    every = core.word_swap(tokenizer, source, edit, None, 0.4, 5)  # p2p_words=changed
+    every = words.word_swap(tokenizer, source, edit, None, 0.4, 5)  # p2p_words=changed
     assert every.alpha(4)[article] == 0 and every.alpha(4)[color] == 0
     with pytest.raises(NotWordAligned, match="word count"):
-        core.word_swap(tokenizer, "a photo of a cat", "a photo of a red cat", None, 0.4, 5)
+        words.word_swap(tokenizer, "a photo of a cat", "a photo of a red cat", None, 0.4, 5)
 
 
 def test_word_swap_with_a_changed_token_count_shares_the_maps():
@@ -446,7 +446,7 @@ def test_word_swap_with_a_changed_token_count_shares_the_maps():
         w: len(tokenizer(w, add_special_tokens=False).input_ids) for w in ("cat", "zebrafish")
     }
     assert counts == {"cat": 1, "zebrafish": 2}
-    swap = core.word_swap(tokenizer, "a cat on grass", "a zebrafish on grass", None, 0.4, 5)
+    swap = words.word_swap(tokenizer, "a cat on grass", "a zebrafish on grass", None, 0.4, 5)
     m = swap.mapper
     assert m[2, 2] == m[2, 3] == 0.5  # "cat" -> both tokens of "zebrafish"
     assert m[1, 1] == 1 and m[4, 4] == 1 and m[3, 4] == 0  # after it: position onto itself
@@ -528,7 +528,7 @@ def test_the_attention_map_strip_shows_what_the_method_used(tmp_path, capsys):
     """`partedit-bench maps` recomputes a job with its maps (the same edit as stored), and the
     strip's adaptive panels are the masks the method blended with: their mean over the steps,
     brought to the image size, is the job's reported blend mask."""
-    from methods.partedit.figures import COLUMNS, job_maps, strip_panels
+    from partedit_bench.methods.partedit.figures import COLUMNS, job_maps, strip_panels
 
     run = tmp_path / "run"
     args = ["run", "--methods", "partedit", "--backbone", "tiny-sd", "--limit", "1"]

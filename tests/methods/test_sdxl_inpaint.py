@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from methods.sdxl_inpaint import InpaintOptions, SDXLInpaint
 from partedit_bench.api import EditRequest, MethodUnavailable, target_prompt
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.data.suites import load_suite
+from partedit_bench.methods.sdxl_inpaint import InpaintOptions, SDXLInpaint
 from tests.helpers import spy_on_pipe
 
 
@@ -39,7 +39,7 @@ def test_the_mask_and_prompt_reach_the_pipeline_and_the_seed_decides(tiny):
 
 
 def test_a_checkpoint_without_nine_channels_is_refused(tiny, monkeypatch):
-    import partedit_bench.engine.specials as specials
+    import partedit_bench.methods.specials as specials
 
     backbone = tiny("tiny-sdxl")
     monkeypatch.setattr(specials, "load_special", lambda b, kind: tiny("tiny-sdxl"))

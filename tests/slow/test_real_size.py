@@ -30,12 +30,12 @@ SDXL = SDXL_UNET
 def test_real_size_unet_layers_and_processors(config, family, layers, query_sides):
     from diffusers import UNet2DConditionModel
 
-    from methods.partedit.sampling import localization_layers
     from partedit_bench.engine.attention import (
         RecordingAttnProcessor,
         cross_attention_layers,
         processors,
     )
+    from partedit_bench.methods.partedit.sampling import localization_layers
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**config).eval()
@@ -121,10 +121,6 @@ class ProcessorCensus:
 def test_one_step_of_each_attention_method_at_real_size(
     real_size, name, self_layers, masactrl_first
 ):
-    from methods.masactrl import MasaCtrl, MasaCtrlOptions, controlled_layers
-    from methods.p2p import P2POptions, edit_latents
-    from methods.partedit.options import PartEditOptions, parts_of
-    from methods.partedit.sampling import localization_layers, official_40, run_partedit
     from partedit_bench.api import EditRequest
     from partedit_bench.data.schema import load_image
     from partedit_bench.data.suites import load_suite
@@ -132,6 +128,14 @@ def test_one_step_of_each_attention_method_at_real_size(
         attention_layers,
         cross_attention_layers,
         decoder_cross_attention_layers,
+    )
+    from partedit_bench.methods.masactrl import MasaCtrl, MasaCtrlOptions, controlled_layers
+    from partedit_bench.methods.p2p import P2POptions, edit_latents
+    from partedit_bench.methods.partedit.options import PartEditOptions, parts_of
+    from partedit_bench.methods.partedit.sampling import (
+        localization_layers,
+        official_40,
+        run_partedit,
     )
     from partedit_bench.tokens import PartToken
 

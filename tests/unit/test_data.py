@@ -682,8 +682,8 @@ def test_published_rows_import_validate_and_run(tmp_path, capsys, template_kind,
         assert samples["synth-50"].extra["token_cls"] == "carhood_custom"
     assert validate_suite(str(out / "suite.yaml"))[1] == []
     # PartEdit's edit prompt gives back the dataset's edited words
-    from methods.partedit.options import plain_prompt
     from partedit_bench.api import target_prompt
+    from partedit_bench.methods.partedit.options import plain_prompt
 
     assert plain_prompt(bear) == "A bear with tiger head at a pool" == target_prompt(bear)
     run = tmp_path / "run"

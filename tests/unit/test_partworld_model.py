@@ -200,7 +200,7 @@ def test_default_run_gives_partedit_and_ef_ddpm_the_same_inversion(monkeypatch):
 @shipped
 def test_no_public_special_checkpoint_is_paired_with_the_trained_model():
     from partedit_bench.api import MethodUnavailable
-    from partedit_bench.engine.specials import load_special
+    from partedit_bench.methods.specials import load_special
 
     backbone = load_backbone("partworld-sd")
     for kind in ("ip2p", "inpaint"):

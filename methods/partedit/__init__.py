@@ -1,7 +1,0 @@
-"""`partedit`: PartEdit (Cvejic et al., SIGGRAPH 2025), see README.md."""
-
-from methods.partedit.method import PartEdit, PartEditOptions
-
-__all__ = ["PartEdit", "PartEditOptions"]
-
-METHOD = PartEdit  # what `methods.registry()` finds by the folder's name

@@ -1,0 +1,72 @@
+"""Methods live in `partedit_bench.methods`: a researcher's own `methods/` package beside the
+command does not shadow them, and another distribution's method joins through the entry-point
+group `partedit_bench.methods` (a throwaway distribution, found on the path as pip leaves one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import partedit_bench
+
+REPO = Path(partedit_bench.__file__).resolve().parents[1]
+
+METHOD = '''
+from partedit_bench.api import EditMethod, EditResult
+
+
+class Mine(EditMethod):
+    """Returns the source, flipped left to right (a third-party method)."""
+
+    name = "mine"
+    uses_backbone = False
+
+    def edit(self, request):
+        from PIL import ImageOps
+
+        return EditResult(image=ImageOps.mirror(request.image))
+'''
+
+
+def cli(args, cwd, extra_path=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if extra_path is not None:  # the distribution's "site-packages"
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), str(REPO)])
+    return subprocess.run(
+        [sys.executable, "-m", "partedit_bench", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_an_unrelated_methods_package_does_not_shadow_the_suites(tmp_path):
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "__init__.py").write_text("raise ImportError('a methods package')\n")
+    done = cli(["list", "methods"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "partedit" in done.stdout and "blended_latent" in done.stdout
+
+
+def test_an_entry_point_method_is_listed_and_runs(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "mine_edit.py").write_text(METHOD)
+    info = site / "mine_edit-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mine-edit\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[partedit_bench.methods]\nmine = mine_edit:Mine\n")
+    listed = cli(["list", "methods"], tmp_path, site)
+    assert listed.returncode == 0, listed.stderr
+    assert "mine" in listed.stdout.split() or "│ mine" in listed.stdout
+    out = tmp_path / "run"
+    args = ["run", "--methods", "mine", "--backbone", "tiny-sd", "--limit", "1"]
+    done = cli([*args, "--output", str(out)], tmp_path, site)
+    assert done.returncode == 0, done.stderr
+    (record,) = [
+        json.loads(p.read_text())
+        for p in out.glob("mine/*/*__s0.json")
+        if not p.name.endswith(".metrics.json")
+    ]
+    assert record["status"] == "ok" and record["method"] == "mine"
