@@ -21,6 +21,18 @@ def build_parser() -> Any:
         description="A benchmark of text-based part editing: run methods on a suite, score the "
         "edits, and write tables.",
     )
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own = version("partedit-bench")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        own = "unknown (not installed)"
+    parser.add_argument("--version", action="version", version=f"partedit-bench {own}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the model libraries' own logs and loading bars (quiet by default)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for module in MODULES:
         module.register(sub)
@@ -52,6 +64,27 @@ def os_error_line(exc: OSError) -> str:
     return f"{where}: {reason}" if where else f"{type(exc).__name__}: {reason}"
 
 
+def quiet_libraries() -> None:
+    """The model libraries' warnings and loading bars off (errors stay): what a command
+    prints is its own progress and results. `--verbose` keeps them."""
+    import logging
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name in ("diffusers", "transformers", "huggingface_hub", "timm", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import diffusers.utils.logging as dlog
+        import transformers.utils.logging as tlog
+
+        dlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except ImportError:  # (a data-only install)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import os
     import signal
@@ -76,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any("\x00" in str(a) for a in given):  # no path or name can hold one
             raise UserError("an argument contains a NUL byte; no file name can hold one")
         args = build_parser().parse_args(given)
+        if not args.verbose:
+            quiet_libraries()
         commands = {name: fn for module in MODULES for name, fn in module.COMMANDS.items()}
         return int(commands[args.command](args, err))
     except UserError as exc:

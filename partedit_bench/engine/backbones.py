@@ -136,16 +136,17 @@ class Backbone:
         return embeds, None
 
     @torch.no_grad()
-    def encode_images(self, images: list[Any]) -> torch.Tensor:
-        """PIL images -> VAE latents (mean of the posterior, scaled), at the native size."""
+    def encode_images(self, images: list[Any], resample: Any = None) -> torch.Tensor:
+        """PIL images -> VAE latents (mean of the posterior, scaled), at the native size
+        (resized with `resample`, default bicubic, when they are not; a method whose reference
+        resizes otherwise passes its filter)."""
         import numpy as np
         from PIL import Image
 
         size = (self.resolution, self.resolution)
+        filter_ = Image.Resampling.BICUBIC if resample is None else resample
         arrays = [
-            np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
-            / 127.5
-            - 1.0
+            np.asarray(im.convert("RGB").resize(size, filter_), dtype=np.float32) / 127.5 - 1.0
             for im in images
         ]
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)

@@ -506,3 +506,40 @@ def test_masactrl_synthetic_mode_starts_from_the_suite_images_seed():
     method.load(backbone)
     request = dataclasses.replace(request_for(sample, backbone), synthetic=True)
     assert method.edit(request).extras["sampling"] == "synthetic"
+
+
+def test_blended_latent_resizes_its_source_bilinearly_as_the_reference_scripts():
+    """Both reference scripts resize the source with `Image.BILINEAR` then scale by 1/127.5 - 1
+    (text_editing_SD2.py:82, 158): at a size where a resize happens (96 px onto tiny-sd's 64),
+    the latents blended_latent encodes equal that computation by hand; `resize=bicubic` (the
+    suite's shared encoder) differs."""
+    import numpy as np
+    from PIL import Image
+
+    backbone = load_backbone("tiny-sd")
+    sample = load_suite("partworld").samples[0]
+    big = load_image(sample.original_image).resize((96, 96), Image.Resampling.LANCZOS)
+    request = request_for(sample, backbone)
+    mask = load_mask(sample.gt_mask, (64, 64))
+    mask = np.asarray(Image.fromarray(mask).resize((96, 96), Image.Resampling.NEAREST))
+    request = EditRequest(request.sample, big, 0, None, backbone, mask)
+    seen = []
+    encode = backbone.encode_images
+
+    def spy(images, resample=None):
+        seen.append(encode(images, resample))
+        return seen[-1]
+
+    backbone.encode_images = spy
+    try:
+        blend(backbone, request, BlendedLatentOptions(steps=2))
+        blend(backbone, request, BlendedLatentOptions(steps=2, resize="bicubic"))
+    finally:
+        backbone.encode_images = encode
+    pixels = np.asarray(big.resize((64, 64), Image.BILINEAR))[:, :, :3].astype(np.float32)
+    x = torch.from_numpy(pixels / 127.5 - 1).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        by_hand = backbone.vae.encode(x).latent_dist.mean * backbone.vae.config.scaling_factor
+    # (to float32 rounding of the VAE: 9e-6 here; the other filter moves them by > 1e-3)
+    assert (seen[0] - by_hand).abs().max() < 1e-5, float((seen[0] - by_hand).abs().max())
+    assert not torch.allclose(seen[1], by_hand, atol=1e-3)

@@ -70,3 +70,18 @@ def test_an_entry_point_method_is_listed_and_runs(tmp_path):
         if not p.name.endswith(".metrics.json")
     ]
     assert record["status"] == "ok" and record["method"] == "mine"
+
+
+def test_runs_are_quiet_unless_verbose_and_the_version_is_one_line(tmp_path):
+    """The model libraries' loading bars and advisory warnings stay off the terminal (a run's
+    output is its own progress and table); `--verbose` shows them; `--version` is one line."""
+    args = ["run", "--methods", "identity,partedit", "--limit", "1", "--set", "partedit.steps=2"]
+    quiet = cli([*args, "--output", str(tmp_path / "q")], tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    noise = ("Loading pipeline components", "accelerate", "Loading weights")
+    assert not any(n in quiet.stderr + quiet.stdout for n in noise), quiet.stderr[-2000:]
+    loud = cli(["--verbose", *args, "--output", str(tmp_path / "v")], tmp_path)
+    assert loud.returncode == 0 and "Loading pipeline components" in loud.stderr
+    version = cli(["--version"], tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("partedit-bench ")
+    assert len(version.stdout.strip().splitlines()) == 1

@@ -91,15 +91,23 @@ def test_imported_rows_bold_best_and_multi_run_blocks(tmp_path, capsys):
         )
         == 0
     )
+    for name, sigma in (("mild", 5), ("strong", 40)):  # two methods compared
+        noisy_edits(tmp_path / name, samples, sigma)
+        assert main(["import-edits", str(tmp_path / name), "--suite", "partworld",
+                     "--name", name, "--output", str(run)]) == 0  # fmt: skip
     assert main(["evaluate", str(run), "--metrics", "psnr_bg"]) == 0
     assert main(["report", str(run)]) == 0
     noisy = overall(run, "noisy†")
     assert noisy.loc["psnr_bg", "n"] == 4 and 20 < noisy.loc["psnr_bg", "mean"] < 40
     tex = (run / "report" / "table.tex").read_text()
-    identity_line = next(line for line in tex.splitlines() if line.startswith("identity"))
-    noisy_line = next(line for line in tex.splitlines() if line.startswith("noisy"))
-    assert "\\bfseries 100.000" in identity_line and "$^\\dagger$" in noisy_line
-    assert "\\bfseries" not in noisy_line.split("&")[4]  # psnr_bg column: identity is best
+    line = {n: next(x for x in tex.splitlines() if x.startswith(n)) for n in
+            ("identity", "noisy", "mild", "strong")}  # fmt: skip
+    assert "$^\\dagger$" in line["noisy"]
+    # the best psnr_bg among the methods compared: mild, not identity's 100 dB nor a † row
+    assert "\\bfseries" in line["mild"].split("&")[4]
+    assert "\\bfseries" not in line["strong"].split("&")[4]
+    for reference in ("identity", "noisy"):  # no column of theirs, anywhere
+        assert "\\bfseries" not in line[reference], line[reference]
     # a second run folder becomes a second block of the same table
     other = tmp_path / "other"
     assert (

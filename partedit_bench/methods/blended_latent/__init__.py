@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ class BlendedLatentOptions:
     blend_start: float = 0.25  # blending_start_percentage
 
     mask_source: str = "gt"  # gt (the paper) | tokens | grounded-sam | sam3 | a folder
+    # the source's resize to the backbone's size: bilinear, as both reference scripts
+    # (text_editing_SD2.py:82, text_editing_SDXL.py:102); bicubic: the suite's shared encoder
+    resize: Literal["bilinear", "bicubic"] = "bilinear"
 
     def __post_init__(self) -> None:
         from partedit_bench.engine.mask_sources import check_source
@@ -41,7 +44,7 @@ class BlendedLatent(GivenMask, EditMethod):
     `mask_source`), re-noised source outside."""
 
     name = "blended_latent"
-    version = "2"  # #14: the reference scripts' mask, start and samplers
+    version = "3"  # #14: the reference scripts' mask, start and samplers; #31: their resize
     needs = frozenset({"target_prompt", "mask"})
     uses_gt_mask = True
     Options = BlendedLatentOptions
@@ -116,7 +119,10 @@ def blend(
         cond, uncond = pipe.encode_prompt(target_prompt(request.sample), backbone.device, 1, True)
         added = None
     context = torch.cat([uncond, cond])
-    x0 = backbone.encode_images([request.image])
+    from PIL import Image
+
+    filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+    x0 = backbone.encode_images([request.image], filters[options.resize])
     assert request.mask is not None
     mask = latent_mask(request.mask, tuple(x0.shape[-2:]), x0)
     scheduler = reference_scheduler(backbone)
