@@ -25,7 +25,7 @@ from PIL import Image
 
 from partedit_bench.data.schema import Sample
 from partedit_bench.errors import UserError, did_you_mean
-from partedit_bench.registry import ENTRY_POINTS, INDEX, registry  # noqa: E402, F401
+from partedit_bench.registry import ENTRY_POINTS, INDEX, registry  # noqa: F401 (re-exported)
 
 #: Method name -> `module:Class`.
 METHOD_REGISTRY: dict[str, str] = registry()

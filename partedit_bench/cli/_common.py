@@ -30,7 +30,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=int, default=None, help=help_text)
         else:
             default = None if f.default is dataclasses.MISSING else f.default
-            parser.add_argument(flag, default=default, help=f"{help_text} (default: {default})")
+            shown = "" if default is None else f" (default: {default})"  # None: the text says
+            parser.add_argument(flag, default=default, help=f"{help_text}{shown}")
 
 
 #: Help for the arguments declared without one: (command path, dest) -> text.

@@ -85,3 +85,20 @@ def test_runs_are_quiet_unless_verbose_and_the_version_is_one_line(tmp_path):
     version = cli(["--version"], tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("partedit-bench ")
     assert len(version.stdout.strip().splitlines()) == 1
+
+
+def test_help_never_says_default_none(capsys):
+    """A flag whose default is computed says so in its text, not "(default: None)"."""
+    import pytest
+
+    from partedit_bench.cli import main
+
+    for command in (["run"], ["evaluate"], ["report"], ["edit"], ["token-study"]):
+        with pytest.raises(SystemExit) as done:
+            main([*command, "--help"])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        assert "(default: None)" not in text, command
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "run folder (default results/<suite>__<backbone>)" in capsys.readouterr().out
