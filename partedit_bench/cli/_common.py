@@ -13,7 +13,10 @@ from partedit_bench.errors import UserError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit code 2
-        raise UserError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("partedit-bench").strip()  # (the line says the tool)
+        if not command and "required: command" in message:
+            message = "which command? (`partedit-bench --help` lists run, evaluate, report...)"
+        raise UserError(f"{command}: {message}" if command else message)
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -246,6 +246,17 @@ def command_import_edits(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line (never cut mid-way)."""
+    import inspect
+    import re
+
+    paragraph = inspect.cleandoc(doc).split("\n\n", 1)[0]
+    text = " ".join(paragraph.split())
+    match = re.search(r"^.*?[.!?](?=\s|$)", text)
+    return match.group(0) if match else text
+
+
 def command_list(what: str) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -260,7 +271,7 @@ def command_list(what: str) -> int:
             table.add_column(column)
         for name in sorted(METHOD_REGISTRY):
             cls = resolve_method_class(name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            doc = first_sentence(cls.__doc__ or "")
             table.add_row(
                 name,
                 ",".join(sorted(cls.families)),

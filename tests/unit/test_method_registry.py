@@ -102,3 +102,25 @@ def test_help_never_says_default_none(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "run folder (default results/<suite>__<backbone>)" in capsys.readouterr().out
+
+
+def test_a_bare_command_is_one_line_and_descriptions_are_whole_sentences(capsys):
+    from partedit_bench.cli import main
+
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("partedit-bench: error: which command?") and "\n" not in err
+    assert err.count("partedit-bench:") == 1
+    assert main(["run", "--seeds"]) == 2
+    assert "error: run: argument --seeds" in capsys.readouterr().err
+    from partedit_bench.cli.run import first_sentence
+
+    doc = """Denoises with the target prompt inside the mask (the GT mask by default, option
+    `mask_source`), re-noised source outside.
+
+    More detail."""
+    assert first_sentence(doc) == (
+        "Denoises with the target prompt inside the mask (the GT mask by default, option "
+        "`mask_source`), re-noised source outside."
+    )
+    assert first_sentence("No full stop") == "No full stop"
