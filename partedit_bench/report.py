@@ -264,14 +264,16 @@ def build_report(
     if long.variant.str.endswith(GT_MARK).any():
         caption += f" {GT_MARK} uses the ground-truth mask."
     atomic_write_bytes(out / "table.csv", long.to_csv(index=False).encode())
-    atomic_write_bytes(out / "table.tex", latex_table(long, metrics, caption).encode())
-    parts = sorted(p for p in long.part.unique() if p != "all")
+    shown, columns, left_out = table_view(long, metrics)  # the CSV keeps everything
+    notes += left_out
+    atomic_write_bytes(out / "table.tex", latex_table(shown, columns, caption).encode())
+    parts = sorted(p for p in shown.part.unique() if p != "all")
     atomic_write_bytes(
         out / "table_parts.tex",
-        "\n".join(latex_table(long, metrics, f"{p}: {caption}", p) for p in parts).encode(),
+        "\n".join(latex_table(shown, columns, f"{p}: {caption}", p) for p in parts).encode(),
     )
-    md = ["# partedit-bench report", "", markdown_table(long, metrics), "## Per part", ""]
-    md += [markdown_table(long, metrics, part) for part in parts]
+    md = ["# partedit-bench report", "", markdown_table(shown, columns), "## Per part", ""]
+    md += [markdown_table(shown, columns, part) for part in parts]
     md += ["## Notes", ""] + [f"- {n}" for n in notes]
     atomic_write_bytes(out / "table.md", ("\n".join(md) + "\n").encode())
     atomic_write_bytes(
@@ -302,15 +304,34 @@ def build_report(
     return {"long": long, "metrics": metrics, "notes": notes, "output": out, "plots": plots}
 
 
+def table_view(
+    long: pd.DataFrame, metrics: Sequence[str]
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """What the paper-facing tables show: the metrics with a value and the rows with a
+    finished job (a method skipped on this backbone is a note, not a row of n/a), and the
+    notes saying what was left out (`table.csv` keeps it all)."""
+    overall = long[long.part == "all"]
+    has_value = overall.groupby("metric")["n"].max()
+    columns = [m for m in metrics if has_value.get(m, 0) > 0] or list(metrics)
+    ran = overall[overall.n > 0][["variant", "backbone"]].drop_duplicates()
+    keep = {tuple(p) for p in ran.itertuples(index=False)}
+    pairs = list(zip(long.variant, long.backbone, strict=True))
+    shown = long[[p in keep for p in pairs]] if keep else long
+    notes = []
+    empty = [m for m in metrics if m not in columns]
+    if empty:
+        notes.append(f"no values (n/a), left out of the tables: {', '.join(empty)}")
+    gone = sorted({v for v, b in pairs if (v, b) not in keep}) if keep else []
+    if gone:
+        notes.append(f"no finished job, left out of the tables: {', '.join(gone)}")
+    return shown, columns, notes
+
+
 def print_report(result: dict[str, Any], console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    long = result["long"]
-    overall = long[long.part == "all"]
-    has_value = overall.groupby("metric")["n"].max()
-    metrics = [m for m in result["metrics"] if has_value.get(m, 0) > 0]
-    empty = [m for m in result["metrics"] if m not in metrics]
+    long, metrics, _ = table_view(result["long"], result["metrics"])
     for block, rows in text_rows(long, metrics).items():
         table = Table(title=block)
         table.add_column("variant")
@@ -323,8 +344,6 @@ def print_report(result: dict[str, Any], console: Any) -> None:
         for row in rows:  # variant names hold brackets (partedit[t_e=30]): text, not markup
             table.add_row(*(escape(str(cell)) for cell in row))
         console.print(table)
-    if empty:
-        console.print(f"[yellow]note:[/] no values (n/a) for {', '.join(empty)}", highlight=False)
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     console.print(

@@ -103,9 +103,11 @@ def test_imported_rows_bold_best_and_multi_run_blocks(tmp_path, capsys):
     line = {n: next(x for x in tex.splitlines() if x.startswith(n)) for n in
             ("identity", "noisy", "mild", "strong")}  # fmt: skip
     assert "$^\\dagger$" in line["noisy"]
+    header = next(x for x in tex.splitlines() if "psnr\\_bg" in x).split("&")
+    psnr = next(i for i, cell in enumerate(header) if "psnr\\_bg" in cell)
     # the best psnr_bg among the methods compared: mild, not identity's 100 dB nor a † row
-    assert "\\bfseries" in line["mild"].split("&")[4]
-    assert "\\bfseries" not in line["strong"].split("&")[4]
+    assert "\\bfseries" in line["mild"].split("&")[psnr]
+    assert "\\bfseries" not in line["strong"].split("&")[psnr]
     for reference in ("identity", "noisy"):  # no column of theirs, anywhere
         assert "\\bfseries" not in line[reference], line[reference]
     # a second run folder becomes a second block of the same table
@@ -313,3 +315,25 @@ def test_a_line_plot_over_a_categorical_sweep_is_one_line(tmp_path, capsys):
     info = json.loads((out / "run.json").read_text())
     drawn = series(table, info["grids"])["sweep_SlowIdentity_threshold"]
     assert drawn["numeric"] is False and drawn["values"] == ["otsu", "binary"]
+
+
+def test_tables_show_the_methods_that_ran_and_the_columns_with_values(tmp_path):
+    """A method skipped on this backbone (ip2p: partworld-sd has no instruction-tuned model) and
+    the Alpha-CLIP columns without a checkpoint are notes in table.md/.tex, not rows and columns
+    of n/a; table.csv keeps them."""
+    import pandas as pd
+
+    out = tmp_path / "run"
+    args = ["run", "--methods", "identity,ip2p", "--backbone", "partworld-sd", "--limit", "1"]
+    assert main([*args, "--output", str(out)]) == 0
+    assert main(["report", str(out)]) == 0
+    md = (out / "report" / "table.md").read_text()
+    tex = (out / "report" / "table.tex").read_text()
+    table_rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert not any(line.startswith("| ip2p") for line in table_rows)
+    assert "aclip_fg" not in md.split("## Notes")[0] and "aclip" not in tex
+    assert "ip2p" not in tex and "identity" in tex
+    assert "no finished job, left out of the tables: ip2p" in md
+    assert "no values (n/a), left out of the tables: aclip_fg, aclip_bg, aclip_avg" in md
+    csv = pd.read_csv(out / "report" / "table.csv")
+    assert "ip2p" in set(csv.variant) and "aclip_fg" in set(csv.metric)
