@@ -100,7 +100,8 @@ def _joined(frame: pd.DataFrame, path: Path, key: dict[str, Any] | None) -> pd.D
             **row,
             **{k: str(question.get(k) or "") for k in ("pair", "left", "right", "check")},
             "sample_id": str(question.get("sample_id", "")),
-            "part": str(question.get("part", "")),
+            # the canonical part (animal-head and humanoid-head are both "head" on the page)
+            "part": str(question.get("part_token") or question.get("part", "")),
             "repeat_of": str(question.get("repeat_of") or ""),
         }
         joined["chosen"] = question[side] if side in ("left", "right") else ""

@@ -427,6 +427,9 @@ def test_blind_mturk_results_are_joined_with_the_key(tmp_path, capsys):
     assert main([*args, "--key", str(out / "study_key.json")]) == 0
     prefs = pd.read_csv(tmp_path / "a" / "preferences.csv").set_index("pair")
     assert prefs.loc["identity:noisy"].preference == 0.0 and prefs.loc["identity:noisy"].raters == 2
+    # per part: the canonical parts of the key (two "head"s are two rows, not one)
+    per_part = pd.read_csv(tmp_path / "a" / "preferences_per_part.csv")
+    assert set(per_part.part) == {q["part_token"] for q in key["questions"]}
     # an answer to a question the key does not hold is named with its line
     rows[3]["Input.question_id"] = "q9999"
     pd.DataFrame(rows).to_csv(results, index=False)
