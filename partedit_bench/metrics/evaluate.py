@@ -78,7 +78,7 @@ class NetworkGroup:
             "random_weights": nets.random_weights,
             "metrics": {n: METRICS[n].description for n in names},
             "text_rule": TEXT_RULE,
-            "preprocess": networks.__doc__.split("PIE-Bench's conventions kept:")[1].strip(),
+            "preprocess": networks.PREPROCESS,
             "images": "8-bit values of the stored images; networks in float32 on the CPU "
             "or the evaluation's device",
         }

@@ -44,6 +44,15 @@ CHECKPOINTS = {
 PIE_METRICS = ("structure_distance", "lpips_bg", "clip_whole", "clip_edited")
 MAGICBRUSH_METRICS = ("clip_i", "clip_t", "dino_i")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: The preprocessing the group manifests record (a change of it recomputes the rows).
+PREPROCESS = (
+    "images as their 8-bit values; structure_distance: 0-255 image resized (shortest side 224, "
+    "at most 480, antialiased bilinear), ImageNet mean/std as if in [0, 1], DINO's last-block "
+    "keys, grid cropped to whole patches; lpips_bg: both images times B in [-1, 1]; CLIP "
+    "scores: uint8(image x mask) through the CLIP processor (CLIPScore, 100 x max(cos, 0)); "
+    "dino_i: 224 x 224 bicubic, ImageNet mean/std, CLS of the final norm; masks as given "
+    "(PIE-Bench's 1-pixel border not added)"
+)
 
 
 def _uint8_tensor(image: np.ndarray) -> torch.Tensor:
