@@ -31,6 +31,7 @@ steps, to check the script and its output.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import platform
@@ -50,23 +51,30 @@ DRY = {"tiny-sdxl": 64, "tiny-sd": 64, "tiny-flux": 64, "tiny-qwen-image": 64}
 DIT_FAMILIES = ("flux", "qwen-image")
 
 
+#: what a method's step defaults cannot say: LEDITS++ warms up for 10 of SDXL's 100 steps (its
+#: default is a count per family), null-text inversion with 5 inner steps instead of 10,
+#: StableFlow inverts a real image in as many steps as it edits
+SPEED: dict[str, Any] = {
+    "ledits_pp": lambda steps: {"warmup": max(1, round(0.1 * steps))},
+    "p2p": lambda steps: {"null_text_inner_steps": 5},
+    "stable_flow": lambda steps: {"inversion_steps": steps},
+}
+
+
 def method_options(steps: int) -> dict[str, dict[str, Any]]:
-    """Every method at `steps` steps; the options defined in steps keep their fraction of the
-    reference's count (EF-DDPM skips 36 of 100, MasaCtrl starts at 4 of 50, LEDITS++ warms
-    up for 10 of 100 on SDXL); null-text inversion with 5 inner steps instead of 10."""
-    return {
-        "partedit": {"steps": steps, "t_e": steps},
-        "blended_latent": {"steps": steps},
-        "ef_ddpm": {"steps": steps, "skip": max(1, round(0.36 * steps))},
-        "ip2p": {"steps": steps},
-        "ledits_pp": {"steps": steps, "warmup": max(1, round(0.1 * steps))},
-        "sdxl_inpaint": {"steps": steps},
-        "masactrl": {"steps": steps, "start_step": max(1, round(4 / 50 * steps))},
-        "p2p": {"steps": steps, "null_text_inner_steps": 5},
-        "flux_kontext": {"steps": steps},
-        "stable_flow": {"steps": steps, "inversion_steps": steps},
-        "qwen_image_edit": {"steps": steps},
-    }
+    """Every registered method at `steps` steps (a method added later is in the check without
+    a change here): its options counted in steps keep their fraction of its defaults
+    (`EditMethod.step_options`: EF-DDPM skips 36 of 100, MasaCtrl starts at 4 of 50), and
+    SPEED above."""
+    from partedit_bench.api import METHOD_REGISTRY, resolve_method_class, with_step_counts
+
+    options = {}
+    for name in METHOD_REGISTRY:
+        cls = resolve_method_class(name)
+        fields = {f.name for f in dataclasses.fields(cls.Options)}
+        chosen = with_step_counts(cls, {"steps": steps}) if "steps" in fields else {}
+        options[name] = {**chosen, **(SPEED[name](steps) if name in SPEED else {})}
+    return options
 
 
 class Clock:

@@ -112,6 +112,12 @@ class EditMethod(abc.ABC):
     #: hash).
     version: ClassVar[str] = "1"
     Options: ClassVar[type] = NoOptions
+    #: Options counted in denoising steps: when only `steps` is given they keep their
+    #: fraction of the default steps (EF-DDPM skips 36 of 100: 9 of 25); see `with_step_counts`.
+    step_options: ClassVar[tuple[str, ...]] = ()
+    #: Options for a few-step run on a tiny backbone: what the contract tests
+    #: (`tests/methods/test_contract.py`), the half-precision test and `gpu_check --dry` run.
+    smoke_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, options: Any):
         self.options = options
@@ -148,6 +154,43 @@ class EditMethod(abc.ABC):
         checkpoints); part of the job's hash, so that a replaced input recomputes exactly the
         jobs it affects. Called after `preflight`."""
         return {}
+
+
+def with_step_counts(cls: type[EditMethod], options: dict[str, Any]) -> dict[str, Any]:
+    """`options` where a changed `steps` also scales the method's `step_options` the caller
+    left alone (at their default's fraction of the default steps), as the default run's
+    config does."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)}
+    base = defaults.get("steps")
+    if "steps" not in options or not isinstance(base, int) or base <= 0:
+        return options
+    for key in cls.step_options:
+        if key not in options and isinstance(defaults.get(key), int):
+            options[key] = round(defaults[key] * options["steps"] / base)
+    return options
+
+
+def unsupported_backbone(cls: type[EditMethod], backbone: Any) -> str | None:
+    """Why `cls` cannot edit on `backbone` (one line), or None: what `run` records as the
+    skip reason and `edit` raises, checked before any job."""
+    if cls.uses_backbone and backbone.family not in cls.families:
+        return (
+            f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
+            f"{backbone.family} ({backbone.name})"
+        )
+    return None
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`--set METHOD.KEY=VALUE` flags (run, edit) as {method: {key: value}}."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, option = key.rpartition(".")
+        if not sep or not dot or not option.strip() or not method.strip():
+            raise UserError(f"--set expects method.key=value, got '{item}'")
+        found.setdefault(method.strip(), {})[option.strip()] = parse_scalar(value.strip())
+    return found
 
 
 def check_range(method: str, key: str, value: float, low: float, high: float | None = None) -> None:

@@ -24,7 +24,7 @@ from partedit_bench.api import (
     VariantSpec,
     build_options,
     options_to_dict,
-    parse_scalar,
+    parse_sets,
     parse_variants,
     resolve_method_class,
     split_method_list,
@@ -153,13 +153,7 @@ def resolve_variants(methods: str, sets: list[str], method_config: str | None) -
         specs.extend(s for s in extra_specs if not chosen or s.method in chosen)
     if not specs:
         raise UserError("no methods given")
-    set_by_method: dict[str, dict[str, Any]] = {}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        method, dot, option = key.rpartition(".")
-        if not sep or not dot or not option or not method:
-            raise UserError(f"--set expects method.key=value, got '{item}'")
-        set_by_method.setdefault(method.strip(), {})[option.strip()] = parse_scalar(value.strip())
+    set_by_method = parse_sets(sets)
     for method in set_by_method:
         if method not in {s.method for s in specs}:
             raise UserError(f"--set names method '{method}', which is not in this run")

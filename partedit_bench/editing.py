@@ -1,6 +1,6 @@
 """One part edit on one image, from Python: `edit(...)` (the `edit` command and the demo call
-it), and `finish`, the step the runner shares with it (the edit and its mask brought back to
-the source's size).
+it). The edit itself goes through `jobs.perform`, the same step every job of a run takes (the
+edit and its mask brought back to the source's size, timed).
 
     >>> from partedit_bench import edit
     >>> result = edit("photo.jpg", prompt="a photo of a man",
@@ -12,7 +12,6 @@ the source's size).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from partedit_bench.api import EditResult, finish, mask_image  # noqa: F401 (re-exported)
 from partedit_bench.data.schema import CANONICAL_PARTS, Sample
 from partedit_bench.errors import UserError, did_you_mean
 
@@ -41,6 +39,7 @@ class Edit:
         method, backbone: what made it.
         synthetic: True when the source was generated from the prompt and seed.
         extras: the method's own notes (e.g. an inversion's reconstruction error).
+        mask_png: the mask as the 8-bit image a run stores beside an edit (None without one).
     """
 
     image: Image.Image
@@ -51,6 +50,7 @@ class Edit:
     backbone: str
     synthetic: bool
     extras: dict[str, Any] = field(default_factory=dict)
+    mask_png: Image.Image | None = None
 
 
 def parts_in(edit_prompt: str) -> list[str]:
@@ -144,8 +144,15 @@ def edit(
         UserError: bad input (one line): an unreadable image, no known part token, a method
             that cannot run on this backbone, a missing token or mask, a mask of another size.
     """
-    from partedit_bench.api import MethodUnavailable, build_options, resolve_method_class
+    from partedit_bench.api import (
+        MethodUnavailable,
+        build_options,
+        resolve_method_class,
+        unsupported_backbone,
+        with_step_counts,
+    )
     from partedit_bench.data.schema import load_image, load_mask
+    from partedit_bench.jobs import perform
 
     cls = resolve_method_class(method)
     chosen = build_options(cls, with_step_counts(cls, dict(options or {})))
@@ -164,11 +171,9 @@ def edit(
     loaded = backbone if not isinstance(backbone, (str, Path)) else None
     if loaded is None:
         loaded = cached_backbone(str(backbone), device, dtype)
-    if cls.uses_backbone and loaded.family not in cls.families:
-        raise UserError(
-            f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
-            f"{loaded.family} ({loaded.name})"
-        )
+    unsupported = unsupported_backbone(cls, loaded)
+    if unsupported:
+        raise UserError(unsupported)
     try:
         adapter.preflight(loaded, [sample])  # e.g. the part token exists for this backbone
         adapter.inputs_fingerprint(sample)  # loads a special checkpoint
@@ -188,32 +193,19 @@ def edit(
     from partedit_bench.api import EditRequest
 
     request = EditRequest(sample, source, seed, chosen, loaded, gt, synthetic)
-    start = time.perf_counter()
-    with counting_unet_calls(loaded, on_step):
-        result = adapter.edit(request)
-    seconds = time.perf_counter() - start
+    done = perform(adapter, request, device=str(loaded.device), on_step=on_step)
     adapter.release()
-    edited, predicted = finish(result, source.size)
-    return Edit(edited, predicted, source, seconds, cls.name, loaded.name, synthetic, result.extras)
-
-
-#: options counted in steps, kept at the same fraction of the steps when only `steps` changes
-STEP_COUNTS = ("skip", "start_step", "inversion_steps")
-
-
-def with_step_counts(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """`options` where a changed `steps` also scales the method's step-count options the user
-    left alone (EF-DDPM skips 36 of 100 steps: 9 of 25), as the default run's config does."""
-    import dataclasses
-
-    defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)}
-    base = defaults.get("steps")
-    if "steps" not in options or not isinstance(base, int) or base <= 0:
-        return options
-    for key in STEP_COUNTS:
-        if key in defaults and key not in options and isinstance(defaults[key], int):
-            options[key] = round(defaults[key] * options["steps"] / base)
-    return options
+    return Edit(
+        done.image,
+        done.mask,
+        source,
+        done.seconds,
+        cls.name,
+        loaded.name,
+        synthetic,
+        done.result.extras,
+        done.mask_png,
+    )
 
 
 def generate_source(backbone: Any, prompt: str, seed: int, options: Any) -> Image.Image:
@@ -242,28 +234,6 @@ def text_to_image(
         width=backbone.resolution,
         output_type=output_type,
     ).images[0 if output_type == "pil" else slice(None)]
-
-
-class counting_unet_calls:  # noqa: N801 (a context manager, used as a function)
-    """Calls `on_step(n)` after every UNet call (n so far) while active."""
-
-    def __init__(self, backbone: Any, on_step: Callable[[int], None] | None):
-        denoiser = backbone.components.get("unet") or backbone.components.get("transformer")
-        self.unet, self.on_step, self.calls, self.handle = denoiser, on_step, 0, None
-
-    def __enter__(self) -> counting_unet_calls:
-        if self.on_step is not None:
-            self.handle = self.unet.register_forward_hook(self._called)
-        return self
-
-    def _called(self, module: Any, args: Any, output: Any) -> None:
-        self.calls += 1
-        assert self.on_step is not None
-        self.on_step(self.calls)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.handle is not None:
-            self.handle.remove()
 
 
 def overlay(

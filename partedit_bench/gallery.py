@@ -55,10 +55,10 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
     variants: list[str] = []
     seed, current = first_seed_edits(root, info)
     for path, record in current:
-        sample = samples.get(record["sample_id"])
+        sample = samples.get(record.sample_id)
         if sample is None:
             continue
-        variant = record["variant"] + ("†" if record.get("uses_gt_mask") else "")
+        variant = record.variant + ("†" if record.uses_gt_mask else "")
         if variant not in variants:
             variants.append(variant)
         row = rows.get(sample.id)
@@ -81,10 +81,10 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
                 "edits": {},
                 "metrics": {},
             }
-        edit = {"image": os.path.relpath(path.parent / record["image"], out)}
-        if record.get("predicted_mask"):
+        edit = {"image": os.path.relpath(path.parent / str(record.image), out)}
+        if record.predicted_mask:
             image = load_image(sample.original_image)
-            with Image.open(path.parent / record["predicted_mask"]) as stored:
+            with Image.open(path.parent / record.predicted_mask) as stored:
                 soft = np.asarray(stored.convert("L"), np.float64) / 255.0
             name = f"{sample.id}_mask{variants.index(variant)}.png"
             gt = load_mask(sample.gt_mask, image.size)

@@ -12,7 +12,15 @@ from partedit_bench.data.schema import load_image
 from partedit_bench.data.suites import load_suite
 from partedit_bench.errors import UserError, safe_name
 from partedit_bench.io import atomic_write_bytes, create_exclusive, json_bytes, png_bytes
-from partedit_bench.store import RECORD_VERSION, bytes_digest, now, package_versions, read_json
+from partedit_bench.store import (
+    RECORD_VERSION,
+    JobRecord,
+    bytes_digest,
+    now,
+    package_versions,
+    read_json,
+    read_record,
+)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -58,10 +66,10 @@ def import_edits(
     elif info["suite"]["name"] != suite.name:
         raise UserError(f"{root} holds suite '{info['suite']['name']}', not '{suite.name}'")
     for path in sorted((root / name).glob("*/*.json")) if (root / name).is_dir() else []:
-        record = read_json(path)
-        if record and not str(record.get("method", "")).startswith("imported:"):
+        record = read_record(path)
+        if record and not record.method.startswith("imported:"):
             raise UserError(
-                f"{root / name} holds the records of method '{record.get('method')}'; "
+                f"{root / name} holds the records of method '{record.method}'; "
                 "import under another --name"
             )
     found: dict[str, Path] = {}
@@ -91,32 +99,29 @@ def import_edits(
     for sample, edited, origin in images.values():
         stem = root / name / sample.split / f"{sample.id}__s0"
         data = png_bytes(edited)
-        record = {
-            "record_version": RECORD_VERSION,
-            "run_hash": info["run_hash"],
-            "job_hash": stable_hash(
+        record = JobRecord(
+            run_hash=info["run_hash"],
+            job_hash=stable_hash(
                 {
                     "imported": name,
                     "sample": sample.digest(),
                     "image": hashlib.sha256(data).hexdigest(),
                 }
             ),
-            "variant": name,
-            "method": f"imported:{name}",
-            "options": {"source": str(origin)},
-            "uses_gt_mask": uses_gt_mask,
-            "sample_id": sample.id,
-            "split": sample.split,
-            "part": sample.part_token,
-            "seed": 0,
-            "status": "ok",
-            "error": None,
-            "image": stem.with_suffix(".png").name,
-            "files": {stem.with_suffix(".png").name: bytes_digest(data)},
-            "predicted_mask": None,
-            "started": now(),
-            "finished": now(),
-        }
+            variant=name,
+            method=f"imported:{name}",
+            sample_id=sample.id,
+            split=sample.split,
+            part=sample.part_token,
+            seed=0,
+            status="ok",
+            options={"source": str(origin)},
+            uses_gt_mask=uses_gt_mask,
+            image=stem.with_suffix(".png").name,
+            files={stem.with_suffix(".png").name: bytes_digest(data)},
+            started=now(),
+            finished=now(),
+        )
         atomic_write_bytes(stem.with_suffix(".png"), data)
-        atomic_write_bytes(stem.with_suffix(".json"), json_bytes(record))
+        atomic_write_bytes(stem.with_suffix(".json"), record.to_bytes())
     return root, len(images)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from partedit_bench.api import EditMethod, MethodUnavailable
+from partedit_bench.api import EditMethod, MethodUnavailable, unsupported_backbone
 from partedit_bench.data.schema import Sample
 from partedit_bench.jobs import Job
 
@@ -24,7 +24,7 @@ class MethodSet:
         self.last_job: dict[str, int] = {}
         self.jobs: list[Job] = []
         for variant in variants:
-            if variant.cls.uses_backbone and backbone.family not in variant.cls.families:
+            if unsupported_backbone(variant.cls, backbone):
                 continue  # its jobs are recorded as skipped
             method = variant.cls(variant.options)
             try:

@@ -292,7 +292,7 @@ def write_qualitative(root: Path, sample_ids: list[str], result: dict[str, Any])
             raise UserError(f"report --samples: no sample '{sample_id}' in the run's suite"
                             f"{did_you_mean(sample_id, samples)}")  # fmt: skip
     _, current = first_seed_edits(root, info)
-    edits = {(r["variant"], r["sample_id"]): p.parent / r["image"] for p, r in current}
+    edits = {(r.variant, r.sample_id): p.parent / str(r.image) for p, r in current}
     variants = list(dict.fromkeys(v for v, _ in sorted(edits)))
     columns = ["source", *variants]
     size = (1.4 * len(columns), 1.5 * len(sample_ids) + 0.3)

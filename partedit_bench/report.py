@@ -32,6 +32,7 @@ from partedit_bench.store import (
     load_run,
     metric_path,
     read_json,
+    read_record,
 )
 from partedit_bench.tables import GT_MARK, latex_table, markdown_table, shows_backbone, text_rows
 
@@ -52,32 +53,30 @@ def load_rows(
         backbone = info["backbone"]["name"]
         runs.append({"root": str(root), "info": info, "manifests": manifests})
         for path in iter_records(root):
-            record = read_json(path)
-            if record is None or record.get("run_hash") != info["run_hash"]:
+            record = read_record(path)
+            if record is None or record.run_hash != info["run_hash"]:
                 continue
             row = {
                 "run": str(root),
                 "backbone": Path(backbone).name,
-                "block": f"{record['split']} ({Path(backbone).name})"
-                if by_backbone
-                else record["split"],
-                "variant": record["variant"] + (GT_MARK if record.get("uses_gt_mask") else ""),
-                "split": record["split"],
-                "part": record["part"],
-                "sample_id": record["sample_id"],
-                "seed": record["seed"],
-                "status": record["status"],
-                "reason": record.get("error") if record["status"] == "skipped" else None,
-                "notes": tuple((record.get("extras") or {}).get("notes") or ()),
+                "block": f"{record.split} ({Path(backbone).name})" if by_backbone else record.split,
+                "variant": record.variant + (GT_MARK if record.uses_gt_mask else ""),
+                "split": record.split,
+                "part": record.part,
+                "sample_id": record.sample_id,
+                "seed": record.seed,
+                "status": record.status,
+                "reason": record.error if record.status == "skipped" else None,
+                "notes": record.notes,
             }
-            if record["status"] == "ok":
+            if record.status == "ok":
                 check_outputs(path, record)
                 digest = files_digest(record)
                 for group, manifest_hash in hashes.items():
                     values = read_json(metric_path(path, group, manifest_hash))
                     if (
                         values
-                        and values.get("job_hash") == record["job_hash"]
+                        and values.get("job_hash") == record.job_hash
                         and values.get("files") == digest
                     ):
                         row.update(

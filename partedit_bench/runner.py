@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from partedit_bench.api import EditRequest, EditResult, MethodUnavailable, finish, mask_image
+from partedit_bench.api import EditRequest, MethodUnavailable, unsupported_backbone
 from partedit_bench.config import RunConfig, resolve_variants, stable_hash
 from partedit_bench.data.schema import Sample, load_image, load_mask
 from partedit_bench.data.suites import Suite, load_suite
@@ -27,11 +27,11 @@ from partedit_bench.io import (
     png_bytes,
     remove_stale_temps,
 )
-from partedit_bench.jobs import Job, run_hash_of, shard_from
+from partedit_bench.jobs import Job, perform, run_hash_of, shard_from
 from partedit_bench.methodset import MethodSet
 from partedit_bench.outputs import output_folder
 from partedit_bench.store import (
-    RECORD_VERSION,
+    JobRecord,
     bytes_digest,
     claim_job,
     git_commit,
@@ -39,6 +39,7 @@ from partedit_bench.store import (
     outputs_intact,
     package_versions,
     read_json,
+    read_record,
     safe_host,
 )
 
@@ -276,45 +277,42 @@ class Runner:
 
     def reusable(self, stem: Path, job_hash: str) -> bool:
         """Whether the job's record can be trusted as done (same hash, files intact)."""
-        record = read_json(stem.with_suffix(".json"))
+        record = read_record(stem.with_suffix(".json"))
         return bool(
             not self.cfg.recompute
             and record
-            and record.get("job_hash") == job_hash
-            and record.get("status") in ("ok", "skipped")
-            and (record["status"] != "ok" or outputs_intact(stem.parent, record))
+            and record.job_hash == job_hash
+            and record.status in ("ok", "skipped")
+            and (record.status != "ok" or outputs_intact(stem.parent, record))
         )
 
     def run_job(self, job: Job, job_hash: str, stem: Path) -> str:
-        record: dict[str, Any] = {
-            "record_version": RECORD_VERSION,
-            "run_hash": self.run_hash,
-            "job_hash": job_hash,
-            "variant": job.variant.name,
-            "method": job.variant.spec.method,
-            "options": job.variant.options_dict(),
-            "grid": dict(job.variant.spec.grid),  # the swept axes of its grid; {} when none
-            "uses_gt_mask": self.uses_gt_mask(job),
-            "sample_id": job.sample.id,
-            "split": job.sample.split,
-            "part": job.sample.part_token,
-            "seed": job.seed,
-            "backbone_fingerprint": self.backbone.fingerprint,
-            "started": now(),
-            "shard": self.shard.label,
-            "image": None,
-            "predicted_mask": None,
-        }
+        record = JobRecord(
+            run_hash=self.run_hash,
+            job_hash=job_hash,
+            variant=job.variant.name,
+            method=job.variant.spec.method,
+            sample_id=job.sample.id,
+            split=job.sample.split,
+            part=job.sample.part_token,
+            seed=job.seed,
+            status="failed",  # until it is known
+            options=job.variant.options_dict(),
+            grid=dict(job.variant.spec.grid),
+            uses_gt_mask=self.uses_gt_mask(job),
+            backbone_fingerprint=self.backbone.fingerprint,
+            started=now(),
+            shard=self.shard.label,
+        )
         for pattern in (".json", ".png", "_mask.png"):  # this job's own outputs only
             for leftover in stem.parent.glob(f".{stem.name}{pattern}.*.tmp"):
                 leftover.unlink(missing_ok=True)
         reason = self.skip_reason(job)
         if reason:
-            record.update(status="skipped", error=reason, finished=now())
-            atomic_write_bytes(stem.with_suffix(".json"), json_bytes(record))
+            record.status, record.error, record.finished = "skipped", reason, now()
+            atomic_write_bytes(stem.with_suffix(".json"), record.to_bytes())
             return "skipped"
-        start = time.perf_counter()
-        memory = MemoryMeter(self.device)
+        start, memory = time.perf_counter(), MemoryMeter(self.device)
         try:
             self.rerender_if_missing(job.sample)  # (again: the cache may go mid-job too)
             image = load_image(job.sample.original_image)
@@ -329,41 +327,40 @@ class Runner:
                 mask=mask,
                 synthetic=self.suite.is_synthetic_for(self.backbone.name),
             )
-            with self.tensor_check():
-                result: EditResult = adapter.edit(request)
-            record["native_size"] = list(result.image.size)
-            edited, _ = finish(EditResult(result.image), image.size)
-            data = png_bytes(edited)
+            done = perform(adapter, request, device=self.device, check=self.tensor_check())
+            record.native_size = list(done.native_size)
+            data = png_bytes(done.image)
             atomic_write_bytes(stem.with_suffix(".png"), data)
-            record["image"] = stem.with_suffix(".png").name
-            record["files"] = {record["image"]: bytes_digest(data)}
-            if result.predicted_mask is not None:
-                mask_img = mask_image(result.predicted_mask, image.size)
+            record.image = stem.with_suffix(".png").name
+            record.files = {record.image: bytes_digest(data)}
+            if done.mask_png is not None:
                 mask_path = stem.parent / f"{stem.name}_mask.png"
-                data = png_bytes(mask_img)
+                data = png_bytes(done.mask_png)
                 atomic_write_bytes(mask_path, data)
-                record["predicted_mask"] = mask_path.name
-                record["files"][mask_path.name] = bytes_digest(data)
-            record.update(
-                status="ok", error=None, step_times=result.step_times, extras=result.extras
-            )
+                record.predicted_mask = mask_path.name
+                record.files[mask_path.name] = bytes_digest(data)
+            record.status, record.error = "ok", None
+            record.step_times, record.extras = done.result.step_times, done.result.extras
+            record.peak_memory = done.peak_memory
         except KeyboardInterrupt:
             raise
         except MethodUnavailable as exc:  # e.g. its special checkpoint went missing
             self.methods.skip(job.variant.name, str(exc))
-            record.update(status="skipped", error=str(exc))
+            record.status, record.error = "skipped", str(exc)
         except Exception as exc:  # a failing job is recorded; the run goes on
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=tail)
+            record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+            record.traceback = tail
             self.console.print(
                 f"[red]failed[/] {job.variant.name} {job.sample.id} "
                 f"s{job.seed}: {type(exc).__name__}: {exc}"
             )
-        record["wall_time_s"] = round(time.perf_counter() - start, 4)
-        record["peak_memory"] = memory.read()
-        record["finished"] = now()
-        atomic_write_bytes(stem.with_suffix(".json"), json_bytes(record))
-        return record["status"]
+        record.wall_time_s = round(time.perf_counter() - start, 4)
+        if record.peak_memory is None:  # (a failed job: the peak until it failed)
+            record.peak_memory = memory.read()
+        record.finished = now()
+        atomic_write_bytes(stem.with_suffix(".json"), record.to_bytes())
+        return record.status
 
     def rerender_if_missing(self, sample: Sample) -> None:
         """A procedural suite's render cache (PARTEDIT_BENCH_CACHE) deleted during a run is
@@ -385,11 +382,9 @@ class Runner:
         if job.variant.name in self.methods.unavailable:
             return self.methods.unavailable[job.variant.name]
         cls = job.variant.cls
-        if cls.uses_backbone and self.backbone.family not in cls.families:
-            return (
-                f"{cls.name} supports {', '.join(sorted(cls.families))} backbones, not "
-                f"{self.backbone.family} ({self.backbone.name})"
-            )
+        unsupported = unsupported_backbone(cls, self.backbone)
+        if unsupported:
+            return unsupported
         if self.uses_gt_mask(job) and not job.sample.gt_mask:
             return f"{cls.name} needs a GT mask and sample {job.sample.id} has none"
         return None

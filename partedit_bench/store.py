@@ -24,6 +24,7 @@ import re
 import socket
 import subprocess
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,75 @@ RECORD_VERSION = 1
 MANIFEST_FILE = "metrics_manifest.json"
 #: The note a run on random weights carries into every table.
 RANDOM_WEIGHTS_NOTE = "random weights: checks the plumbing, not the methods"
+
+
+STATUSES = ("ok", "skipped", "failed")
+
+
+@dataclass
+class JobRecord:
+    """One job's record, `<variant>/<split>/<sample-id>__s<seed>.json`, written last (its
+    presence with status ok and intact files is what makes a job done). `run` and
+    `import-edits` write it; `evaluate`, `report`, the gallery, the study and the figures read
+    it through `read_record`. A record of another `record_version` is not read as this one:
+    the run hash carries the version, so such a job is recomputed."""
+
+    run_hash: str
+    job_hash: str
+    variant: str  # the row name: method plus its non-default options (`partedit[t_e=30]`)
+    method: str  # the registry name (`imported:<name>` for an imported folder)
+    sample_id: str
+    split: str
+    part: str  # the sample's part token
+    seed: int
+    status: str  # one of STATUSES
+    options: dict[str, Any] = field(default_factory=dict)  # every option, defaults included
+    grid: dict[str, Any] = field(default_factory=dict)  # the swept axes of its grid; {} if none
+    uses_gt_mask: bool = False  # the method was given the GT mask (a † row)
+    backbone_fingerprint: str | None = None
+    shard: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    image: str | None = None  # the edited image beside the record (status ok)
+    predicted_mask: str | None = None  # the method's own mask beside it, if any
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> bytes, sha256
+    native_size: list[int] | None = None  # the method's output size before `finish`
+    error: str | None = None  # the skip reason, or the failure's exception line
+    traceback: str | None = None
+    step_times: list[float] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # the method's notes
+    wall_time_s: float | None = None
+    peak_memory: dict[str, Any] | None = None
+    record_version: int = RECORD_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"record status must be one of {STATUSES}, not {self.status!r}")
+
+    def to_bytes(self) -> bytes:
+        return json_bytes(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRecord | None:
+        """The record, or None for one of another version or shape (never half-read)."""
+        if not isinstance(data, dict) or data.get("record_version") != RECORD_VERSION:
+            return None
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple((self.extras or {}).get("notes") or ())
+
+
+def read_record(path: Path) -> JobRecord | None:
+    """The job record at `path`, or None when it is missing, unreadable or not a record of
+    this version."""
+    data = read_json(path)
+    return JobRecord.from_dict(data) if data is not None else None
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -95,13 +165,13 @@ def bytes_digest(data: bytes) -> dict[str, Any]:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def outputs_intact(folder: Path, record: dict[str, Any]) -> bool:
+def outputs_intact(folder: Path, record: JobRecord) -> bool:
     """Whether every file an ok record points at is there with the size and hash the record
     wrote down (a truncated or replaced PNG is recomputed, never trusted)."""
-    files = record.get("files")
-    if not isinstance(files, dict) or not record.get("image") or record["image"] not in files:
+    files = record.files
+    if not isinstance(files, dict) or not record.image or record.image not in files:
         return False
-    if record.get("predicted_mask") and record["predicted_mask"] not in files:
+    if record.predicted_mask and record.predicted_mask not in files:
         return False  # every file a reader opens is one the record vouches for
     for name, expected in files.items():
         if "/" in str(name) or "\\" in str(name) or str(name).startswith("."):
@@ -122,7 +192,7 @@ def job_name(record_path: Path) -> str:
     return "/".join(Path(record_path).with_suffix("").parts[-3:])
 
 
-def check_outputs(record_path: Path, record: dict[str, Any]) -> None:
+def check_outputs(record_path: Path, record: JobRecord) -> None:
     """Refuses, in one line naming the job, an ok record whose files are not the ones it
     wrote (replaced, truncated, missing, or named outside its folder): what `evaluate`,
     `report`, the gallery and the study do before they read an edit."""
@@ -135,10 +205,10 @@ def check_outputs(record_path: Path, record: dict[str, Any]) -> None:
         )
 
 
-def files_digest(record: dict[str, Any]) -> str:
+def files_digest(record: JobRecord) -> str:
     """A digest of the sizes and hashes of a record's files: metric rows carry it, so that a
     row computed from other image bytes is never taken for this job's."""
-    text = json.dumps(record.get("files"), sort_keys=True, default=str)
+    text = json.dumps(record.files, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -207,19 +277,19 @@ def safe_host() -> str:
     return re.sub(r"[^0-9A-Za-z.-]", "_", socket.gethostname())[:64] or "host"
 
 
-def first_seed_edits(root: Path, info: dict[str, Any]) -> tuple[int, list[tuple[Path, dict]]]:
+def first_seed_edits(root: Path, info: dict[str, Any]) -> tuple[int, list[tuple[Path, JobRecord]]]:
     """The finished jobs of the run's current configuration (not those a replaced one left)
     at the run's first seed (a run need not have seed 0): (that seed, [(record path, record)]),
     what the gallery and the user study show."""
     current = [
         (path, record)
         for path in iter_records(root)
-        if (record := read_json(path))
-        and record.get("status") == "ok"
-        and record.get("run_hash") == info["run_hash"]
+        if (record := read_record(path))
+        and record.status == "ok"
+        and record.run_hash == info["run_hash"]
     ]
-    seed = min((int(r.get("seed") or 0) for _, r in current), default=0)
-    chosen = [(p, r) for p, r in current if r.get("seed") == seed]
+    seed = min((r.seed for _, r in current), default=0)
+    chosen = [(p, r) for p, r in current if r.seed == seed]
     for path, record in chosen:
         check_outputs(path, record)
     return seed, chosen

@@ -17,6 +17,8 @@ _CACHE = tempfile.mkdtemp(prefix="partedit-bench-test-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)  # nothing left in the temp folder
 os.environ.setdefault("PARTEDIT_BENCH_CACHE", _CACHE)
 os.environ["HF_HUB_OFFLINE"] = "1"
+# tables are read at one width whatever runs the tests (a terminal, a pipe, an xdist worker)
+os.environ["COLUMNS"] = "200"
 os.environ.pop("RANK", None)
 os.environ.pop("WORLD_SIZE", None)
 os.environ.pop("SLURM_ARRAY_TASK_ID", None)

@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
 
 def options_of(args: argparse.Namespace) -> dict[str, Any]:
     """--t-e, --steps and --set METHOD.KEY=VALUE as the method's options."""
-    from partedit_bench.api import parse_scalar
+    from partedit_bench.api import parse_sets
 
     options: dict[str, Any] = {}
     if args.steps is not None:
@@ -67,14 +67,10 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
         if args.method != "partedit":
             raise UserError(f"--t-e is PartEdit's option; {args.method} has none")
         options["t_e"] = args.t_e
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        method, dot, option = key.rpartition(".")
-        if not sep or not dot or not option:
-            raise UserError(f"--set expects method.key=value, got '{item}'")
+    for method, values in parse_sets(args.set).items():
         if method != args.method:
             raise UserError(f"--set names method '{method}'; this edit runs {args.method}")
-        options[option] = parse_scalar(value)
+        options.update(values)
     return options
 
 
@@ -92,7 +88,7 @@ def outputs(out: Path, synthetic: bool, with_mask: bool) -> dict[str, Path]:
 def command_edit(args: argparse.Namespace, console: Any) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from partedit_bench.editing import cached_backbone, edit, mask_image, overlay, parts_in
+    from partedit_bench.editing import cached_backbone, edit, overlay, parts_in
     from partedit_bench.io import atomic_write_bytes, png_bytes
 
     parts_in(args.edit)  # checked before anything loads
@@ -139,8 +135,8 @@ def command_edit(args: argparse.Namespace, console: Any) -> int:
     files = {"edited": png_bytes(result.image)}
     if result.synthetic:
         files["source"] = png_bytes(result.source)
-    if result.mask is not None:
-        files["mask"] = png_bytes(mask_image(result.mask, result.image.size))
+    if result.mask is not None and result.mask_png is not None:
+        files["mask"] = png_bytes(result.mask_png)  # the same bytes a run stores
         files["overlay"] = png_bytes(overlay(result.image, result.mask))
     for kind, data in files.items():
         atomic_write_bytes(paths[kind], data)

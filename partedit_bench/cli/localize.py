@@ -101,7 +101,7 @@ def command_maps(args: argparse.Namespace, console: Any) -> int:
     root = Path(args.run_dir)
     with console.status(f"recomputing {args.job} with its maps"):
         run, options, record = job_maps(root, args.job, args.device)
-    stored = load_image(root / Path(args.job).parent / record["image"])
+    stored = load_image(root / Path(args.job).parent / str(record.image))
     again, _ = finish(run.result, stored.size)
     same = np.array_equal(np.asarray(again), np.asarray(stored))
     steps = strip_panels(run.maps, options.omega)

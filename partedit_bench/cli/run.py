@@ -267,8 +267,9 @@ def command_list(what: str) -> int:
     if what == "methods":
         from partedit_bench.api import METHOD_REGISTRY, resolve_method_class
 
+        first = "method"  # (a name is never wrapped)
         for column in ("method", "families", "needs", "GT mask", "checkpoint", "description"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column == first)
         for name in sorted(METHOD_REGISTRY):
             cls = resolve_method_class(name)
             doc = first_sentence(cls.__doc__ or "")
@@ -284,8 +285,9 @@ def command_list(what: str) -> int:
         from partedit_bench.data.schema import CANONICAL_PARTS
         from partedit_bench.data.suites import available_suites, load_suite
 
+        first = "suite"  # (a name is never wrapped)
         for column in ("suite", "version", "samples", "parts", "kind"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column == first)
         for name in available_suites():
             try:
                 suite = load_suite(name)
@@ -305,8 +307,9 @@ def command_list(what: str) -> int:
         from partedit_bench.metrics import GROUPS, METRICS
         from partedit_bench.metrics.evaluate import DEFAULT_GROUPS
 
+        first = "metric"  # (a name is never wrapped)
         for column in ("metric", "group", "better", "needs", "description"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column == first)
         for metric in sorted(METRICS.values(), key=lambda m: GROUPS.index(m.group)):
             table.add_row(
                 metric.name,
@@ -321,8 +324,9 @@ def command_list(what: str) -> int:
     else:
         from partedit_bench.engine.registry import BACKBONES
 
+        first = "backbone"  # (a name is never wrapped)
         for column in ("backbone", "family", "resolution", "source", "description"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column == first)
         for spec in BACKBONES.values():
             table.add_row(
                 spec.name,

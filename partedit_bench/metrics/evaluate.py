@@ -27,12 +27,14 @@ from partedit_bench.metrics import (
 )
 from partedit_bench.store import (
     MANIFEST_FILE,
+    JobRecord,
     check_outputs,
     files_digest,
     iter_records,
     load_run,
     metric_path,
     read_json,
+    read_record,
     suite_samples,
 )
 
@@ -143,9 +145,9 @@ def pixel_group(e: ScoredEdit) -> dict[str, float]:
     }
 
 
-def scored_edit(sample: Sample, record_path: Path, record: dict[str, Any]) -> ScoredEdit:
+def scored_edit(sample: Sample, record_path: Path, record: JobRecord) -> ScoredEdit:
     source_img = load_image(sample.original_image)
-    edited = load_image(record_path.parent / record["image"])
+    edited = load_image(record_path.parent / str(record.image))
     if edited.size != source_img.size:
         raise UserError(
             f"{record_path}: edited image {edited.size} differs from its source {source_img.size}"
@@ -153,10 +155,10 @@ def scored_edit(sample: Sample, record_path: Path, record: dict[str, Any]) -> Sc
     mask = load_mask(sample.gt_mask, source_img.size)
     target_path = sample.extra.get("gt_edited_image")
     predicted = None
-    if record.get("predicted_mask"):
+    if record.predicted_mask:
         predicted = (
             np.asarray(
-                Image.open(record_path.parent / record["predicted_mask"]).convert("L"),
+                Image.open(record_path.parent / record.predicted_mask).convert("L"),
                 dtype=np.float64,
             )
             / 255.0
@@ -242,8 +244,8 @@ def evaluate_run(
         task = progress.add_task("evaluate", total=len(paths))
         for path in paths:
             progress.advance(task)
-            record = read_json(path)
-            if not record or record.get("status") != "ok":
+            record = read_record(path)
+            if not record or record.status != "ok":
                 continue
             counts["jobs"] += 1
             check_outputs(path, record)  # never a score of bytes the record did not write
@@ -254,7 +256,7 @@ def evaluate_run(
                 cached = read_json(out)
                 if (
                     cached
-                    and cached.get("job_hash") == record["job_hash"]
+                    and cached.get("job_hash") == record.job_hash
                     and cached.get("files") == digest
                 ):
                     counts["cached"] += 1
@@ -262,9 +264,9 @@ def evaluate_run(
                     todo.append((name, out))
             if not todo:
                 continue
-            sample = samples.get(record["sample_id"])
+            sample = samples.get(record.sample_id)
             if sample is None:
-                raise UserError(f"{path}: sample {record['sample_id']} is not in the run's suite")
+                raise UserError(f"{path}: sample {record.sample_id} is not in the run's suite")
             edit = scored_edit(sample, path, record)
             for name, out in todo:
                 values = computers[name][0](edit)
@@ -272,7 +274,7 @@ def evaluate_run(
                     out,
                     json_bytes(
                         {
-                            "job_hash": record["job_hash"],
+                            "job_hash": record.job_hash,
                             "files": digest,
                             "group": name,
                             "manifest_hash": manifests[name]["hash"],

@@ -68,7 +68,7 @@ def export_study(
     info = load_run(run_dir)
     _, current = first_seed_edits(run_dir, info)  # one edit per (method, sample)
     edits: dict[tuple[str, str], Path] = {
-        (record["variant"], record["sample_id"]): path.parent / record["image"]
+        (record.variant, record.sample_id): path.parent / str(record.image)
         for path, record in current
     }
     variants = {v for v, _ in edits}

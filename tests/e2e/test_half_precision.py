@@ -15,16 +15,8 @@ from partedit_bench.api import METHOD_REGISTRY, resolve_method_class
 from partedit_bench.cli import main
 from partedit_bench.store import iter_records
 
-SHORT = {
-    "partedit": {"steps": 3, "t_e": 3},
-    "blended_latent": {"steps": 3},
-    "ef_ddpm": {"steps": 4, "skip": 1},
-    "ip2p": {"steps": 3},
-    "ledits_pp": {"steps": 4, "warmup": 1},
-    "sdxl_inpaint": {"steps": 3},
-    "masactrl": {"steps": 3, "start_step": 1, "start_layer": 1},
-    "p2p": {"steps": 3, "null_text_inner_steps": 1},
-}
+#: every registered method at its few-step options (a new method joins without a change here)
+SHORT = {m: dict(resolve_method_class(m).smoke_options) for m in METHOD_REGISTRY}
 #: the other real-image paths: PartEdit through LEDITS++'s inversion, P2P through plain DDIM
 VARIANTS = {
     "partedit_ledits": ("partedit", {"steps": 3, "t_e": 3, "inversion": "ledits"}),

@@ -48,6 +48,7 @@ class BlendedLatent(GivenMask, EditMethod):
     needs = frozenset({"target_prompt", "mask"})
     uses_gt_mask = True
     Options = BlendedLatentOptions
+    smoke_options = {"steps": 3}
 
     def load(self, backbone: Any) -> None:
         self.backbone = backbone

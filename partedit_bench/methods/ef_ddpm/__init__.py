@@ -39,6 +39,8 @@ class EFDDPM(EditMethod):
     version = "2"  # #14: the last noise map zeroed by default
     needs = frozenset({"source_prompt", "target_prompt"})
     Options = EFDDPMOptions
+    step_options = ("skip",)
+    smoke_options = {"steps": 4, "skip": 1}
 
     def load(self, backbone: Any) -> None:
         if self.options.eta != 1.0:

@@ -40,6 +40,7 @@ class FluxKontext(SpecialCheckpointMethod):
     families = frozenset({"flux"})
     special_checkpoint = "kontext"
     Options = KontextOptions
+    smoke_options = {"steps": 2}
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
         super().preflight(backbone, samples)

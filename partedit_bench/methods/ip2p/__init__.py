@@ -39,6 +39,7 @@ class InstructPix2Pix(SpecialCheckpointMethod):
     needs = frozenset({"instruction"})
     special_checkpoint = "ip2p"
     Options = IP2POptions
+    smoke_options = {"steps": 3}
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
         super().preflight(backbone, samples)

@@ -60,6 +60,8 @@ class LeditsPP(EditMethod):
     needs = frozenset({"target_prompt"})
     version = "2"
     Options = LeditsOptions
+    step_options = ("warmup",)  # (None by default: resolved per family)
+    smoke_options = {"steps": 4, "warmup": 1}
 
     def load(self, backbone: Any) -> None:
         self.backbone = backbone

@@ -112,6 +112,8 @@ class MasaCtrl(EditMethod):
     name = "masactrl"
     needs = frozenset({"target_prompt"})
     Options = MasaCtrlOptions
+    step_options = ("start_step",)
+    smoke_options = {"steps": 3, "start_step": 1, "start_layer": 1}
 
     def load(self, backbone: Any) -> None:
         self.backbone = backbone

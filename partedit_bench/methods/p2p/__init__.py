@@ -204,6 +204,7 @@ class PromptToPrompt(EditMethod):
     version = "2"  # #14: the reference notebooks' controllers and null-text inversion
     needs = frozenset({"source_prompt", "target_prompt"})
     Options = P2POptions
+    smoke_options = {"steps": 3, "null_text_inner_steps": 1}
 
     def load(self, backbone: Any) -> None:
         self.backbone = backbone

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from partedit_bench.methods.partedit import core
+from partedit_bench.store import JobRecord
 
 COLUMNS = ("normalized map", "binary (0.5)", "Otsu", "adaptive T(M)")
 
@@ -67,7 +68,7 @@ def draw_strip(steps: list[dict[str, Any]], title: str) -> bytes:
     return buffer.getvalue()
 
 
-def job_maps(root: Path, job: str, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+def job_maps(root: Path, job: str, device: str = "cpu") -> tuple[Any, Any, JobRecord]:
     """Recomputes a finished partedit job of a run folder (`<variant>/<split>/<id>__s<seed>`)
     keeping every step's maps: (the PartEditRun, its options, the record). The recomputed
     edit is compared with the stored one by the caller."""
@@ -77,7 +78,7 @@ def job_maps(root: Path, job: str, device: str = "cpu") -> tuple[Any, Any, dict[
     from partedit_bench.errors import UserError
     from partedit_bench.methods.partedit.method import PartEdit
     from partedit_bench.methods.partedit.sampling import run_partedit
-    from partedit_bench.store import load_run, read_json, suite_samples
+    from partedit_bench.store import load_run, read_record, suite_samples
 
     parts = job.strip("/").split("/")
     if len(parts) != 3:
@@ -85,15 +86,15 @@ def job_maps(root: Path, job: str, device: str = "cpu") -> tuple[Any, Any, dict[
     from partedit_bench.outputs import child
 
     info = load_run(root)
-    record = read_json(child(root, *parts[:2], f"{parts[2]}.json", field="maps job"))
+    record = read_record(child(root, *parts[:2], f"{parts[2]}.json", field="maps job"))
     if record is None:
         raise UserError(f"no job record {root / job}.json (name a job as VARIANT/SPLIT/ID__sSEED)")
-    if record.get("method") != "partedit" or record.get("status") != "ok":
-        raise UserError(f"job {job} is not a finished partedit job ({record.get('method')})")
-    options = build_options(PartEdit, dict(record.get("options") or {}))
+    if record.method != "partedit" or record.status != "ok":
+        raise UserError(f"job {job} is not a finished partedit job ({record.method})")
+    options = build_options(PartEdit, dict(record.options))
     if options.mask_source != "tokens":
         raise UserError(f"job {job} blends a given mask ({options.mask_source}): no token maps")
-    sample = suite_samples(info)[record["sample_id"]]
+    sample = suite_samples(info)[record.sample_id]
     dtype = (info.get("identity") or {}).get("dtype") or "auto"
     backbone = load_backbone(info["backbone"]["name"], device, dtype)
     method = PartEdit(options)
@@ -101,7 +102,7 @@ def job_maps(root: Path, job: str, device: str = "cpu") -> tuple[Any, Any, dict[
     made_by = (info["suite"].get("synthetic_source") or {}).get("backbone")
     suite_synthetic = made_by == backbone.name
     image = load_image(sample.original_image)
-    seed = int(record["seed"])
+    seed = record.seed
     run = run_partedit(
         backbone, sample, image, seed, options, method.tokens, suite_synthetic, keep_maps=True
     )

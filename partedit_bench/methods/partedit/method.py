@@ -22,6 +22,8 @@ class PartEdit(EditMethod):
     version = "2"  # #13: the released pipeline's mask, timing and word swap
     needs = frozenset({"source_prompt", "target_prompt", "part_token"})
     Options = PartEditOptions
+    step_options = ("t_e",)
+    smoke_options = {"steps": 3, "t_e": 3}
 
     def load(self, backbone: Any) -> None:
         self.backbone = backbone

@@ -43,6 +43,7 @@ class QwenImageEdit(EditMethod):
     needs = frozenset({"instruction"})
     families = frozenset({"qwen-image"})
     Options = QwenEditOptions
+    smoke_options = {"steps": 2}
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
         import diffusers

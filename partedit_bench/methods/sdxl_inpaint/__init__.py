@@ -46,6 +46,7 @@ class SDXLInpaint(GivenMask, SpecialCheckpointMethod):
     special_checkpoint = "inpaint"
     uses_gt_mask = True
     Options = InpaintOptions
+    smoke_options = {"steps": 3}
 
     def open(self, special: Any) -> Any:
         from diffusers import StableDiffusionXLInpaintPipeline

@@ -157,6 +157,8 @@ class StableFlow(EditMethod):
     needs = frozenset({"source_prompt", "target_prompt"})
     families = frozenset({"flux"})
     Options = StableFlowOptions
+    step_options = ("inversion_steps",)  # (`edit --steps`: the real-image steps too)
+    smoke_options = {"steps": 2, "inversion_steps": 2}
 
     def load(self, backbone: Any) -> None:
         from diffusers import FluxPipeline
