@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from partedit_bench.data.schema import Sample
+from partedit_bench.data.schema import Sample, write_part_words
 from partedit_bench.errors import UserError, did_you_mean
 from partedit_bench.registry import ENTRY_POINTS, INDEX, registry  # noqa: F401 (re-exported)
 
@@ -215,7 +215,16 @@ def file_digest(path: str | Path) -> str:
 def target_prompt(sample: Sample) -> str:
     """The edit as plain text for methods without part tokens: the word-aligned P2P target,
     else `prompt_changed` with each part token written as the sample's part words."""
-    return sample.p2p_template or re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
+    return sample.p2p_template or write_part_words(sample.prompt_changed, sample.part)
+
+
+def generation_target(sample: Sample) -> str:
+    """The target of the generation setting (P2P's and MasaCtrl's synthetic mode):
+    `prompt_changed` with each part token written as the sample's part words, else
+    `target_prompt`."""
+    if sample.prompt_changed:
+        return write_part_words(sample.prompt_changed, sample.part)
+    return target_prompt(sample)
 
 
 def resolve_method_class(name: str) -> type[EditMethod]:

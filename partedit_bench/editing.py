@@ -11,7 +11,6 @@ edit and its mask brought back to the source's size, timed).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from partedit_bench.data.schema import CANONICAL_PARTS, Sample
+from partedit_bench.data.schema import CANONICAL_PARTS, PART_TOKEN, Sample, write_part_words
 from partedit_bench.errors import UserError, did_you_mean
-
-TOKEN = re.compile(r"<([^<>\s]+)>")
 
 
 @dataclass
@@ -55,7 +52,7 @@ class Edit:
 
 def parts_in(edit_prompt: str) -> list[str]:
     """The part tokens written in an edit prompt (`... a robotic <humanoid-head>`), checked."""
-    found = TOKEN.findall(edit_prompt)
+    found = PART_TOKEN.findall(edit_prompt)
     if not found:
         raise UserError(
             f"the edit prompt names no part: write it as a token, e.g. 'a robotic "
@@ -77,7 +74,7 @@ def edit_sample(
     part token written as its words, the instruction if any."""
     parts = parts_in(edit_prompt)
     words = {p: p.replace("-", " ") for p in parts}
-    template = TOKEN.sub(lambda m: words[m.group(1)], edit_prompt)
+    template = write_part_words(edit_prompt, lambda token: words[token])
     edit_words = [w for w in template.split() if w not in prompt.split()]
     return Sample(
         id="edit",

@@ -19,6 +19,13 @@ os.environ.setdefault("PARTEDIT_BENCH_CACHE", _CACHE)
 os.environ["HF_HUB_OFFLINE"] = "1"
 # tables are read at one width whatever runs the tests (a terminal, a pipe, an xdist worker)
 os.environ["COLUMNS"] = "200"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: one thread each (and in the commands a test
+    # starts), or the workers' thread pools oversubscribe the cores and every step slows
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 os.environ.pop("RANK", None)
 os.environ.pop("WORLD_SIZE", None)
 os.environ.pop("SLURM_ARRAY_TASK_ID", None)

@@ -3,7 +3,6 @@ cache or snapshot folder, parquet files or a `save_to_disk` folder."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from partedit_bench.data.parts import (
     p2p_pair,
     partedit_prompt,
 )
-from partedit_bench.data.schema import Sample, opaque_rgb
+from partedit_bench.data.schema import PART_TOKEN, Sample, opaque_rgb
 from partedit_bench.errors import UserError, safe_name
 from partedit_bench.io import atomic_write_bytes, png_bytes
 from partedit_bench.outputs import child, output_folder, replace_folder, staging_folder
@@ -217,10 +216,8 @@ def _import_hf_rows(
                 if built is not None and built != text:
                     extra["prompt_changed_dataset"] = text  # the dataset's own words
                     text = built
-                entry["prompt_changed"] = re.sub(
-                    r"<([^<>]+)>",
-                    lambda m: f"<{canonical_part(m.group(1)) or m.group(1)}>",
-                    text,
+                entry["prompt_changed"] = PART_TOKEN.sub(
+                    lambda m: f"<{canonical_part(m.group(1)) or m.group(1)}>", text
                 )
             warning = label_warning(part, str(row.get("subject") or ""))
             if warning:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,18 @@ from PIL import Image, UnidentifiedImageError
 from partedit_bench.errors import UserError, safe_name
 
 #: The paper's seven parts; every imported part name is mapped onto one of these.
+#: a part token in a prompt, `<humanoid-head>`: group 1 is the text between the brackets
+PART_TOKEN = re.compile(r"<([^<>]+)>")
+
+
+def write_part_words(prompt: str, words: str | Callable[[str], str]) -> str:
+    """`prompt` with each part token written as plain words: `words`, or `words(token)`
+    (`a man with a robotic <humanoid-head>` -> `a man with a robotic head`)."""
+    if isinstance(words, str):
+        return PART_TOKEN.sub(lambda m: words, prompt)
+    return PART_TOKEN.sub(lambda m: words(m.group(1)), prompt)
+
+
 CANONICAL_PARTS = (
     "humanoid-head",
     "humanoid-torso",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,6 +40,82 @@ def decoder_cross_attention_layers(unet: Any, count: int = 8) -> list[str]:
     """The first `count` cross-attention layers of the decoder (SDXL: up_blocks.0.attentions.0
     transformer blocks 0-7), PartEdit's token layers."""
     return cross_attention_layers(unet, "up")[:count]
+
+
+@dataclass
+class Prepared:
+    """An attention call's inputs after the layer's own norms (`prepare`): what `finish`
+    needs to give the output the input's shape, residual and scale back."""
+
+    hidden_states: torch.Tensor  # (B, N, C), normed
+    context: torch.Tensor  # the keys' and values' input (hidden_states for self-attention)
+    attention_mask: torch.Tensor | None  # as `prepare_attention_mask` returns it
+    residual: torch.Tensor
+    shape4: tuple[int, int, int, int] | None  # (B, C, H, W) of a 4-D input
+
+
+def prepare(
+    attn: Any,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    temb: torch.Tensor | None,
+) -> Prepared:
+    """The first half of diffusers' `AttnProcessor.__call__` (diffusers 0.42,
+    models/attention_processor.py): spatial norm, a 4-D input flattened, the mask prepared,
+    group norm, the cross-attention norm. Every processor that supports any layer (the
+    recording one, PartEdit's) goes through it and through `finish`."""
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    shape4 = None
+    if hidden_states.ndim == 4:
+        shape4 = tuple(hidden_states.shape)
+        batch, channel, height, width = hidden_states.shape
+        hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+    context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    batch_size, sequence_length = context.shape[0], context.shape[1]
+    attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    if encoder_hidden_states is not None and attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    return Prepared(hidden_states, context, attention_mask, residual, shape4)  # type: ignore[arg-type]
+
+
+def finish(attn: Any, out: torch.Tensor, prepared: Prepared) -> torch.Tensor:
+    """The second half of `AttnProcessor.__call__` after the output projection: the input's
+    4-D shape, the residual and the output scale back."""
+    if prepared.shape4 is not None:
+        out = out.transpose(-1, -2).reshape(*prepared.shape4)
+    if attn.residual_connection:
+        out = out + prepared.residual
+    return out / attn.rescale_output_factor
+
+
+def project_out(attn: Any, out: torch.Tensor) -> torch.Tensor:
+    """Head-merged attention output (B*heads, N, d) through the layer's output projection and
+    dropout: (B, N, C)."""
+    return attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(out)))
+
+
+def plain_qkv(
+    attn: Any,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    who: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For the processors that rewrite attention maps (p2p, masactrl, the PartEdit 3-path
+    reference): the layer checked by `require_plain_attention` (so none of `prepare`'s steps
+    applies), then the head-split query, key and value, (B*heads, N, d)."""
+    require_plain_attention(attn, hidden_states, attention_mask, who)
+    context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    return (
+        attn.head_to_batch_dim(attn.to_q(hidden_states)),
+        attn.head_to_batch_dim(attn.to_k(context)),
+        attn.head_to_batch_dim(attn.to_v(context)),
+    )
 
 
 class RecordingAttnProcessor:
@@ -82,20 +159,9 @@ class RecordingAttnProcessor:
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        batch_size, sequence_length = context.shape[0], context.shape[1]
-        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        if encoder_hidden_states is not None and attn.norm_cross:
-            context = attn.norm_encoder_hidden_states(context)
+        prepared = prepare(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        hidden_states, context = prepared.hidden_states, prepared.context
+        attention_mask = prepared.attention_mask
         if self.query_source is not None:
             query = self.query_source[self.name][self.calls]
         else:
@@ -115,13 +181,7 @@ class RecordingAttnProcessor:
             probs = attn.get_attention_scores(query, key, attention_mask)
             self._keep("queries", query)
             self._keep("probs", probs)
-        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        return finish(attn, project_out(attn, torch.bmm(probs, value)), prepared)
 
 
 def require_plain_attention(

@@ -65,6 +65,12 @@ class Backbone:
         return self.components["vae"]
 
     @property
+    def latent_resolution(self) -> int:
+        """The side of the VAE's latents at the native resolution (the VAE halves the size
+        at each of its blocks but the last: 1024 -> 128 for SDXL)."""
+        return self.resolution // 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(self.components)

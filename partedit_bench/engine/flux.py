@@ -156,3 +156,28 @@ def build_random_flux(dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     components["text_encoder"] = built(_text_encoder(CLIP_L, 768, with_projection=False), dtype)
     components["vae"] = built(flux_vae((128, 256, 512, 512), layers_per_block=2), dtype)
     return components
+
+
+def pack_latents(latents: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) latents as FLUX's sequence of 2x2 patches, (B, H/2 * W/2, 4C), row-major
+    over patches, each patch's features channel-major (what `FluxPipeline` feeds its
+    transformer; written here so that no private pipeline method is called)."""
+    b, c, h, w = latents.shape
+    patches = latents.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack_latents(packed: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The inverse of `pack_latents` for (height, width) latents."""
+    b, _, features = packed.shape
+    c = features // 4
+    grid = packed.reshape(b, height // 2, width // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return grid.reshape(b, c, height, width)
+
+
+def latent_image_ids(rows: int, columns: int, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    """The position ids of a rows x columns grid of patches, (rows * columns, 3): 0, the row,
+    the column (FLUX's RoPE reads the last two)."""
+    r, c = torch.meshgrid(torch.arange(rows), torch.arange(columns), indexing="ij")
+    ids = torch.stack([torch.zeros_like(r), r, c], dim=-1).reshape(rows * columns, 3)
+    return ids.to(device=device, dtype=dtype)

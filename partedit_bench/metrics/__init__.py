@@ -4,13 +4,13 @@ Alpha-CLIP in `alpha_clip`, and the evaluate stage in `evaluate`."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from partedit_bench.data.schema import write_part_words
 from partedit_bench.metrics import functional as F
 
 
@@ -258,7 +258,7 @@ TEXT_RULE = "prompt_changed with each <part-token> replaced by the sample's plai
 def foreground_text(prompt_changed: str, part_words: str) -> str:
     """T_fg: the edit prompt with the part token written as plain words
     (`a man with a robotic <humanoid-head>` -> `a man with a robotic head`)."""
-    return re.sub(r"<[^<>]+>", part_words, prompt_changed).strip()
+    return write_part_words(prompt_changed, part_words).strip()
 
 
 def pixel_manifest() -> dict[str, Any]:

@@ -25,7 +25,7 @@ from partedit_bench.methods.qwen_image_edit import QwenEditOptions, QwenImageEdi
 from partedit_bench.methods.stable_flow import (
     OFFICIAL_VITAL,
     StableFlowOptions,
-    encode,
+    encode_prompts,
     stable_flow_generate,
     stable_flow_real,
     vital_blocks,
@@ -116,7 +116,7 @@ def test_the_real_path_ends_the_aligned_source_row_on_the_nudged_image(tiny):
     assert torch.equal(results["aligned"][0], packed[0])
     assert not torch.equal(results["official"][0], packed[0])  # two inversion levels behind
     assert not torch.equal(results["aligned"][1], results["official"][1])
-    embeds, _, _ = encode(pipe, backbone, PROMPTS, StableFlowOptions())
+    embeds, _, _ = encode_prompts(pipe, backbone, PROMPTS, StableFlowOptions())
     assert embeds.shape[1] == 512  # the official max_sequence_length: the text tokens skipped
 
 
@@ -274,3 +274,22 @@ def test_list_backbones_shows_the_dit_families_literally(capsys, monkeypatch):
     assert "FLUX.1 [dev] (flow-matching" in out  # brackets are text, not rich markup
     for name in ("qwen-image-edit-plus", "tiny-qwen-image", "random-flux", "random-qwen-image"):
         assert name in out
+
+
+def test_flux_packing_equals_the_pipelines_own():
+    """StableFlow packs latents with the engine's functions, not FluxPipeline's private ones:
+    they agree with the pipeline's (a diffusers upgrade that changes them fails here)."""
+    from diffusers import FluxPipeline
+
+    from partedit_bench.engine.flux import latent_image_ids, pack_latents, unpack_latents
+
+    x = torch.randn(2, 16, 8, 6, generator=torch.Generator().manual_seed(0))
+    packed = pack_latents(x)
+    assert torch.equal(packed, FluxPipeline._pack_latents(x, 2, 16, 8, 6))
+    assert torch.equal(unpack_latents(packed, 8, 6), x)
+    assert torch.equal(
+        unpack_latents(packed, 8, 6), FluxPipeline._unpack_latents(packed, 64, 48, 8)
+    )
+    ids = latent_image_ids(4, 3, "cpu", torch.float64)
+    assert torch.equal(ids, FluxPipeline._prepare_latent_image_ids(1, 4, 3, "cpu", torch.float64))
+    assert ids[5].tolist() == [0.0, 1.0, 2.0]  # the patch of row 1, column 2

@@ -49,9 +49,9 @@ def test_inversion_reconstructs_its_input_from_15_steps(name):
     sample = load_suite("partworld").samples[3]
     _, request, result = run(backbone, sample, steps=15, edit_guidance=0.0)
     how = "sample" if backbone.family == "sdxl" else "mode"
-    from partedit_bench.methods.ledits_pp import encode
+    from partedit_bench.methods.ledits_pp import encode_image_latents
 
-    x0 = encode(backbone, request.image, how, torch.Generator().manual_seed(0))
+    x0 = encode_image_latents(backbone, request.image, how, torch.Generator().manual_seed(0))
     assert (result.latents - x0).abs().max() < 1e-4
     # fewer than 15 steps: the sampler's last step is first order, the inversion's second
     # order (the reference's lower_order_final), so the input comes back only approximately

@@ -82,14 +82,23 @@ def test_t_e_zero_gives_the_unblended_edit_path(backbones, name):
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
 @pytest.mark.parametrize("synthetic", [True, False])
-def test_an_all_zero_given_mask_gives_the_source(backbones, name, synthetic):
+def test_an_all_zero_given_mask_gives_the_source(backbones, name, synthetic, monkeypatch):
     """mask_source=gt (any given mask) with a GT mask of zeros: PartEdit blends nothing in, from
     the first step, and the edit path is the source path exactly (no token is used)."""
+    from partedit_bench.methods.partedit import sampling
+
     backbone, sample = backbones[name], sample_of("car-hood")
-    # on SDXL the edit prompt's pooled embedding reaches every ResNet: share the source's
-    options = dataclasses.replace(
-        FAST, share_pooled=True, guidance=3.5, source_guidance=3.5, mask_source="gt"
-    )
+    # on SDXL the edit prompt's pooled embedding reaches every ResNet (not through attention,
+    # so no blend can take it back): the edit path gets the source's, encoded first
+    encode, pooled = sampling.encode_prompt, []
+
+    def sharing_the_pooled_embedding(backbone, prompt):
+        c, u, p, pu = encode(backbone, prompt)
+        pooled.append((p, pu))
+        return (c, u, *pooled[0])
+
+    monkeypatch.setattr(sampling, "encode_prompt", sharing_the_pooled_embedding)
+    options = dataclasses.replace(FAST, guidance=3.5, source_guidance=3.5, mask_source="gt")
     image = load_image(sample.original_image)
     zeros = np.zeros((image.size[1], image.size[0]), bool)
     run = run_partedit(backbone, sample, image, 0, options, {}, synthetic, given_mask=zeros)
@@ -544,7 +553,7 @@ def test_the_attention_map_strip_shows_what_the_method_used(tmp_path, capsys):
     steps = strip_panels(recomputed.maps, options.omega)
     assert len(steps) == 3 and all(set(COLUMNS) <= set(s) for s in steps)
     mean = torch.as_tensor(np.mean([s["adaptive T(M)"] for s in steps], axis=0))
-    sample = next(s for s in load_suite("partworld").samples if s.id == record["sample_id"])
+    sample = next(s for s in load_suite("partworld").samples if s.id == record.sample_id)
     image = load_image(sample.original_image)
     expected = recomputed.result.predicted_mask
     np.testing.assert_allclose(core.numpy_mask(mean, image.size), expected, atol=1e-6)

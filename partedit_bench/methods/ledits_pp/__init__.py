@@ -93,7 +93,9 @@ class LeditsRun:
     extras: dict[str, Any]
 
 
-def encode(backbone: Any, image: Any, how: str, generator: torch.Generator) -> torch.Tensor:
+def encode_image_latents(
+    backbone: Any, image: Any, how: str, generator: torch.Generator
+) -> torch.Tensor:
     """x0: the VAE posterior's mode (the SD reference) or a sample drawn from `generator`
     (the SDXL reference), at the backbone's size."""
     if how == "mode":
@@ -214,7 +216,7 @@ def edit_latents(method: LeditsPP, request: EditRequest) -> LeditsRun:
     unet = backbone.unet
     prediction = backbone.components["scheduler"].config.prediction_type
     generator = torch.Generator("cpu").manual_seed(request.seed)
-    x0 = encode(backbone, request.image, how, generator)
+    x0 = encode_image_latents(backbone, request.image, how, generator)
     u_emb, u_added = unconditional(backbone)
     source = request.sample.prompt_original if o.use_source_prompt else ""
     extras: dict[str, Any] = {"concept": concept(request.sample), "inversion_steps": steps}

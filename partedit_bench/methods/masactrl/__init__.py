@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +13,7 @@ from partedit_bench.api import (
     EditRequest,
     EditResult,
     check_range,
+    generation_target,
     target_prompt,
 )
 from partedit_bench.engine import inversion
@@ -99,10 +99,7 @@ class MutualSelfAttentionProcessor:
                 self.state.probe.append({"name": self.name, "k": k, "v": v})
         out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
         out = out.transpose(1, 2).reshape(batch, -1, heads * q.shape[-1]).to(q.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return attn.to_out[1](attn.to_out[0](out))  # (`require_plain_attention`: no residual)
 
 
 class MasaCtrl(EditMethod):
@@ -121,11 +118,7 @@ class MasaCtrl(EditMethod):
     def edit(self, request: EditRequest) -> EditResult:
         sample = request.sample
         if request.synthetic:  # the synthesis setting: regenerate the suite image and edit it
-            target = (
-                re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
-                if sample.prompt_changed
-                else target_prompt(sample)
-            )
+            target = generation_target(sample)
             latents, extras = edit_latents(
                 self.backbone,
                 request.image,
@@ -190,7 +183,7 @@ def edit_latents(
             clip_sample=False,
             set_alpha_to_one=False,
         )
-        size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+        size = backbone.latent_resolution
         generator = torch.Generator("cpu").manual_seed(synthetic_from[1])
         x_t = torch.randn(
             (1, unet.config.in_channels, size, size),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +13,7 @@ from partedit_bench.api import (
     EditRequest,
     EditResult,
     check_range,
+    generation_target,
     target_prompt,
 )
 from partedit_bench.engine import inversion
@@ -23,7 +23,7 @@ from partedit_bench.engine.alignment import (
     refinement_mapper,
     word_swap_mapper,
 )
-from partedit_bench.engine.attention import require_plain_attention
+from partedit_bench.engine.attention import plain_qkv, project_out
 from partedit_bench.methods.p2p.null_text import null_text_optimization
 
 # batch rows: [uncond src, uncond tgt, cond src, cond tgt]; the reference controllers edit
@@ -117,13 +117,11 @@ class P2PProcessor:
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        require_plain_attention(attn, hidden_states, attention_mask, "p2p")
+        query, key, value = plain_qkv(
+            attn, hidden_states, encoder_hidden_states, attention_mask, "p2p"
+        )
         state, heads, batch = self.state, attn.heads, hidden_states.shape[0]
         cross = encoder_hidden_states is not None
-        context = encoder_hidden_states if cross else hidden_states
-        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        key = attn.head_to_batch_dim(attn.to_k(context))
-        value = attn.head_to_batch_dim(attn.to_v(context))
         probs = attn.get_attention_scores(query, key, None)
         probs = probs.view(batch, heads, *probs.shape[1:])
         tokens = probs.shape[2]
@@ -155,10 +153,7 @@ class P2PProcessor:
             maps = probs[[src, tgt]].to(torch.promote_types(probs.dtype, torch.float32)).sum(1)
             state.blend_step = maps if state.blend_step is None else state.blend_step + maps
         out = torch.bmm(probs.reshape(batch * heads, *probs.shape[2:]), value)
-        out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(out)))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return project_out(attn, out)  # (no residual, no rescale: `plain_qkv` checked)
 
 
 def local_blend_mask(
@@ -231,11 +226,7 @@ def edit_latents(
     synthetic = request.synthetic
     if synthetic:  # the generation notebook: both rows from the x_T of the suite's image
         source = sample.prompt_original
-        target = (
-            re.sub(r"<[^<>]+>", sample.part, sample.prompt_changed)
-            if sample.prompt_changed
-            else target_prompt(sample)
-        )
+        target = generation_target(sample)
     else:
         source = sample.p2p_prompt or sample.prompt_original
         target = target_prompt(sample)
@@ -246,7 +237,7 @@ def edit_latents(
     def rows(idx: list[int]) -> tuple[torch.Tensor, Any]:
         return embeds[idx], None if added is None else {k: v[idx] for k, v in added.items()}
 
-    size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+    size = backbone.latent_resolution
     h = w = size
     null_embeddings = None
     if synthetic:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from partedit_bench.engine.attention import finish, prepare, project_out
 from partedit_bench.methods.partedit.words import WordSwap
 
 SRC, EDIT = 0, 1
@@ -325,20 +326,9 @@ class PartEditProcessor:
         **kwargs: Any,
     ) -> torch.Tensor:
         state = self.state
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            b4, c4, h4, w4 = hidden_states.shape
-            hidden_states = hidden_states.view(b4, c4, h4 * w4).transpose(1, 2)
-        batch = hidden_states.shape[0]
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        attention_mask = attn.prepare_attention_mask(attention_mask, context.shape[1], batch)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        if encoder_hidden_states is not None and attn.norm_cross:
-            context = attn.norm_encoder_hidden_states(context)
+        prepared = prepare(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        hidden_states, context = prepared.hidden_states, prepared.context
+        attention_mask, batch = prepared.attention_mask, hidden_states.shape[0]
         query = attn.head_to_batch_dim(attn.to_q(hidden_states))
         key = attn.head_to_batch_dim(attn.to_k(context))
         value = attn.head_to_batch_dim(attn.to_v(context))
@@ -373,14 +363,8 @@ class PartEditProcessor:
                 scale=attn.scale,
             )
             out = fused.reshape(batch * heads, *fused.shape[2:])
-        out = attn.batch_to_head_dim(out)
-        out = attn.to_out[1](attn.to_out[0](out))
-        out = state.blend(out, state.layer_mask(out.shape[1]))
-        if input_ndim == 4:
-            out = out.transpose(-1, -2).reshape(b4, c4, h4, w4)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        out = project_out(attn, out)
+        return finish(attn, state.blend(out, state.layer_mask(out.shape[1])), prepared)
 
     def _square(self, flat: torch.Tensor) -> torch.Tensor:
         h, w = self.state.latent_size

@@ -3,11 +3,10 @@ parts and plain edit prompt."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
-from partedit_bench.data.schema import CANONICAL_PARTS, Sample
+from partedit_bench.data.schema import CANONICAL_PARTS, PART_TOKEN, Sample, write_part_words
 
 
 @dataclass
@@ -32,7 +31,6 @@ class PartEditOptions:
     source_guidance: float = 3.5
     zero_last_noise: bool = True  # EF-DDPM reference: the last noise map is zero
     tokens: str = ""
-    share_pooled: bool = False
     layers: str = "auto"  # auto | token | decoder | official-40 | comma-separated attn2 names
     # where the blend mask comes from: tokens (the paper) | gt (the suite's part mask: an
     # oracle that isolates the blending) | grounded-sam | sam3 | tiny-* | a folder of masks
@@ -53,7 +51,7 @@ class PartEditOptions:
 
 def parts_of(sample: Sample) -> list[str]:
     """The part tokens an edit prompt names (several for a multi-part edit)."""
-    found = [p for p in re.findall(r"<([^<>]+)>", sample.prompt_changed) if p in CANONICAL_PARTS]
+    found = [p for p in PART_TOKEN.findall(sample.prompt_changed) if p in CANONICAL_PARTS]
     return list(dict.fromkeys(found)) or [sample.part_token]
 
 
@@ -62,7 +60,7 @@ def plain_prompt(sample: Sample) -> str:
     words = dict(sample.extra.get("part_words") or {})
     words.setdefault(sample.part_token, sample.part or sample.part_token.split("-")[-1])
 
-    def word(match: re.Match[str]) -> str:
-        return words.get(match.group(1), match.group(1).split("-")[-1])
+    def word(token: str) -> str:
+        return words.get(token, token.split("-")[-1])
 
-    return re.sub(r"<([^<>]+)>", word, sample.prompt_changed or sample.prompt_original)
+    return write_part_words(sample.prompt_changed or sample.prompt_original, word)

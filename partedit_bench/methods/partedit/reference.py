@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from partedit_bench.engine.attention import require_plain_attention
+from partedit_bench.engine.attention import project_out, require_plain_attention
 from partedit_bench.engine.backbones import added_conditioning
 from partedit_bench.methods.partedit import core
 
@@ -59,7 +59,7 @@ class ReferenceProcessor:
             probs = state.swap_cross(probs, batch, heads)
         elif not is_cross and state.replace_self(key.shape[1]):
             probs = state.swap_self(probs, batch, heads)
-        out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(torch.bmm(probs, value))))
+        out = project_out(attn, torch.bmm(probs, value))
         return state.blend(out, state.layer_mask(out.shape[1]))
 
 

@@ -20,7 +20,7 @@ from partedit_bench.methods.partedit import core, words
 from partedit_bench.methods.partedit.options import PartEditOptions, parts_of, plain_prompt
 
 
-def encode(backbone: Any, prompt: str) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
+def encode_prompt(backbone: Any, prompt: str) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
     """(cond, uncond) prompt embeddings as the diffusers pipeline makes them for CFG, and for
     SDXL the (cond, uncond) pooled embeddings."""
     pipe = backbone.pipeline()
@@ -55,7 +55,7 @@ def mask_size(backbone: Any, choice: str) -> tuple[int, int]:
     pipeline's fixed size, whatever the image size) and the backbone's pixel resolution on the
     other families (no released code; the same mechanics at that backbone's image size);
     `latent`, `pixel`, or a size in pixels."""
-    latent = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+    latent = backbone.latent_resolution
     if choice == "auto":
         size = 1024 if backbone.family == "sdxl" else backbone.resolution
     elif choice == "latent":
@@ -121,10 +121,8 @@ def run_partedit(
     unet = backbone.unet
     parts = parts_of(sample)
     source_prompt, edit_prompt = sample.prompt_original, plain_prompt(sample)
-    c_src, u_src, p_src, pu_src = encode(backbone, source_prompt)
-    c_edit, u_edit, p_edit, pu_edit = encode(backbone, edit_prompt)
-    if options.share_pooled and p_src is not None:
-        p_edit, pu_edit = p_src, pu_src
+    c_src, u_src, p_src, pu_src = encode_prompt(backbone, source_prompt)
+    c_edit, u_edit, p_edit, pu_edit = encode_prompt(backbone, edit_prompt)
     # 2. the part tokens, padded to the prompt length (none when the mask is given)
     padded = {
         part: core.pad_token(tokens[part].embedding.to(backbone.device), options.padding, c_src[0])
@@ -134,7 +132,7 @@ def run_partedit(
     if given_mask is not None:
         fixed = torch.as_tensor(np.asarray(given_mask, dtype=np.float32), device=backbone.device)
     # 3. the attention state: word swap, mask resolution and timing, blending, layers
-    size = backbone.resolution // (2 ** (len(backbone.vae.config.block_out_channels) - 1))
+    size = backbone.latent_resolution
     swap, p2p_status = prompt_swap(backbone, sample, source_prompt, edit_prompt, options)
     attn_res = -(-backbone.resolution // 32)  # the released pipeline's attn_res, ceil(W / 32)
     state = core.EditState(

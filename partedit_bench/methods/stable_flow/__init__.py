@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 
 from partedit_bench.api import EditMethod, EditRequest, EditResult, check_range, target_prompt
+from partedit_bench.engine.flux import latent_image_ids, pack_latents, unpack_latents
 from partedit_bench.errors import UserError
 
 #: run_stable_flow.py's vital layers of FLUX.1-dev, as indices over all 57 blocks (19
@@ -203,7 +204,9 @@ class Conditioning:
     image_ids: torch.Tensor
 
 
-def encode(pipe: Any, backbone: Any, prompts: list[str], options: StableFlowOptions) -> tuple:
+def encode_prompts(
+    pipe: Any, backbone: Any, prompts: list[str], options: StableFlowOptions
+) -> tuple:
     embeds, pooled, text_ids = pipe.encode_prompt(
         prompt=prompts,
         prompt_2=None,
@@ -280,7 +283,7 @@ def stable_flow_generate(
 ) -> torch.Tensor:
     """The generation path: every row from the x_T FluxPipeline draws from `seed`, guidance
     `options.guidance`, injection at every step. Returns the final packed latents."""
-    embeds, pooled, text_ids = encode(pipe, backbone, prompts, options)
+    embeds, pooled, text_ids = encode_prompts(pipe, backbone, prompts, options)
     size = backbone.resolution
     x_t, image_ids = pipe.prepare_latents(
         1,
@@ -312,11 +315,11 @@ def stable_flow_real(
     """The real-image path: the nudged latent inverted with the source prompt (guidance 1, no
     injection), then the edit from the inverted x_T with the source row replaced by the
     inversion's latents after every step."""
-    embeds, pooled, text_ids = encode(pipe, backbone, prompts, options)
+    embeds, pooled, text_ids = encode_prompts(pipe, backbone, prompts, options)
     x0 = backbone.encode_images([image]) * options.nudging
     size = x0.shape[-1]
-    packed = pipe._pack_latents(x0, 1, x0.shape[1], size, size)
-    image_ids = pipe._prepare_latent_image_ids(1, size // 2, size // 2, backbone.device, x0.dtype)
+    packed = pack_latents(x0)
+    image_ids = latent_image_ids(size // 2, size // 2, backbone.device, x0.dtype)
     cond = Conditioning(embeds, pooled, text_ids, image_ids)
     n = options.inversion_steps
     timesteps, sigmas = schedule(pipe, backbone, n, packed.shape[1])
@@ -342,9 +345,8 @@ def stable_flow_real(
 
 
 def decode(pipe: Any, backbone: Any, latents: torch.Tensor) -> list[Any]:
-    size = backbone.resolution
-    unpacked = pipe._unpack_latents(latents, size, size, pipe.vae_scale_factor)
-    return backbone.decode_latents(unpacked)
+    size = 2 * (backbone.resolution // (pipe.vae_scale_factor * 2))  # latent rows, even
+    return backbone.decode_latents(unpack_latents(latents, size, size))
 
 
 METHOD = StableFlow  # what `api.registry()` finds by the folder's name
