@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 RUN_ARGS ?=
 
-.PHONY: run test test-slow gpu-check lint type install clean partworld-numbers paper-toy
+.PHONY: run test test-slow gpu-check lint type install clean partworld-numbers paper-toy parity
 
 install: $(STAMP)
 
@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/partedit-bench run $(RUN_ARGS)
 
+# one pytest worker per core (pytest-xdist; each worker one thread: tests/conftest.py)
 test: $(STAMP)
-	$(BIN)/pytest -q -rs
+	$(BIN)/pytest -q -rs -n auto --dist worksteal
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
@@ -47,6 +48,12 @@ partworld-numbers: $(STAMP)
 # samples and steps), timed, each checked for the files it must write: results/paper-toy/.
 paper-toy: $(STAMP)
 	$(BIN)/python benchmarks/paper_toy.py
+
+# Parity with the official implementations (benchmarks/parity/README.md): OFFICIAL is a folder
+# holding their checkouts at the pinned commits; a missing one is skipped with one line.
+OFFICIAL ?= ../official
+parity: $(STAMP)
+	$(BIN)/python -m benchmarks.parity $(OFFICIAL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check partedit_bench tests benchmarks

@@ -21,16 +21,13 @@ import yaml
 from partedit_bench.api import (
     METHOD_REGISTRY,
     EditMethod,
-    VariantSpec,
     build_options,
     options_to_dict,
-    parse_sets,
-    parse_variants,
     resolve_method_class,
-    split_method_list,
 )
 from partedit_bench.errors import UserError, did_you_mean, safe_name
 from partedit_bench.io import stable_hash  # noqa: F401 (re-exported)
+from partedit_bench.variants import VariantSpec, parse_sets, parse_variants, split_method_list
 
 
 def _help(text: str, **kw: Any) -> Any:

@@ -140,8 +140,9 @@ def expand_sources(sources: list[str]) -> tuple[list[str], dict[str, dict[str, A
     `tokens[padding=bg|sot|eot|zero|context]` is five sources, one per padding (the paper's
     Fig. 15), each named by its values. Returns the sources in order and, for each token
     source, its PartEdit options (checked here: an unknown option or value is one line)."""
-    from partedit_bench.api import build_options, parse_variants
+    from partedit_bench.api import build_options
     from partedit_bench.methods.partedit.options import PartEditOptions
+    from partedit_bench.variants import parse_variants
 
     class _Tokens:  # PartEdit's options under the name `tokens`, for the checks' messages
         name, Options = "tokens", PartEditOptions

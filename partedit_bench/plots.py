@@ -156,7 +156,7 @@ def check_sweep_plot(grids: dict[str, dict[str, list[Any]]], kind: str) -> None:
 
 
 def _options_of(variant: str) -> dict[str, Any]:
-    from partedit_bench.api import parse_scalar
+    from partedit_bench.variants import parse_scalar
 
     inner = variant[variant.index("[") + 1 : variant.rindex("]")] if "[" in variant else ""
     pairs = (item.partition("=") for item in inner.split(",") if "=" in item)

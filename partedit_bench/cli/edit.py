@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
 
 def options_of(args: argparse.Namespace) -> dict[str, Any]:
     """--t-e, --steps and --set METHOD.KEY=VALUE as the method's options."""
-    from partedit_bench.api import parse_sets
+    from partedit_bench.variants import parse_sets
 
     options: dict[str, Any] = {}
     if args.steps is not None:

@@ -52,8 +52,8 @@ def command_localize(args: argparse.Namespace, console: Any) -> int:
 
     from rich.console import Console
 
-    from partedit_bench.api import parse_scalar, split_method_list
     from partedit_bench.localization import localize
+    from partedit_bench.variants import parse_scalar, split_method_list
 
     if args.seed < 0:
         raise UserError(f"localize --seed must be at least 0, got {args.seed}")

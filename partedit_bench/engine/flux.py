@@ -178,6 +178,8 @@ def unpack_latents(packed: torch.Tensor, height: int, width: int) -> torch.Tenso
 def latent_image_ids(rows: int, columns: int, device: Any, dtype: torch.dtype) -> torch.Tensor:
     """The position ids of a rows x columns grid of patches, (rows * columns, 3): 0, the row,
     the column (FLUX's RoPE reads the last two)."""
-    r, c = torch.meshgrid(torch.arange(rows), torch.arange(columns), indexing="ij")
+    r, c = torch.meshgrid(
+        torch.arange(rows, device=device), torch.arange(columns, device=device), indexing="ij"
+    )
     ids = torch.stack([torch.zeros_like(r), r, c], dim=-1).reshape(rows * columns, 3)
-    return ids.to(device=device, dtype=dtype)
+    return ids.to(dtype=dtype)

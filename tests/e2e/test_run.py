@@ -237,7 +237,7 @@ def test_the_benchmark_runs_from_python(tmp_path):
 def test_a_grid_of_variants_is_the_product_of_its_values(tmp_path, capsys):
     """`method[a=1|2,b=x|y]` is one row per combination, named by its values; the run and
     each job record the grid; a malformed grid is one line."""
-    from partedit_bench.api import parse_variants
+    from partedit_bench.variants import parse_variants
 
     specs = parse_variants("partedit[t_e=10|30,omega=1|1.5,steps=2]")
     assert [s.overrides for s in specs] == [

@@ -75,7 +75,7 @@ def test_an_entry_point_method_is_listed_and_runs(tmp_path):
 def test_runs_are_quiet_unless_verbose_and_the_version_is_one_line(tmp_path):
     """The model libraries' loading bars and advisory warnings stay off the terminal (a run's
     output is its own progress and table); `--verbose` shows them; `--version` is one line."""
-    args = ["run", "--methods", "identity,partedit", "--limit", "1", "--set", "partedit.steps=2"]
+    args = ["run", "--methods", "identity", "--limit", "1"]  # (the backbone still loads)
     quiet = cli([*args, "--output", str(tmp_path / "q")], tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     noise = ("Loading pipeline components", "accelerate", "Loading weights")

@@ -1,0 +1,177 @@
+"""What every parity harness shares: the official checkouts (where each is looked for, at which
+commit), loading an official file by path, the glue a newer library or a CPU forces (each item
+a named context manager), one tape of random draws served to both sides, and the table.
+
+A harness module defines `METHOD`, `CHECKOUT` (an entry of `CHECKOUTS`), `CASES` (names) and
+`run_case(official: Path, case: str) -> Row`; `python -m benchmarks.parity` runs them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: a difference at or below this is parity; above it a row must be a documented deviation
+TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """An official implementation: its repository, the commit the fidelity tables cite, and
+    the folder name looked for under `make parity OFFICIAL=<folder>`."""
+
+    folder: str
+    url: str
+    commit: str
+
+    def clone_command(self, official: str = "OFFICIAL") -> str:
+        return (
+            f"git clone {self.url} {official}/{self.folder} && "
+            f"git -C {official}/{self.folder} checkout {self.commit}"
+        )
+
+
+CHECKOUTS = {
+    "blended_latent": Checkout(
+        "blended-latent-diffusion",
+        "https://github.com/omriav/blended-latent-diffusion",
+        "09565c5d9ca260de1fd22260784eb744874f9004",
+    ),
+}
+
+
+@dataclass
+class Row:
+    """One case: the largest absolute difference of the compared tensors, their scale, and a
+    deviation's documented reason (None: must be within TOLERANCE)."""
+
+    case: str
+    compared: str
+    max_abs_diff: float
+    magnitude: float
+    deviation: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return math.isfinite(self.max_abs_diff) and (
+            self.max_abs_diff <= TOLERANCE or self.deviation is not None
+        )
+
+
+def table(method: str, rows: list[Row]) -> str:
+    """The Markdown table a method README shows: case, what was compared, max abs difference
+    (3 significant digits), the tensors' scale, and the verdict."""
+    lines = [
+        f"### {method}",
+        "",
+        "| case | compared | max abs diff | values up to | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        verdict = (
+            "parity"
+            if row.max_abs_diff <= TOLERANCE
+            else (f"deviation: {row.deviation}" if row.deviation else "**FAILS**")
+        )
+        lines.append(
+            f"| {row.case} | {row.compared} | {row.max_abs_diff:.2e} | {row.magnitude:.3g} | "
+            f"{verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def load_file(path: Path, name: str) -> ModuleType:
+    """Imports an official file by its path (never copied into this repository)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the checkout")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Tape:
+    """Random draws shared by both sides: `draw(shape)` returns the next map of a list drawn
+    once from `seed` (float64), so that the official code and ours get the same noise in the
+    same order whatever shapes and generators each asks with."""
+
+    def __init__(self, shape: tuple[int, ...], count: int, seed: int = 0):
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        self.maps = [
+            torch.randn(shape, generator=generator, dtype=torch.float64) for _ in range(count)
+        ]
+        self.used = 0
+
+    def draw(self, *args: Any, **kwargs: Any) -> Any:
+        if self.used >= len(self.maps):
+            raise RuntimeError(f"the tape's {len(self.maps)} draws are used up")
+        self.used += 1
+        return self.maps[self.used - 1].clone()
+
+
+class TorchWith:
+    """`torch` as an official module sees it, with some functions replaced (glue: its
+    `torch.randn` / `torch.randn_like` served from a `Tape`), everything else torch's own."""
+
+    def __init__(self, **replaced: Callable[..., Any]):
+        import torch
+
+        self._torch, self._replaced = torch, replaced
+
+    def __getattr__(self, name: str) -> Any:
+        return self._replaced[name] if name in self._replaced else getattr(self._torch, name)
+
+
+@contextlib.contextmanager
+def cuda_is_the_cpu() -> Iterator[None]:
+    """Glue: the official code's hard-coded `.to("cuda")` (and `device="cuda"`) runs on the
+    CPU here."""
+    import torch
+
+    original = torch.Tensor.to
+
+    def to(self: Any, *args: Any, **kwargs: Any) -> Any:
+        args = tuple("cpu" if a == "cuda" else a for a in args)
+        if kwargs.get("device") == "cuda":
+            kwargs["device"] = "cpu"
+        return original(self, *args, **kwargs)
+
+    torch.Tensor.to = to  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.to = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def half_is_float64() -> Iterator[None]:
+    """Glue: the official code's fp16 casts (`tensor.half()`, `module.half()` / `.float()`)
+    keep the float64 of the comparison (a tensor's `.half()` becomes `.double()`; a module's
+    casts leave it as it is)."""
+    import torch
+
+    saved = (torch.Tensor.half, torch.nn.Module.half, torch.nn.Module.float)
+    torch.Tensor.half = lambda self, *a, **k: self.double()  # type: ignore[method-assign]
+    torch.nn.Module.half = lambda self: self  # type: ignore[method-assign]
+    torch.nn.Module.float = lambda self: self  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.half, torch.nn.Module.half, torch.nn.Module.float = saved  # type: ignore[method-assign]
+
+
+def max_abs(a: Any, b: Any) -> tuple[float, float]:
+    """(max |a - b|, max |a|) in float64."""
+    a, b = a.double(), b.double()
+    return float((a - b).abs().max()), float(a.abs().max())
