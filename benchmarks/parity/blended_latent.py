@@ -55,7 +55,11 @@ CASES = [
     f"{backbone}:{source}"
     for backbone in ("tiny-sd", "tiny-sdxl")
     for source in ("pw0-00003", "pw0-00007", "astronaut")
-]
+] + ["tiny-sd:astronaut:bicubic"]  # the option `resize=bicubic`: a deviation, shown with its size
+#: why a case may differ (the option that departs from the scripts)
+DEVIATIONS = {
+    "bicubic": "`resize=bicubic` (the engine's filter before #31); the scripts resize bilinear",
+}
 
 
 def case_inputs(source: str) -> tuple[Any, Image.Image, np.ndarray]:
@@ -77,11 +81,18 @@ def case_inputs(source: str) -> tuple[Any, Image.Image, np.ndarray]:
     return sample, image, load_mask(sample.gt_mask, image.size).astype(bool)
 
 
-def ours(backbone: Any, sample: Any, image: Image.Image, mask: np.ndarray, tape: Tape) -> Any:
+def ours(
+    backbone: Any,
+    sample: Any,
+    image: Image.Image,
+    mask: np.ndarray,
+    tape: Tape,
+    resize: str = "bilinear",
+) -> Any:
     from partedit_bench.api import EditRequest
     from partedit_bench.methods.blended_latent import BlendedLatentOptions, blend
 
-    options = BlendedLatentOptions(steps=STEPS)
+    options = BlendedLatentOptions(steps=STEPS, resize=resize)
     request = EditRequest(sample, image, 0, options, backbone, mask, False)
     record: list = []
     blend(backbone, request, options, record, noises=tape.maps)
@@ -169,15 +180,16 @@ def official(
 def run_case(checkout: Path, case: str) -> Row:
     from partedit_bench.engine.backbones import load_backbone
 
-    name, source = case.split(":")
+    name, source, *option = case.split(":")
     backbone = load_backbone(name, dtype="float64")
     sample, image, mask = case_inputs(source)
     shape = (1, 4, backbone.latent_resolution, backbone.latent_resolution)
     kept = STEPS - int(STEPS * 0.25)
     theirs = official(checkout, backbone, sample, image, mask, Tape(shape, kept + 1))
-    mine = ours(backbone, sample, image, mask, Tape(shape, kept + 1))
+    resize = option[0] if option else "bilinear"
+    mine = ours(backbone, sample, image, mask, Tape(shape, kept + 1), resize)
     diff, scale = max_abs(theirs, mine)
-    return Row(case, f"final latents, {STEPS} steps", diff, scale)
+    return Row(case, f"final latents, {STEPS} steps", diff, scale, DEVIATIONS.get(resize))
 
 
 def main(argv: list[str] | None = None) -> int:

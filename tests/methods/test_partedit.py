@@ -533,6 +533,76 @@ def test_self_attention_replacement_window_and_layer_limit():
     assert torch.equal(plain.latents, replaced.latents)
 
 
+def test_self_attention_replacement_where_it_is_active_equals_a_hand_computation():
+    """On a tiny SDXL with an 8x VAE (the real SDXL's factor: at 64 px the UNet's last level is
+    2 x 2 = ceil(64 / 32)^2 keys, what the released code's limit admits), self_replace=1.0
+    makes the conditional edit row attend with the source's maps: its attention output equals
+    to_out(softmax(q_src k_src^T / sqrt(d)) v_edit), computed here from the layer's weights;
+    without the replacement it would be the edit row's own attention (checked to differ)."""
+    from diffusers import AutoencoderKL
+
+    from partedit_bench.engine.attention import attention_layers
+    from partedit_bench.engine.backbones import Backbone
+    from partedit_bench.engine.tiny import build_tiny_sdxl
+
+    components = build_tiny_sdxl()
+    torch.manual_seed(1)
+    components["vae"] = AutoencoderKL(
+        block_out_channels=(32, 64, 64, 64), norm_num_groups=32, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    ).eval()  # fmt: skip
+    components = {k: v.double() if hasattr(v, "double") else v for k, v in components.items()}
+    backbone = Backbone("tiny-sdxl-vae8", "sdxl", components, 64, "in-process", True)
+    assert backbone.latent_resolution == 8
+    unet = backbone.unet
+    small = [n for n in attention_layers(unet, "attn1") if n.startswith("up_blocks.0")]
+    seen: dict[str, tuple] = {}
+
+    def keep(name):
+        def hook(module, args, kwargs, output):
+            seen.setdefault(name, (kwargs.get("hidden_states", args[0] if args else None), output))
+
+        return hook
+
+    handles = [
+        unet.get_submodule(n).register_forward_hook(keep(n), with_kwargs=True) for n in small
+    ]
+    sample = sample_of("car-hood")
+    image = load_image(sample.original_image)
+    ones = np.ones((image.size[1], image.size[0]), bool)  # blending keeps the edit's output
+    options = dataclasses.replace(FAST, self_replace=1.0, mask_source="gt")
+    try:
+        run_partedit(backbone, sample, image, 0, options, {}, synthetic=True, given_mask=ones)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert small and set(seen) == set(small)
+    for name in small:
+        attn, (hidden, output) = unet.get_submodule(name), seen[name]
+        assert hidden.shape[1] == 4  # 2 x 2 keys: inside the limit
+        heads = attn.heads
+
+        def split(x, heads=heads):  # (N, C) -> (heads, N, d)
+            return x.view(x.shape[0], heads, -1).transpose(0, 1)
+
+        src, edit = hidden[2], hidden[3]  # rows: uncond src, uncond edit, cond src, cond edit
+        q, k = split(F.linear(src, attn.to_q.weight)), split(F.linear(src, attn.to_k.weight))
+        d = q.shape[-1]
+        maps = torch.softmax(q @ k.transpose(1, 2) / d**0.5, dim=-1)
+        v_edit = split(F.linear(edit, attn.to_v.weight))
+        merged = (maps @ v_edit).transpose(0, 1).reshape(edit.shape[0], -1)
+        expected = F.linear(merged, attn.to_out[0].weight, attn.to_out[0].bias)
+        torch.testing.assert_close(output[3], expected, rtol=0, atol=1e-12)
+        q_edit, k_edit = (
+            split(F.linear(edit, attn.to_q.weight)),
+            split(F.linear(edit, attn.to_k.weight)),
+        )
+        own = torch.softmax(q_edit @ k_edit.transpose(1, 2) / d**0.5, dim=-1) @ v_edit
+        own = F.linear(own.transpose(0, 1).reshape(edit.shape[0], -1), attn.to_out[0].weight,
+                       attn.to_out[0].bias)  # fmt: skip
+        assert (own - expected).abs().max() > 1e-6  # the replacement changed something
+
+
 def test_the_attention_map_strip_shows_what_the_method_used(tmp_path, capsys):
     """`partedit-bench maps` recomputes a job with its maps (the same edit as stored), and the
     strip's adaptive panels are the masks the method blended with: their mean over the steps,
