@@ -44,6 +44,11 @@ CHECKOUTS = {
         "https://github.com/omriav/blended-latent-diffusion",
         "09565c5d9ca260de1fd22260784eb744874f9004",
     ),
+    "ef_ddpm": Checkout(
+        "DDPM_inversion",
+        "https://github.com/inbarhub/DDPM_inversion",
+        "58fc881772d34f0c24be9e34725d213731aa009d",
+    ),
 }
 
 
@@ -107,9 +112,10 @@ class Tape:
     def __init__(self, shape: tuple[int, ...], count: int, seed: int = 0):
         import torch
 
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator("cpu").manual_seed(seed)
         self.maps = [
-            torch.randn(shape, generator=generator, dtype=torch.float64) for _ in range(count)
+            torch.randn(shape, generator=generator, dtype=torch.float64, device="cpu")
+            for _ in range(count)
         ]
         self.used = 0
 

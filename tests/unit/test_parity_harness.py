@@ -29,10 +29,16 @@ def test_without_checkouts_every_method_is_one_line_and_the_exit_is_zero(tmp_pat
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    (skip,) = [line for line in lines if line.startswith("skip ")]
-    checkout = CHECKOUTS["blended_latent"]
-    assert skip.startswith("skip blended_latent: no checkout at")
-    assert f"git clone {checkout.url}" in skip and checkout.commit in skip
+    skips = {
+        line.split(":")[0].removeprefix("skip "): line for line in lines if line.startswith("skip ")
+    }
+    from benchmarks.parity.__main__ import HARNESSES
+
+    assert set(skips) == set(HARNESSES)  # one line per harness
+    for method, line in skips.items():
+        checkout = CHECKOUTS[method]
+        assert line.startswith(f"skip {method}: no checkout at {tmp_path / checkout.folder}")
+        assert f"git clone {checkout.url}" in line and checkout.commit in line
     assert all(line.startswith(("skip ", "not yet here: ")) for line in lines)
     unknown = subprocess.run(
         [sys.executable, "-m", "benchmarks.parity", str(tmp_path), "--methods", "nope"],
