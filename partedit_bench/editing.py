@@ -233,11 +233,9 @@ def text_to_image(
     ).images[0 if output_type == "pil" else slice(None)]
 
 
-def overlay(
-    image: Image.Image, mask: np.ndarray, color: tuple[int, int, int] = (255, 0, 0)
-) -> Image.Image:
-    """The image with the mask shown as a half-transparent color."""
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    alpha = 0.5 * np.clip(mask, 0, 1)[..., None]
-    tinted = base * (1 - alpha) + np.asarray(color, np.float32) * alpha
-    return Image.fromarray(tinted.round().astype(np.uint8))
+def overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    """The image with a method's soft mask shown (`data.masks.mask_view`: scaled to its own
+    maximum, the outline where it reaches half of it)."""
+    from partedit_bench.data.masks import mask_view
+
+    return mask_view(image, mask)

@@ -1,11 +1,12 @@
-"""`report/gallery.html`: rows = samples, columns = source | GT mask overlay | each method's
-edit (and its mask, PartEdit's blend mask, as an overlay on the source with the GT part's
-outline in green), with the prompts; filter by part and method, sort worst-first by
-any metric. Self-contained (images copied or referenced relative to the report folder)."""
+"""`report/gallery.html`: rows = samples, columns = source | GT mask overlay | the true edit
+(when the suite has one) | each method's edit, PartEdit's first (and its mask, as an overlay on
+the source, stretched to its range, with its outline and the GT part's outline in green),
+every metric under every edit, the prompts; filter by part and method, sort worst-first by any
+metric of any method. Self-contained: every image is copied into `report/gallery/`, so the
+report folder can be moved or sent as it is."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from partedit_bench.data.masks import mask_view, outline
 from partedit_bench.data.schema import load_image, load_mask
 from partedit_bench.io import atomic_write_bytes, png_bytes, script_json
 from partedit_bench.metrics import METRICS
@@ -24,25 +26,6 @@ PAGE = Path(__file__).with_name("userstudy") / "gallery.html"
 def overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
     pixels = np.asarray(image, dtype=np.float64).copy()
     pixels[mask] = pixels[mask] * 0.45 + np.array([255.0, 0.0, 0.0]) * 0.55
-    return Image.fromarray(pixels.astype(np.uint8))
-
-
-def outline(mask: np.ndarray) -> np.ndarray:
-    """The boundary pixels of a binary mask (inside pixels with an outside 4-neighbour)."""
-    m = np.asarray(mask, bool)
-    padded = np.pad(m, 1)
-    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return m & ~inner
-
-
-def mask_overlay(image: Image.Image, soft: np.ndarray, gt: np.ndarray) -> Image.Image:
-    """A method's mask on the source: red in proportion to the mask (scaled to its own maximum,
-    so that a faint mask shows its shape), the GT part's outline in green."""
-    pixels = np.asarray(image, dtype=np.float64).copy()
-    top = float(soft.max()) if soft.size else 0.0
-    alpha = (soft / top if top > 0 else soft)[..., None] * 0.6
-    pixels = pixels * (1 - alpha) + np.array([255.0, 0.0, 0.0]) * alpha
-    pixels[outline(gt)] = (0.0, 255.0, 0.0)
     return Image.fromarray(pixels.astype(np.uint8))
 
 
@@ -78,17 +61,26 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
                 "prompt_changed": sample.prompt_changed,
                 "source": f"gallery/{sample.id}_source.png",
                 "gt": f"gallery/{sample.id}_gt.png",
+                "true": None,
                 "edits": {},
                 "metrics": {},
             }
-        edit = {"image": os.path.relpath(path.parent / str(record.image), out)}
+            true_edit = sample.extra.get("gt_edited_image")
+            if true_edit and Path(true_edit).is_file():  # the suite's exact edited image
+                copied = png_bytes(load_image(true_edit))
+                atomic_write_bytes(assets / f"{sample.id}_true.png", copied)
+                row["true"] = f"gallery/{sample.id}_true.png"
+        # the edit itself is copied beside the page: report/ is one folder that can be moved
+        name = f"{sample.id}_edit{variants.index(variant)}.png"
+        atomic_write_bytes(assets / name, (path.parent / str(record.image)).read_bytes())
+        edit = {"image": f"gallery/{name}"}
         if record.predicted_mask:
             image = load_image(sample.original_image)
             with Image.open(path.parent / record.predicted_mask) as stored:
                 soft = np.asarray(stored.convert("L"), np.float64) / 255.0
             name = f"{sample.id}_mask{variants.index(variant)}.png"
             gt = load_mask(sample.gt_mask, image.size)
-            atomic_write_bytes(assets / name, png_bytes(mask_overlay(image, soft, gt)))
+            atomic_write_bytes(assets / name, png_bytes(mask_view(image, soft, gt)))
             edit["mask"] = f"gallery/{name}"
         row["edits"][variant] = edit
     ok = frame[(frame.status == "ok") & (frame.run == str(root)) & (frame.seed == seed)]
@@ -98,9 +90,17 @@ def write_gallery(root: Path, frame: pd.DataFrame, out: Path) -> Path:
             rows[r.sample_id]["metrics"][r.variant] = {
                 m: (None if pd.isna(getattr(r, m)) else float(getattr(r, m))) for m in metric_names
             }
+    # the reference column (first, and what the sort reads by default): PartEdit when it ran
+    reference = next((v for v in variants if v == "partedit"), None) or next(
+        (v for v in variants if v.startswith("partedit")), variants[0] if variants else None
+    )
+    if reference is not None:
+        variants.remove(reference)
+        variants.insert(0, reference)
     data = {
         "plots": sorted(f"plots/{p.name}" for p in (out / "plots").glob("*.png")),
         "seed": seed,
+        "reference": reference,
         "variants": variants,
         "rows": list(rows.values()),
         "metrics": {m: METRICS[m].higher_is_better for m in metric_names},

@@ -111,3 +111,42 @@ def coco_segmentation_to_mask(segmentation: Any, size: tuple[int, int]) -> np.nd
 
 def mask_to_image(mask: np.ndarray) -> Image.Image:
     return Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels of a binary mask (inside pixels with an outside 4-neighbour)."""
+    m = np.asarray(mask, bool)
+    padded = np.pad(m, 1)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return m & ~inner
+
+
+#: where the outline of a soft mask is drawn: this fraction of the way from its minimum to its
+#: maximum
+OUTLINE_AT = 0.5
+
+
+def mask_view(
+    image: Image.Image,
+    soft: np.ndarray,
+    gt: np.ndarray | None = None,
+    color: tuple[int, int, int] = (255, 0, 0),
+) -> Image.Image:
+    """A method's soft mask over an image, for people to look at (the `edit` command's
+    overlay, the gallery, the demo): tinted in proportion to the mask stretched to its own
+    range (so that a faint mask, LEDITS++'s with a maximum of 0.06, shows its shape, and a
+    low-contrast one of mean 0.5 shows where it is high instead of tinting the whole image),
+    at most 0.6 of the color; the outline of where it reaches OUTLINE_AT of its range in `color`
+    at full strength; the GT part's outline in green when `gt` is given. A constant mask is
+    shown as nothing to see. The mask's values themselves are in the stored mask PNG."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).copy()
+    soft = np.nan_to_num(np.asarray(soft, dtype=np.float64))
+    low, high = (float(soft.min()), float(soft.max())) if soft.size else (0.0, 0.0)
+    if high > low:
+        scaled = (soft - low) / (high - low)
+        alpha = 0.6 * scaled[..., None]
+        pixels = pixels * (1 - alpha) + np.asarray(color, np.float64) * alpha
+        pixels[outline(scaled >= OUTLINE_AT)] = color
+    if gt is not None:
+        pixels[outline(gt)] = (0.0, 255.0, 0.0)
+    return Image.fromarray(pixels.round().clip(0, 255).astype(np.uint8))

@@ -861,3 +861,31 @@ def test_a_malformed_labelme_file_is_one_line_and_changes_nothing(tmp_path, caps
     assert len(err.splitlines()) == 1 and "malformed LabelMe file" in err, err
     after = {p: p.read_bytes() for p in (tmp_path / "suite").rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_soft_mask_is_shown_by_its_own_range_with_an_outline():
+    """`mask_view` (the edit command's overlay, the gallery, the demo): a faint mask (max 0.06)
+    is as visible as a strong one of the same shape; a low-contrast mask of mean ~0.5 tints only
+    where it is high; the outline is drawn where the mask crosses half its range; a constant
+    mask leaves the image as it is."""
+    from PIL import Image
+
+    from partedit_bench.data.masks import mask_view, outline
+
+    image = Image.fromarray(np.full((32, 32, 3), 100, np.uint8))
+    shape = np.zeros((32, 32))
+    shape[8:24, 8:24] = 1.0
+    faint, strong = mask_view(image, 0.06 * shape), mask_view(image, shape)
+    assert np.array_equal(np.asarray(faint), np.asarray(strong))
+    inside, outside = np.asarray(strong)[16, 16], np.asarray(strong)[2, 2]
+    assert (
+        inside.tolist() == [round(100 * 0.4 + 255 * 0.6), 40, 40] and outside.tolist() == [100] * 3
+    )
+    red = np.all(np.asarray(strong) == (255, 0, 0), axis=-1)
+    assert np.array_equal(red, outline(shape >= 0.5))  # the outline, at full strength
+    low_contrast = 0.45 + 0.1 * shape  # mean about 0.49
+    tinted = np.any(np.asarray(mask_view(image, low_contrast)) != 100, axis=-1)
+    assert tinted[16, 16] and not tinted[2, 2]
+    assert np.array_equal(np.asarray(mask_view(image, np.full((32, 32), 0.49))), np.asarray(image))
+    with_gt = np.asarray(mask_view(image, shape, gt=shape.astype(bool)))
+    assert (with_gt[outline(shape.astype(bool))] == (0, 255, 0)).all()

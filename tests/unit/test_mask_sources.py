@@ -125,10 +125,12 @@ def test_methods_take_a_mask_source_and_record_it(tmp_path, capsys):
     # the gallery shows the blend mask on the source with the GT part's outline in green
     from PIL import Image
 
+    from partedit_bench.data.masks import outline
     from partedit_bench.data.schema import load_mask
-    from partedit_bench.gallery import outline
 
     page = (run / "report" / "gallery.html").read_text()
+    data = json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    assert data["reference"] == data["variants"][0] == "partedit[mask_source=gt,steps=2]†"
     sample = load_suite("partworld").samples[0]
     gt = load_mask(sample.gt_mask, load_image(sample.original_image).size)
     shown = [p for p in (run / "report" / "gallery").glob(f"{sample.id}_mask*.png")]

@@ -217,6 +217,27 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
         ):
             time.sleep(0.1)
         assert all(driver.execute_script("return arguments[0].naturalWidth", p) > 0 for p in plots)
+        # the report folder moved elsewhere is whole: every image loads from the copy, every
+        # metric is under every edit, and at 1400 px every column is on the screen
+        import shutil
+
+        moved = tmp_path / "elsewhere" / "report"
+        shutil.copytree(run / "report", moved)
+        driver.set_window_size(1400, 900)
+        driver.get((moved / "gallery.html").as_uri())
+        images = driver.find_elements(By.CSS_SELECTOR, "tbody img")
+        deadline = time.time() + 10
+        while time.time() < deadline and not all(
+            driver.execute_script("return arguments[0].complete", i) for i in images
+        ):
+            time.sleep(0.1)
+        sources = [i.get_attribute("src") for i in images]
+        assert images and all(src.startswith(moved.as_uri()) for src in sources), sources[:3]
+        assert all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+        wide = driver.execute_script("return document.documentElement.scrollWidth")
+        assert wide <= driver.execute_script("return window.innerWidth"), wide
+        metric_boxes = driver.find_elements(By.CSS_SELECTOR, "td .metrics")
+        assert len(metric_boxes) == 2 * 6 and all("psnr_bg" in b.text for b in metric_boxes)
     finally:
         driver.quit()
     result_dir = tmp_path / "analysis"
@@ -342,7 +363,15 @@ def test_gallery_and_study_use_the_runs_first_seed(tmp_path):
     args = ["--limit", "2", "--seeds", "3,5", "--output", str(out)]
     assert main(["run", "--backbone", "tiny-sd", "--methods", f"identity,{slow}", *args]) == 0
     page = (out / "report" / "gallery.html").read_text()
-    assert '"seed": 3' in page and "__s3.png" in page and "__s5.png" not in page
+    assert '"seed": 3' in page
+    data = json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    assert data["reference"] == data["variants"][0]  # (no partedit ran: the first column)
+    for row in data["rows"]:  # the edits shown are the seed-3 ones, copied beside the page
+        assert row["true"] == f"gallery/{row['id']}_true.png"  # PartWorld's exact edit
+        assert (out / "report" / row["true"]).is_file()
+        for variant, shown in row["edits"].items():
+            stored = out / variant / row["split"] / f"{row['id']}__s3.png"
+            assert (out / "report" / shown["image"]).read_bytes() == stored.read_bytes()
     study = export_study(out, [("identity", "SlowIdentity")], tmp_path / "study")
     assert study["questions"]
 
