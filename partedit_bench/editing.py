@@ -160,11 +160,7 @@ def edit(
         source = image.convert("RGB")
     elif image is not None:
         source = load_image(image)
-    adapter = cls(chosen)
-    if adapter.needs_gt_mask() and mask is None:
-        raise UserError(f"{cls.name} edits inside a given mask: pass --mask (mask=...)")
-    if "instruction" in cls.needs and not instruction:
-        raise UserError(f"{cls.name} edits from an instruction: pass --instruction TEXT")
+    adapter = check_before_loading(cls, chosen, backbone, mask, instruction)
     loaded = backbone if not isinstance(backbone, (str, Path)) else None
     if loaded is None:
         loaded = cached_backbone(str(backbone), device, dtype)
@@ -203,6 +199,39 @@ def edit(
         done.result.extras,
         done.mask_png,
     )
+
+
+def check_before_loading(
+    cls: Any, options: Any, backbone: Any, mask: Any, instruction: str | None
+) -> Any:
+    """What an edit can be refused for without a model (the `edit` command calls it before the
+    backbone loads): a method that edits inside a given mask without one, an instruction
+    editor without an instruction, and, for a named backbone, a family the method does not
+    support or a special checkpoint that does not exist for it. Returns the method object."""
+    from types import SimpleNamespace
+
+    from partedit_bench.api import MethodUnavailable, unsupported_backbone
+    from partedit_bench.engine.registry import BACKBONES
+
+    adapter = cls(options)
+    if adapter.needs_gt_mask() and mask is None:
+        raise UserError(f"{cls.name} edits inside a given mask: pass --mask (mask=...)")
+    if "instruction" in cls.needs and not instruction:
+        raise UserError(f"{cls.name} edits from an instruction: pass --instruction TEXT")
+    name = str(backbone) if isinstance(backbone, (str, Path)) else None
+    if name in BACKBONES:  # a named backbone's family and checkpoints are known unloaded
+        planned = SimpleNamespace(name=name, family=BACKBONES[name].family)
+        unsupported = unsupported_backbone(cls, planned)
+        if unsupported:
+            raise UserError(unsupported)
+        if cls.special_checkpoint is not None and not adapter.is_own_checkpoint(planned):
+            from partedit_bench.methods.specials import special_name
+
+            try:
+                special_name(planned, str(cls.special_checkpoint))  # type: ignore[arg-type]
+            except MethodUnavailable as exc:
+                raise UserError(f"{cls.name} cannot run on {name}: {exc}") from exc
+    return adapter
 
 
 def generate_source(backbone: Any, prompt: str, seed: int, options: Any) -> Image.Image:

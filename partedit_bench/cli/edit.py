@@ -93,6 +93,12 @@ def command_edit(args: argparse.Namespace, console: Any) -> int:
 
     parts_in(args.edit)  # checked before anything loads
     options = options_of(args)
+    from partedit_bench.api import build_options, resolve_method_class, with_step_counts
+    from partedit_bench.editing import check_before_loading
+
+    cls = resolve_method_class(args.method)  # the method, its options and its needs: no model
+    chosen = build_options(cls, with_step_counts(cls, dict(options)))
+    check_before_loading(cls, chosen, args.backbone, args.mask, args.instruction)
     if args.seed < 0:
         raise UserError(f"edit --seed must be at least 0, got {args.seed}")
     out = Path(args.out)

@@ -130,3 +130,27 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, astronaut, capsy
                                    "--edit", EDIT, "--method", "partedt")  # fmt: skip
     assert "has no option" in bad(tmp_path, capsys, str(astronaut), "--prompt", PROMPT,
                                   "--edit", EDIT, "--set", "partedit.omegaa=1")  # fmt: skip
+
+
+def test_what_needs_no_model_is_refused_before_the_backbone_loads(
+    tmp_path, astronaut, capsys, monkeypatch
+):
+    """A missing mask, a missing instruction and a method-backbone pair that cannot run are
+    one line before any model loads (the backbone's loader is made to fail here)."""
+    from partedit_bench import editing
+    from partedit_bench.engine import backbones
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(backbones, "load_backbone", no_model)
+    monkeypatch.setattr(editing, "cached_backbone", no_model)
+    common = [str(astronaut), "--prompt", PROMPT, "--edit", EDIT]
+    assert "pass --mask" in bad(tmp_path, capsys, *common, "--method", "blended_latent")
+    assert "--instruction" in bad(tmp_path, capsys, *common, "--method", "ip2p")
+    err = bad(tmp_path, capsys, *common, "--method", "ip2p", "--instruction", "make it red")
+    assert "ip2p cannot run on partworld-sd: no ip2p checkpoint was trained" in err
+    err = bad(tmp_path, capsys, *common, "--method", "sdxl_inpaint", "--mask", str(astronaut))
+    assert "sdxl_inpaint supports sdxl backbones, not sd (partworld-sd)" in err
+    err = bad(tmp_path, capsys, *common, "--method", "stable_flow", "--backbone", "tiny-sdxl")
+    assert "stable_flow supports flux backbones, not sdxl (tiny-sdxl)" in err
