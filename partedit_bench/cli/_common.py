@@ -78,20 +78,50 @@ _HELP = {
     ("data build-synth", "device"): "auto (cuda when available), cpu, cuda, cuda:N, mps",
     ("data build-synth", "dtype"): "auto, float32, float16, bfloat16, float64",
     ("data import-masks", "format"): "mask format of the source (auto detects it)",
+    ("localize", "device"): "auto (cuda when available), cpu, cuda, cuda:N, mps",
+    ("maps", "device"): "the device the job is recomputed on",
+    ("token-study", "lr"): "learning rate of the token embedding",
+    ("token-study", "loss"): "mask loss: binary cross-entropy or mean squared error",
+    ("token-study", "timesteps"): "the training timesteps: the released code's strength-0.25 "
+    "range, or intermediate ones",
+    ("token-study", "mode"): "decoupled: against cached queries (the released code); coupled: "
+    "through the UNet each step (the paper's text)",
+    ("token-study", "seed"): "seed of the first training run (the next seeds follow)",
+    ("token-study", "device"): "auto (cuda when available), cpu, cuda, cuda:N, mps",
+    ("token-study", "dtype"): "dtype of the backbone while training",
+    ("edit", "device"): "auto (cuda when available), cpu, cuda, cuda:N, mps",
+    ("edit", "dtype"): "auto (fp16 on a GPU for real weights, else fp32), float32, float16, "
+    "bfloat16",
+    ("demo", "backbone"): "the backbone the demo edits with (see `list backbones`)",
+    ("demo", "host"): "the address the demo serves on (0.0.0.0: every interface)",
+    ("demo", "port"): "the port the demo serves on",
+    ("demo", "device"): "auto (cuda when available), cpu, cuda, cuda:N, mps",
+    ("demo", "dtype"): "auto (fp16 on a GPU for real weights, else fp32), float32, float16, "
+    "bfloat16",
 }
 
 
 def _add_missing_help(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Every flag gets a help text (from _HELP when declared without one) that states its
+    default when it has a value (never "(default: None)": a computed default says so in its
+    text)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 _add_missing_help(sub, f"{path} {name}".strip())
-        elif action.help is None and action.dest != "help":
-            text = _HELP.get((path, action.dest))
-            if text is not None:
-                default = action.default
-                shown = default not in (None, False) and action.nargs != 0
-                action.help = f"{text} (default: {default})" if shown else text
+        elif action.dest != "help" and action.help is not argparse.SUPPRESS:
+            text = action.help if action.help is not None else _HELP.get((path, action.dest))
+            if text is None:
+                continue
+            default = action.default
+            shown = (
+                default is not None
+                and default is not False  # (0 is a default to state; False is a flag off)
+                and default not in ([], "", argparse.SUPPRESS)
+                and action.nargs != 0
+                and "default" not in text
+            )
+            action.help = f"{text} (default: {default})" if shown else text
 
 
 def _add_alpha_clip_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,11 +27,23 @@ def register(sub: Any) -> None:
     edit.add_argument("--method", default="partedit", help="any method of `list methods`")
     edit.add_argument("--backbone", default="partworld-sd", help="a backbone or diffusers folder")
     edit.add_argument(
-        "--t-e", type=int, default=None, help="partedit: blend for the first T_e steps"
+        "--t-e",
+        type=int,
+        default=None,
+        help="partedit: blend for the first T_e steps (default: all)",
     )
-    edit.add_argument("--steps", type=int, default=None, help="denoising steps (method default)")
+    edit.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps (default: the method's; its options counted in steps follow)",
+    )
     edit.add_argument("--seed", type=int, default=0, help="the source's seed (synthetic) and noise")
-    edit.add_argument("--mask", default=None, help="part mask, for methods that take one")
+    edit.add_argument(
+        "--mask",
+        default=None,
+        help="part mask, for methods that take one (blended_latent, sdxl_inpaint)",
+    )
     edit.add_argument("--instruction", default=None, help="for instruction editors (ip2p)")
     edit.add_argument(
         "--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="method option"

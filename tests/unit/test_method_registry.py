@@ -124,3 +124,35 @@ def test_a_bare_command_is_one_line_and_descriptions_are_whole_sentences(capsys)
         "`mask_source`), re-noised source outside."
     )
     assert first_sentence("No full stop") == "No full stop"
+
+
+def test_every_flag_has_help_that_states_its_default():
+    """Every command's flags: a help text, and the default in it when the flag has one (a
+    computed default is described in the text instead)."""
+    import argparse
+
+    from partedit_bench.cli import build_parser
+
+    def walk(parser, path=""):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{path} {name}".strip())
+            elif action.dest != "help":
+                yield path, action
+
+    missing, silent = [], []
+    for path, action in walk(build_parser()):
+        flag = action.option_strings[0] if action.option_strings else action.dest
+        if not action.help:
+            missing.append(f"{path} {flag}")
+        elif (
+            action.default is not None
+            and action.default is not False
+            and action.default not in ([], "")
+            and action.nargs != 0
+            and "default" not in action.help
+        ):
+            silent.append(f"{path} {flag}")
+    assert not missing, missing
+    assert not silent, silent
