@@ -68,6 +68,7 @@ def load_rows(
                 "status": record.status,
                 "reason": record.error if record.status == "skipped" else None,
                 "notes": record.notes,
+                "seconds": record.wall_time_s if record.status == "ok" else None,
             }
             if record.status == "ok":
                 check_outputs(path, record)
@@ -166,6 +167,9 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         if column not in status:
             status[column] = 0
     rng = np.random.default_rng(0)
+    # the records' mean wall time per edit of each row (the method's edit, loading excluded)
+    timed = ok.assign(seconds=pd.to_numeric(ok.get("seconds"), errors="coerce"))
+    seconds = timed.groupby(["block", "variant", "backbone"], sort=False)["seconds"].mean()
     out = []
     for keys in (["block", "variant", "backbone"], KEY):
         counts = status.groupby(level=keys, sort=False)[["failed", "skipped"]].sum()
@@ -182,6 +186,9 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
                         **row,
                         "failed": int(count["failed"]),
                         "skipped": int(count["skipped"]),
+                        "s_per_edit": seconds.get(
+                            (labels["block"], labels["variant"], labels["backbone"]), np.nan
+                        ),
                     }
                 )
     return pd.DataFrame(out)
@@ -340,6 +347,7 @@ def print_report(result: dict[str, Any], console: Any) -> None:
             table.add_column(f"{m} {METRICS[m].arrow}", justify="right")
         table.add_column("n", justify="right")
         table.add_column("failed", justify="right")
+        table.add_column("s / edit", justify="right")
         for row in rows:  # variant names hold brackets (partedit[t_e=30]): text, not markup
             table.add_row(*(escape(str(cell)) for cell in row))
         console.print(table)

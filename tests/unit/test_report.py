@@ -337,3 +337,38 @@ def test_tables_show_the_methods_that_ran_and_the_columns_with_values(tmp_path):
     assert "no values (n/a), left out of the tables: aclip_fg, aclip_bg, aclip_avg" in md
     csv = pd.read_csv(out / "report" / "table.csv")
     assert "ip2p" in set(csv.variant) and "aclip_fg" in set(csv.metric)
+
+
+def test_each_column_keeps_one_number_of_decimals_and_seconds_come_from_the_records(tmp_path):
+    """The Markdown table shows every value of a column (and its interval's half-width) with
+    the decimals of the column's typical value (3 significant digits), and `s / edit` is the
+    mean of the ok records' wall times."""
+    import re
+
+    from partedit_bench.tables import column_decimals
+
+    assert [column_decimals(v) for v in ([21.48, 26.3], [0.785, 0.9], [0.0433, 0.02], [])] == [
+        1, 3, 4, 0,
+    ]  # fmt: skip
+    out = tmp_path / "run"
+    slow = "tests.helpers:SlowIdentity"
+    args = ["run", "--methods", f"identity,{slow}[delay_s=0.05]", "--backbone", "tiny-sd"]
+    assert main([*args, "--limit", "3", "--output", str(out)]) == 0
+    md = (out / "report" / "table.md").read_text().split("## Per part")[0]
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    header, rows = (
+        lines[0].strip("| ").split(" | "),
+        [r.strip("| ").split(" | ") for r in lines[1:]],
+    )
+    for j, name in enumerate(header[1:-3], start=1):  # the metric columns
+        places = {
+            len(number.split(".")[1]) if "." in number else 0
+            for row in rows
+            for number in re.findall(r"-?\d+(?:\.\d+)?", row[j])
+        }
+        assert len(places) <= 1, (name, [row[j] for row in rows])
+    records = [json.loads(p.read_text()) for p in out.glob("SlowIdentity*/*/*__s0.json")]
+    mean = sum(r["wall_time_s"] for r in records) / len(records)
+    (slow_row,) = [row for row in rows if row[0].startswith("SlowIdentity")]
+    assert header[-1] == "s / edit" and float(slow_row[-1]) == pytest.approx(mean, abs=0.006)
+    assert mean >= 0.05
