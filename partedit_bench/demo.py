@@ -13,7 +13,30 @@ from typing import Any
 from partedit_bench.data.schema import CANONICAL_PARTS
 from partedit_bench.errors import UserError
 
-EXAMPLE = {"original": "a photo of a man", "subject": "man", "edit": "a robotic"}
+#: The demo's examples: (original prompt, subject, edit, part) the default backbone, partworld-sd
+#: (trained on PartWorld's procedural scenes), draws and edits; the first fills the form. On
+#: SDXL the official demo's ("a photo of a man", "man", "a robotic", humanoid-head) is the one.
+EXAMPLES = [
+    ("a photo of a gray horse on a beach", "horse", "a red", "animal-head"),
+    ("a photo of a blue car in a desert", "car", "a red", "car-body"),
+    ("a photo of a person wearing a white shirt in a studio", "person", "a purple",
+     "humanoid-head"),
+    ("a photo of a white cat at night", "cat", "an orange", "animal-head"),
+]  # fmt: skip
+EXAMPLE = dict(zip(("original", "subject", "edit", "part"), EXAMPLES[0], strict=True))
+#: images smaller than this are shown enlarged (nearest neighbour: the pixels as they are);
+#: the download keeps the edit's own size
+SHOWN = 256
+
+
+def enlarged(image: Any) -> Any:
+    """`image` scaled up by a whole factor to at least SHOWN pixels (for display only)."""
+    if image is None or max(image.size) >= SHOWN:
+        return image
+    from PIL import Image
+
+    factor = -(-SHOWN // max(image.size))
+    return image.resize((image.size[0] * factor, image.size[1] * factor), Image.Resampling.NEAREST)
 
 
 def edit_prompt(original: str, subject: str, edit: str, part: str) -> str:
@@ -39,6 +62,10 @@ def build_app(backbone: Any) -> Any:
     from partedit_bench.editing import edit, overlay
 
     outputs_dir = Path(tempfile.mkdtemp(prefix="partedit-demo-"))
+    import atexit
+    import shutil
+
+    atexit.register(shutil.rmtree, outputs_dir, ignore_errors=True)  # nothing left behind
 
     def run(
         image: Any,
@@ -47,11 +74,17 @@ def build_app(backbone: Any) -> Any:
         edit_text: str,
         part: str,
         seed: float,
+        random_seed: bool,
         steps: float,
         guidance: float,
         t_e: float,
         cross_replace: float,
-    ) -> tuple[Any, Any, Any, str, str]:
+        progress: Any = gr.Progress(),  # noqa: B008 (gradio's progress tracker)
+    ) -> tuple[Any, Any, Any, str, str, int]:
+        if random_seed:
+            import random
+
+            seed = random.randrange(2**31)
         try:
             prompt = edit_prompt(original, subject, edit_text, part)
             options = {
@@ -60,6 +93,12 @@ def build_app(backbone: Any) -> Any:
                 "t_e": min(int(t_e), int(steps)),
                 "cross_replace": float(cross_replace),
             }
+            progress(0, desc="editing")
+            calls = int(steps) * (1 if image is None else 2)  # (an inversion doubles them)
+
+            def step(n: int) -> None:
+                progress(min(n / calls, 1.0), desc=f"denoising: {n} UNet calls")
+
             result = edit(
                 image,
                 prompt=original.strip(),
@@ -67,6 +106,7 @@ def build_app(backbone: Any) -> Any:
                 backbone=backbone,
                 seed=int(seed),
                 options=options,
+                on_step=step,
             )
         except UserError as exc:
             raise gr.Error(str(exc)) from exc
@@ -75,9 +115,16 @@ def build_app(backbone: Any) -> Any:
         result.image.save(path)
         status = (
             f"{'generated, then edited' if result.synthetic else 'edited'} in "
-            f"{result.seconds:.1f} s on {result.backbone}: `{prompt}`"
+            f"{result.seconds:.1f} s on {result.backbone}, seed {int(seed)}: `{prompt}`"
         )
-        return result.image, result.source, shown, str(path), status
+        return (
+            enlarged(result.image),
+            enlarged(result.source),
+            enlarged(shown),
+            str(path),
+            status,
+            int(seed),
+        )
 
     with gr.Blocks(title="PartEdit") as app:
         gr.Markdown(
@@ -94,9 +141,11 @@ def build_app(backbone: Any) -> Any:
                 subject = gr.Textbox(EXAMPLE["subject"], label="subject", elem_id="subject")
                 edit_box = gr.Textbox(EXAMPLE["edit"], label="edit", elem_id="edit")
                 part = gr.Dropdown(
-                    list(CANONICAL_PARTS), value="humanoid-head", label="part", elem_id="part"
+                    list(CANONICAL_PARTS), value=EXAMPLE["part"], label="part", elem_id="part"
                 )
-                seed = gr.Number(0, precision=0, label="seed", elem_id="seed")
+                with gr.Row():
+                    seed = gr.Number(0, precision=0, label="seed", elem_id="seed")
+                    random_seed = gr.Checkbox(False, label="random seed", elem_id="random-seed")
                 with gr.Accordion("advanced", open=False):
                     steps = gr.Slider(1, 50, 25, step=1, label="steps", elem_id="steps")
                     guidance = gr.Slider(0.1, 30, 7.5, label="guidance", elem_id="guidance")
@@ -106,14 +155,21 @@ def build_app(backbone: Any) -> Any:
             with gr.Column():
                 edited = gr.Image(label="edited", elem_id="edited", format="png")
                 source = gr.Image(label="source", elem_id="source", format="png")
-                mask = gr.Image(label="mask (averaged, over the edit)", elem_id="mask")
+                mask = gr.Image(
+                    label="mask over the edit (stretched to its range, outlined at half of it)",
+                    elem_id="mask",
+                )
                 download = gr.File(label="download", elem_id="download")
                 status = gr.Markdown(elem_id="status")
+        gr.Examples(
+            [list(e) for e in EXAMPLES], [original, subject, edit_box, part], label="examples"
+        )
         button.click(
             run,
-            [image, original, subject, edit_box, part, seed, steps, guidance, t_e, cross],
-            [edited, source, mask, download, status],
-        )
+            [image, original, subject, edit_box, part, seed, random_seed, steps, guidance, t_e,
+             cross],
+            [edited, source, mask, download, status, seed],
+        )  # fmt: skip
     return app
 
 

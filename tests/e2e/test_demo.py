@@ -42,8 +42,11 @@ def test_an_edit_made_in_the_browser(tmp_path):
 
     port = free_port()
     log = (tmp_path / "demo.log").open("w")
+    env = cli_env()
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where the demo keeps its outputs while it runs
+    (tmp_path / "tmp").mkdir()
     server = subprocess.Popen(
-        [*cli_command("demo", "--port", str(port))], cwd=REPO, env=cli_env(),
+        [*cli_command("demo", "--port", str(port))], cwd=REPO, env=env,
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     driver = None
@@ -82,16 +85,22 @@ def test_an_edit_made_in_the_browser(tmp_path):
         edited = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#edited img")))
         wait.until(lambda d: d.execute_script(
             "return arguments[0].complete && arguments[0].naturalWidth", edited))  # fmt: skip
-        assert driver.execute_script("return arguments[0].naturalWidth", edited) == 64
+        # the 64 px edit is shown enlarged (x4, nearest); the download keeps it at 64 px
+        assert driver.execute_script("return arguments[0].naturalWidth", edited) == 256
         for part in ("#source img", "#mask img"):
             assert driver.find_elements(By.CSS_SELECTOR, part), part
         status = wait.until(lambda d: d.find_element(By.ID, "status").text.strip() or None)
-        assert "generated, then edited" in status
-        assert "a photo of a woman with a robotic <humanoid-head>" in status
+        assert "generated, then edited" in status and "seed 2:" in status
+        assert "a photo of a woman with a red <animal-head>" in status  # the default edit, part
         assert "seed2" in driver.find_element(By.ID, "download").text
+        from PIL import Image
+
+        (kept,) = (tmp_path / "tmp").glob("partedit-demo-*/edited-seed2-*.png")
+        assert Image.open(kept).size == (64, 64)
     finally:
         if driver is not None:
             driver.quit()
         server.terminate()
         server.wait(timeout=30)
         log.close()
+    assert not list((tmp_path / "tmp").glob("partedit-demo-*"))  # nothing left behind

@@ -153,6 +153,7 @@ def method_fingerprints(names) -> set[str]:
     "(apt-get install chromium chromium-driver); .ci/run installs them",
 )
 def test_a_whole_study_answered_in_a_real_browser(tmp_path):
+    from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -187,7 +188,26 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
             side = "right" if question["left"] == "source" else "left"
             if not question["check"] and question[side] == "identity":
                 expected_wins += 1
-            body.send_keys(Keys.ARROW_LEFT if side == "left" else Keys.ARROW_RIGHT)
+            if index != 2:
+                body.send_keys(Keys.ARROW_LEFT if side == "left" else Keys.ARROW_RIGHT)
+                continue
+            # a key held down answers one question; a reload resumes at the next one
+            arrow = "ArrowLeft" if side == "left" else "ArrowRight"
+            press = "document.dispatchEvent(new KeyboardEvent(arguments[0], {key: arguments[1]}))"
+            driver.execute_script(press, "keydown", arrow)  # answers question 3 ...
+            driver.execute_script(press, "keydown", arrow)  # ... held: nothing more
+            total = len(key["questions"])
+            assert driver.find_element(By.ID, "progress").text == f"Question 4 of {total}"
+            driver.execute_script(press, "keyup", arrow)
+            driver.refresh()
+            try:  # the page warns before leaving unsent answers
+                driver.switch_to.alert.accept()
+            except NoAlertPresentException:
+                pass
+            body = driver.find_element(By.TAG_NAME, "body")
+            start = driver.find_element(By.ID, "start").text
+            assert start == f"Continue (question 4 of {total})", start
+            body.send_keys(Keys.ENTER)
         deadline = time.time() + 20
         while not (downloads / "answers.csv").is_file() and time.time() < deadline:
             time.sleep(0.1)
@@ -197,6 +217,8 @@ def test_a_whole_study_answered_in_a_real_browser(tmp_path):
         hosted = [str(p.relative_to(out / "site")) for p in (out / "site").rglob("*")]
         assert len(requests) == 3 * len(key["questions"]) and all(requests)
         answers_text = (downloads / "answers.csv").read_text()
+        answered = [line.split(",")[1] for line in answers_text.strip().splitlines()[1:]]
+        assert sorted(answered) == sorted(by_id)  # each question once, across the reload
         raw_page = (out / "site" / "index.html").read_text()
         for text in [raw_page, *seen_pages, *requests, *hosted, answers_text]:
             leaked = [s for s in secret if s in text.lower()]
