@@ -167,6 +167,10 @@ def command_evaluate(args: argparse.Namespace, console: Any) -> int:
         f"evaluated {counts['jobs']} jobs: {counts['computed']} metric rows computed, "
         f"{counts['cached']} cached"
     )
+    from rich.markup import escape
+
+    for group, reason in (counts.get("unavailable") or {}).items():
+        console.print(f"[yellow]{group} metrics not computed:[/] {escape(reason)}", highlight=False)
     return 0
 
 
@@ -288,7 +292,12 @@ def command_list(what: str) -> int:
         first = "suite"  # (a name is never wrapped)
         for column in ("suite", "version", "samples", "parts", "kind"):
             table.add_column(column, no_wrap=column == first)
+        from rich.console import Console as StatusConsole
+
+        status = StatusConsole(stderr=True).status("reading the suites")
+        status.start()  # (a procedural suite renders into the cache on first use)
         for name in available_suites():
+            status.update(f"reading suite {name} (a procedural one renders once into the cache)")
             try:
                 suite = load_suite(name)
                 kind = suite.definition.get("role") or (
@@ -302,7 +311,8 @@ def command_list(what: str) -> int:
                 )
                 table.add_row(name, suite.version, str(len(suite.samples)), parts, kind)
             except UserError as exc:
-                table.add_row(name, "?", "?", "?", f"[red]{exc}[/]")
+                table.add_row(name, "?", "?", "?", f"[red]{escape(str(exc))}[/]")
+        status.stop()
     elif what == "metrics":
         from partedit_bench.metrics import GROUPS, METRICS
         from partedit_bench.metrics.evaluate import DEFAULT_GROUPS

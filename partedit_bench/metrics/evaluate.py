@@ -187,7 +187,7 @@ def evaluate_run(
     groups: list[str] | None = None,
     networks: str = "real",
     judge: dict[str, Any] | None = None,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Scores every complete job of a run folder (or the records in `only`): the groups of
     `metrics` and `groups` (default: pixel and aclip); `networks`: `tiny` gives the pie and
     magicbrush groups random-weight twins (tests); `judge`: `load_judge`'s arguments and
@@ -236,7 +236,7 @@ def evaluate_run(
     atomic_write_bytes(manifest_path, json_bytes(manifests))
 
     samples = suite_samples(info)
-    counts = {"computed": 0, "cached": 0, "jobs": 0}
+    counts: dict[str, Any] = {"computed": 0, "cached": 0, "jobs": 0}
     paths = [p for p in iter_records(root) if only is None or p in only]
     from rich.progress import Progress
 
@@ -283,6 +283,11 @@ def evaluate_run(
                     ),
                 )
                 counts["computed"] += 1
+    # the groups this run has no values of, and why (the command says so: a table's n/a
+    # columns are explained where they are made)
+    counts["unavailable"] = {
+        name: str(m.get("reason", "")) for name, m in manifests.items() if not m.get("available")
+    }
     return counts
 
 

@@ -372,3 +372,14 @@ def test_each_column_keeps_one_number_of_decimals_and_seconds_come_from_the_reco
     (slow_row,) = [row for row in rows if row[0].startswith("SlowIdentity")]
     assert header[-1] == "s / edit" and float(slow_row[-1]) == pytest.approx(mean, abs=0.006)
     assert mean >= 0.05
+
+
+def test_evaluate_says_which_metric_groups_it_could_not_compute(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*IDENTITY_RUN, "--limit", "1", "--output", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    assert "evaluated 1 jobs" in text
+    assert "aclip metrics not computed:" in text and "checkpoint" in text.lower()
