@@ -49,6 +49,11 @@ CHECKOUTS = {
         "https://github.com/inbarhub/DDPM_inversion",
         "58fc881772d34f0c24be9e34725d213731aa009d",
     ),
+    "masactrl": Checkout(
+        "MasaCtrl",
+        "https://github.com/TencentARC/MasaCtrl",
+        "d0ba16bb7c12125b509e374b000ee61065bb8149",
+    ),
 }
 
 
