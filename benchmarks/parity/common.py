@@ -49,6 +49,11 @@ CHECKOUTS = {
         "https://github.com/inbarhub/DDPM_inversion",
         "58fc881772d34f0c24be9e34725d213731aa009d",
     ),
+    "partedit": Checkout(
+        "PartEdit",
+        "https://github.com/Gorluxor/PartEdit",
+        "af50018abaa0fc77f34ce49a74052999b47b8edd",
+    ),
     "masactrl": Checkout(
         "MasaCtrl",
         "https://github.com/TencentARC/MasaCtrl",
