@@ -79,6 +79,10 @@ def official(checkout: Path, backbone: Any, sample: Any, token: Any, x_t: torch.
     return latents[0], latents[1]  # the source path, the edit path
 
 
+#: the official latents of each case run, for `--store` (tests compare ours with them)
+OFFICIAL_LATENTS: dict[str, dict[str, list[float]]] = {}
+
+
 def run_case(checkout: Path, case: str) -> Row:
     from partedit_bench.data.schema import load_image
     from partedit_bench.data.suites import load_suite
@@ -109,6 +113,11 @@ def run_case(checkout: Path, case: str) -> Row:
     source, edit = official(
         checkout, fresh, sample, method.tokens[sample.part_token], x_t, steps, t_e, cross
     )
+    OFFICIAL_LATENTS[case] = {
+        "source": source.flatten().tolist(),
+        "edit": edit.flatten().tolist(),
+        "shape": list(edit.shape),
+    }
     mine_source, mine_edit = run.latents[0], run.latents[1]
     edit_diff, scale = max_abs(edit, mine_edit)
     source_diff, _ = max_abs(source, mine_source)
@@ -125,9 +134,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--official", required=True, help=f"a checkout of {CHECKOUT.url}")
     parser.add_argument("cases", nargs="*", default=CASES)
+    parser.add_argument(
+        "--store", default=None, help="write the official latents of the cases run (JSON)"
+    )
     args = parser.parse_args(argv)
     rows = [run_case(Path(args.official), case) for case in args.cases]
     print(table(METHOD, rows))
+    if args.store:
+        import json
+
+        command = (
+            "python -m benchmarks.parity.partedit --official OFFICIAL/PartEdit --store FILE "
+            + " ".join(args.cases)
+        )
+        record = {"commit": CHECKOUT.commit, "command": command, "latents": OFFICIAL_LATENTS}
+        Path(args.store).write_text(json.dumps(record, separators=(",", ":")) + "\n")
     return 0 if all(r.ok for r in rows) else 1
 
 
