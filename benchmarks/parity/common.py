@@ -54,6 +54,11 @@ CHECKOUTS = {
         "https://github.com/Gorluxor/PartEdit",
         "af50018abaa0fc77f34ce49a74052999b47b8edd",
     ),
+    "ledits_pp": Checkout(
+        "ledits_pp",
+        "https://github.com/ml-research/ledits_pp",
+        "c2ccffb9d65d39da6f696676d85d09b62fdc8bd5",
+    ),
     "masactrl": Checkout(
         "MasaCtrl",
         "https://github.com/TencentARC/MasaCtrl",

@@ -1,0 +1,133 @@
+"""Parity of `ledits_pp` on SD with ml-research/ledits_pp (`src/leditspp/
+pipeline_stable_diffusion_ledits.py`: `StableDiffusionPipeline_LEDITS.invert`, then
+`__call__` with the edit concept), on tiny-sd at 64 px.
+
+Both sides in float64 on the CPU, the same weights, the same image file and the same seed (so
+the same x_t draws: both draw them from a CPU generator in the reference's order). Compared: the
+final latents. Glue, nothing else changed in the official code:
+
+L1 import locations under diffusers 0.42: `diffusers.utils.randn_tensor` (now in
+   `diffusers.utils.torch_utils`) and `diffusers.pipelines.semantic_stable_diffusion` (now under
+   `diffusers.pipelines.deprecated`) are given at their old names; the package's `__init__`
+   (which also imports the SDXL and DeepFloyd-IF pipelines) is not run.
+L2 `output_type="latent"` to read the final latents.
+L3 the reference's fixed attention-mask resolution 16 exists at tiny-sd's 64 px latent of 16:
+   ours is given `attention_resolution=16` for the attention and intersect masks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import sys
+import tempfile
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+from benchmarks.parity.common import CHECKOUTS, Row, max_abs, table
+
+METHOD = "ledits_pp"
+CHECKOUT = CHECKOUTS[METHOD]
+#: (sample, steps, mask, edit): mask "-" with edit "none" is the reconstruction
+CASES = ["pw0-00003:15:noise:none", "pw0-00003:6:noise:none", "pw0-00003:8:noise:edit",
+         "pw0-00003:15:intersect:edit", "pw0-00003:8:attention:edit"]  # fmt: skip
+
+
+def official_module(checkout: Path) -> Any:
+    import diffusers.pipelines
+    import diffusers.utils
+    from diffusers.pipelines.deprecated import semantic_stable_diffusion
+    from diffusers.utils.torch_utils import randn_tensor
+
+    diffusers.utils.randn_tensor = randn_tensor  # type: ignore[attr-defined]  (L1)
+    sys.modules.setdefault(
+        "diffusers.pipelines.semantic_stable_diffusion", semantic_stable_diffusion
+    )
+    folder = checkout / "src" / "leditspp"
+    if not (folder / "pipeline_stable_diffusion_ledits.py").is_file():
+        raise FileNotFoundError(f"{folder}/pipeline_stable_diffusion_ledits.py is missing")
+    package = types.ModuleType("leditspp")  # L1: its files, not its __init__
+    package.__path__ = [str(folder)]
+    sys.modules["leditspp"] = package
+    return importlib.import_module("leditspp.pipeline_stable_diffusion_ledits")
+
+
+def official(checkout: Path, backbone: Any, image_path: str, concept: str | None, steps: int,
+             mask: str) -> Any:  # fmt: skip
+    import torch
+
+    module = official_module(checkout)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+        pipe = module.StableDiffusionPipeline_LEDITS(
+            **{k: backbone.components[k] for k in parts}, safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False,
+        )  # fmt: skip
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        pipe.invert(
+            image_path, source_prompt="", num_inversion_steps=steps, skip=0.15,
+            generator=torch.Generator("cpu").manual_seed(0), verbose=False,
+        )  # fmt: skip
+        out = pipe(
+            editing_prompt=None if concept is None else [concept],
+            edit_guidance_scale=5.0,
+            edit_threshold=0.9,
+            edit_warmup_steps=0,
+            use_cross_attn_mask=mask in ("attention", "intersect"),
+            use_intersect_mask=mask == "intersect",
+            output_type="latent",  # L2
+            verbose=False,
+        )
+    return out.images
+
+
+def run_case(checkout: Path, case: str) -> Row:
+    from partedit_bench.api import EditRequest
+    from partedit_bench.data.schema import load_image
+    from partedit_bench.data.suites import load_suite
+    from partedit_bench.engine.backbones import load_backbone
+    from partedit_bench.methods.ledits_pp import LeditsOptions, LeditsPP, concept, edit_latents
+
+    sample_id, steps_text, mask, edit = case.split(":")
+    steps = int(steps_text)
+    backbone = load_backbone("tiny-sd", dtype="float64")
+    sample = {s.id: s for s in load_suite("partworld").samples}[sample_id]
+    image = load_image(sample.original_image)
+    options = LeditsOptions(
+        steps=steps, mask=mask, attention_resolution=16,  # L3
+        edit_guidance=5.0 if edit == "edit" else 0.0,
+    )  # fmt: skip
+    method = LeditsPP(options)
+    method.load(backbone)
+    request = EditRequest(sample=sample, image=image, seed=0, options=options, backbone=backbone)
+    mine = edit_latents(method, request).latents
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "image.png"
+        image.save(path)
+        fresh = load_backbone("tiny-sd", dtype="float64")  # the pipeline's own processors
+        theirs = official(
+            checkout, fresh, str(path), concept(sample) if edit == "edit" else None, steps, mask
+        )
+    diff, scale = max_abs(theirs, mine)
+    what = "reconstruction" if edit == "none" else f'"{concept(sample)}", mask {mask}'
+    return Row(case, f"final latents, {steps} steps, {what}", diff, scale)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--official", required=True, help=f"a checkout of {CHECKOUT.url}")
+    parser.add_argument("cases", nargs="*", default=CASES)
+    args = parser.parse_args(argv)
+    rows = [run_case(Path(args.official), case) for case in args.cases]
+    print(table(METHOD, rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
