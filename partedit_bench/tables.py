@@ -88,12 +88,19 @@ def latex_table(long: pd.DataFrame, metrics: Sequence[str], caption: str, part: 
             best = column.max() if METRICS[metric].higher_is_better else column.min()
             bold[:, j] = (column == best).to_numpy()
     arrows = {True: "$\\uparrow$", False: "$\\downarrow$"}
-    means.columns = pd.MultiIndex.from_tuples(
-        [
-            (_latex_escape(block), f"{_latex_escape(m)} {arrows[METRICS[m].higher_is_better]}")
-            for block, m in means.columns
-        ]
-    )
+    headers = [
+        (_latex_escape(block), f"{_latex_escape(m)} {arrows[METRICS[m].higher_is_better]}")
+        for block, m in means.columns
+    ]
+    if "s_per_edit" in long:  # the records' seconds per edit, per block: shown, never ranked
+        sub = long[long.part == part]
+        keys = ["variant", "backbone"] if isinstance(means.index, pd.MultiIndex) else ["variant"]
+        for block in dict.fromkeys(b for b, _ in means.columns):
+            rows = sub[sub.block == block].drop_duplicates(keys).set_index(keys)["s_per_edit"]
+            means[(block, "s / edit")] = rows.reindex(means.index).to_numpy()
+            headers.append((_latex_escape(block), "s / edit"))
+        bold = np.hstack([bold, np.zeros((means.shape[0], means.shape[1] - bold.shape[1]), bool)])
+    means.columns = pd.MultiIndex.from_tuples(headers)
     if isinstance(means.index, pd.MultiIndex):
         means.index = pd.MultiIndex.from_tuples(
             [tuple(_latex_escape(v) for v in row) for row in means.index]
@@ -101,7 +108,10 @@ def latex_table(long: pd.DataFrame, metrics: Sequence[str], caption: str, part: 
     else:
         means.index = [_latex_escape(v) for v in means.index]
     # each column with the decimals of its typical value (psnr 21.5, ssim 0.785, leakage 0.0433)
-    formats = {column: f"{{:.{column_decimals(means[column])}f}}" for column in means.columns}
+    formats = {
+        column: "{:.1f}" if column[1] == "s / edit" else f"{{:.{column_decimals(means[column])}f}}"
+        for column in means.columns
+    }
     styler = means.style.format(formats, na_rep="n/a").apply(
         lambda frame: np.where(bold, "font-weight: bold", ""), axis=None
     )

@@ -372,6 +372,9 @@ def test_each_column_keeps_one_number_of_decimals_and_seconds_come_from_the_reco
     (slow_row,) = [row for row in rows if row[0].startswith("SlowIdentity")]
     assert header[-1] == "s / edit" and float(slow_row[-1]) == pytest.approx(mean, abs=0.006)
     assert mean >= 0.05
+    tex = (out / "report" / "table.tex").read_text()  # the paper's table has them too
+    (tex_row,) = [line for line in tex.splitlines() if line.startswith("SlowIdentity")]
+    assert "s / edit" in tex and tex_row.rstrip(" \\").endswith(f"{mean:.1f}")
 
 
 def test_evaluate_says_which_metric_groups_it_could_not_compute(tmp_path, capsys):
