@@ -68,7 +68,8 @@ _HELP = {
     ("import-token", "device"): "device the backbone loads on to check the token",
     ("userstudy export", "run_dir"): "the run folder whose edits are compared",
     ("userstudy export", "output"): "folder for index.html, images and the MTurk batch",
-    ("userstudy analyze", "output"): "folder for the preference table and figures",
+    ("userstudy analyze", "output"): "folder for the preference, agreement and consistency tables "
+    "(CSV, LaTeX, JSON)",
     ("data validate", "suite"): "a suite name or suite.yaml",
     ("data build-synth", "suite"): "a prompt-config suite (name or suite.yaml)",
     ("data build-synth", "backbone"): "the backbone that generates the images",
