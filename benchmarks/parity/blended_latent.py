@@ -26,7 +26,6 @@ here) on each backbone.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import tempfile
 from pathlib import Path
@@ -45,7 +44,8 @@ from benchmarks.parity.common import (
     half_is_float64,
     load_file,
     max_abs,
-    table,
+    parser,
+    report,
 )
 
 METHOD = "blended_latent"
@@ -193,13 +193,8 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--official", required=True, help=f"a checkout of {CHECKOUT.url}")
-    parser.add_argument("cases", nargs="*", default=CASES)
-    args = parser.parse_args(argv)
-    rows = [run_case(Path(args.official), case) for case in args.cases]
-    print(table(METHOD, rows))
-    return 0 if all(r.ok for r in rows) else 1
+    args = parser(__doc__, CHECKOUT, CASES).parse_args(argv)
+    return report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
 
 
 if __name__ == "__main__":

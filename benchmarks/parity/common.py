@@ -196,3 +196,19 @@ def max_abs(a: Any, b: Any) -> tuple[float, float]:
     """(max |a - b|, max |a|) in float64."""
     a, b = a.double(), b.double()
     return float((a - b).abs().max()), float(a.abs().max())
+
+
+def parser(doc: str, checkout: Checkout, cases: list[str]) -> Any:
+    """A harness's command line: `--official CHECKOUT` and the cases (default: all)."""
+    import argparse
+
+    made = argparse.ArgumentParser(description=doc.split("\n")[0])
+    made.add_argument("--official", required=True, help=f"a checkout of {checkout.url}")
+    made.add_argument("cases", nargs="*", default=cases)
+    return made
+
+
+def report(method: str, rows: list[Row]) -> int:
+    """Prints the method's table; 1 when a case is neither parity nor a documented deviation."""
+    print(table(method, rows))
+    return 0 if all(r.ok for r in rows) else 1

@@ -19,7 +19,6 @@ G3 the x_t noise: `sample_xts_from_x0` draws least noisy first with `torch.randn
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,7 +33,8 @@ from benchmarks.parity.common import (
     TorchWith,
     load_file,
     max_abs,
-    table,
+    parser,
+    report,
 )
 
 METHOD = "ef_ddpm"
@@ -124,13 +124,8 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--official", required=True, help=f"a checkout of {CHECKOUT.url}")
-    parser.add_argument("cases", nargs="*", default=CASES)
-    args = parser.parse_args(argv)
-    rows = [run_case(Path(args.official), case) for case in args.cases]
-    print(table(METHOD, rows))
-    return 0 if all(r.ok for r in rows) else 1
+    args = parser(__doc__, CHECKOUT, CASES).parse_args(argv)
+    return report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ L3 the reference's fixed attention-mask resolution 16 exists at tiny-sd's 64 px 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import io
@@ -28,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from benchmarks.parity.common import CHECKOUTS, Row, max_abs, table
+from benchmarks.parity.common import CHECKOUTS, Row, max_abs, parser, report
 
 METHOD = "ledits_pp"
 CHECKOUT = CHECKOUTS[METHOD]
@@ -120,13 +119,8 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--official", required=True, help=f"a checkout of {CHECKOUT.url}")
-    parser.add_argument("cases", nargs="*", default=CASES)
-    args = parser.parse_args(argv)
-    rows = [run_case(Path(args.official), case) for case in args.cases]
-    print(table(METHOD, rows))
-    return 0 if all(r.ok for r in rows) else 1
+    args = parser(__doc__, CHECKOUT, CASES).parse_args(argv)
+    return report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ G5 the final latents are read at the pipeline's `latent2image` (before decoding)
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import io
@@ -33,7 +32,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.parity.common import CHECKOUTS, Row, max_abs, table
+from benchmarks.parity.common import CHECKOUTS, Row, max_abs, parser, report
 
 METHOD = "masactrl"
 CHECKOUT = CHECKOUTS[METHOD]
@@ -125,13 +124,8 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--official", required=True, help=f"a checkout of {CHECKOUT.url}")
-    parser.add_argument("cases", nargs="*", default=CASES)
-    args = parser.parse_args(argv)
-    rows = [run_case(Path(args.official), case) for case in args.cases]
-    print(table(METHOD, rows))
-    return 0 if all(r.ok for r in rows) else 1
+    args = parser(__doc__, CHECKOUT, CASES).parse_args(argv)
+    return report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ G2 the 40-layer list assumes SDXL's 70 cross-attention layers; tiny-sdxl has 22:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import io
@@ -30,7 +29,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.parity.common import CHECKOUTS, Row, load_file, max_abs, table
+from benchmarks.parity.common import CHECKOUTS, Row, load_file, max_abs, parser, report
 
 METHOD = "partedit"
 CHECKOUT = CHECKOUTS[METHOD]
@@ -131,25 +130,21 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--official", required=True, help=f"a checkout of {CHECKOUT.url}")
-    parser.add_argument("cases", nargs="*", default=CASES)
-    parser.add_argument(
-        "--store", default=None, help="write the official latents of the cases run (JSON)"
-    )
-    args = parser.parse_args(argv)
-    rows = [run_case(Path(args.official), case) for case in args.cases]
-    print(table(METHOD, rows))
+    made = parser(__doc__, CHECKOUT, CASES)
+    made.add_argument("--store", default=None, help="write the cases' official latents (JSON)")
+    args = made.parse_args(argv)
+    code = report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
     if args.store:
         import json
 
-        command = (
-            "python -m benchmarks.parity.partedit --official OFFICIAL/PartEdit --store FILE "
-            + " ".join(args.cases)
-        )
-        record = {"commit": CHECKOUT.commit, "command": command, "latents": OFFICIAL_LATENTS}
+        command = "python -m benchmarks.parity.partedit --official OFFICIAL/PartEdit --store FILE "
+        record = {
+            "commit": CHECKOUT.commit,
+            "command": command + " ".join(args.cases),
+            "latents": OFFICIAL_LATENTS,
+        }
         Path(args.store).write_text(json.dumps(record, separators=(",", ":")) + "\n")
-    return 0 if all(r.ok for r in rows) else 1
+    return code
 
 
 if __name__ == "__main__":
