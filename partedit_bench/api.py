@@ -155,6 +155,16 @@ class EditMethod(abc.ABC):
         return {}
 
 
+def require_instructions(samples: list[Sample]) -> None:
+    """An instruction editor's preflight: every sample has an instruction, else the method is
+    unavailable for the run (one line naming the first samples without one)."""
+    without = [s.id for s in samples if not s.instructp2p_edit]
+    if without:
+        raise MethodUnavailable(
+            f"{len(without)} samples have no instruction ({', '.join(without[:3])})"
+        )
+
+
 def with_step_counts(cls: type[EditMethod], options: dict[str, Any]) -> dict[str, Any]:
     """`options` where a changed `steps` also scales the method's `step_options` the caller
     left alone (at their default's fraction of the default steps), as the default run's

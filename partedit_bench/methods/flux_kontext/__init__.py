@@ -12,8 +12,8 @@ from PIL import Image
 from partedit_bench.api import (
     EditRequest,
     EditResult,
-    MethodUnavailable,
     check_range,
+    require_instructions,
 )
 from partedit_bench.methods.specials import SpecialCheckpointMethod
 
@@ -44,11 +44,7 @@ class FluxKontext(SpecialCheckpointMethod):
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
         super().preflight(backbone, samples)
-        without = [s.id for s in samples if not s.instructp2p_edit]
-        if without:
-            raise MethodUnavailable(
-                f"{len(without)} samples have no instruction ({', '.join(without[:3])})"
-            )
+        require_instructions(samples)
 
     def is_own_checkpoint(self, backbone: Any) -> bool:
         return is_kontext(backbone)

@@ -13,6 +13,7 @@ from partedit_bench.api import (
     EditResult,
     MethodUnavailable,
     check_range,
+    require_instructions,
 )
 from partedit_bench.methods.specials import SpecialCheckpointMethod
 
@@ -43,11 +44,7 @@ class InstructPix2Pix(SpecialCheckpointMethod):
 
     def preflight(self, backbone: Any, samples: list[Any]) -> None:
         super().preflight(backbone, samples)
-        without = [s.id for s in samples if not s.instructp2p_edit]
-        if without:
-            raise MethodUnavailable(
-                f"{len(without)} samples have no instruction ({', '.join(without[:3])})"
-            )
+        require_instructions(samples)
 
     def open(self, special: Any) -> Any:
         from diffusers import (

@@ -10,7 +10,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from partedit_bench.api import EditMethod, EditRequest, EditResult, MethodUnavailable, check_range
+from partedit_bench.api import (
+    EditMethod,
+    EditRequest,
+    EditResult,
+    check_range,
+    require_instructions,
+)
 from partedit_bench.errors import UserError
 
 #: the model cards' steps: Qwen-Image-Edit 50, Qwen-Image-Edit-2509 40
@@ -50,11 +56,7 @@ class QwenImageEdit(EditMethod):
 
         from partedit_bench.engine.backbones import is_qwen_plus
 
-        without = [s.id for s in samples if not s.instructp2p_edit]
-        if without:
-            raise MethodUnavailable(
-                f"{len(without)} samples have no instruction ({', '.join(without[:3])})"
-            )
+        require_instructions(samples)
         self.plus = is_qwen_plus(backbone)
         cls = diffusers.QwenImageEditPlusPipeline if self.plus else diffusers.QwenImageEditPipeline
         self.backbone, self.pipe = backbone, backbone.pipeline(cls)
