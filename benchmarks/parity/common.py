@@ -67,6 +67,10 @@ CHECKOUTS = {
 }
 
 
+#: prompt-to-prompt's `seq_aligner.py`, as the DDPM_inversion checkout carries it
+CHECKOUTS["alignment"] = CHECKOUTS["ef_ddpm"]
+
+
 @dataclass
 class Row:
     """One case: the largest absolute difference of the compared tensors, their scale, and a
