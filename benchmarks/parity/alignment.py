@@ -28,6 +28,9 @@ REPLACE = [
     ("a photo of an orange cow at night", "a photo of a purple cow at night"),
     ("a cat with a white head on a beach", "a dog with a golden head on a beach"),
     ("a person wearing a pink shirt", "a person wearing a turquoise shirt"),
+    ("a red car with a blue hood in a park", "a chartreuse car with a turquoise hood in a park"),
+    ("a chartreuse horse with a red head", "a gray horse with a turquoise head"),
+    ("a cat with a white head", "a cat with a magnificent head"),
 ]
 REFINE = [
     ("a cat on grass", "a big cat on grass"),
@@ -35,6 +38,9 @@ REFINE = [
     ("a photo of a car", "a photo of a red sports car in a desert"),
     ("a red car in a park", "a car in a park"),
     ("a person with long hair", "a smiling person with long blonde hair"),
+    ("a chartreuse car", "a car"),
+    ("a photo of a cat", "a photo of a cat a cat"),
+    ("a tiny red cat on a big green mat", "a cat on a mat"),
 ]
 CASES = [f"replace:{i}" for i in range(len(REPLACE))] + [f"refine:{i}" for i in range(len(REFINE))]
 OFFICIAL: dict[str, Any] = {}
