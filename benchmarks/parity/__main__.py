@@ -17,10 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # (run from anywhere)
 
 #: the methods with a harness in this folder (module name = method name)
-HARNESSES = ["partedit", "blended_latent", "ef_ddpm", "ledits_pp", "masactrl", "alignment"]
+HARNESSES = [
+    "partedit", "blended_latent", "ef_ddpm", "ledits_pp", "masactrl", "p2p", "alignment",
+]
 #: methods whose official code exists but whose harness is not in this folder yet: their
 #: READMEs' parity numbers come from scratch harnesses (named so, with their glue)
-NOT_YET = ["p2p", "stable_flow"]
+NOT_YET = ["stable_flow"]
 
 
 def main(argv: list[str] | None = None) -> int:

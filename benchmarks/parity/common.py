@@ -64,6 +64,11 @@ CHECKOUTS = {
         "https://github.com/TencentARC/MasaCtrl",
         "d0ba16bb7c12125b509e374b000ee61065bb8149",
     ),
+    "p2p": Checkout(
+        "prompt-to-prompt",
+        "https://github.com/google/prompt-to-prompt",
+        "9c472e44aa1b607da59fea94820f7be9480ec545",
+    ),
 }
 
 
@@ -121,6 +126,52 @@ def load_file(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def substituted(source: str, substitutions: list[tuple[str, str]], where: str) -> str:
+    """`source` with each (old, new) glue substitution applied; an `old` that does not occur is
+    an error naming it (the official file changed: the glue must be re-checked, never skipped)."""
+    for old, new in substitutions:
+        if old not in source:
+            raise ValueError(f"glue substitution not applicable to {where}: {old!r} not found")
+        source = source.replace(old, new)
+    return source
+
+
+def load_substituted(path: Path, name: str, substitutions: list[tuple[str, str]]) -> ModuleType:
+    """Imports an official file by its path with named textual glue substitutions applied in
+    memory (the file on disk is not touched, nothing is copied here)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the checkout")
+    source = substituted(path.read_text(encoding="utf-8"), substitutions, str(path))
+    module = ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module
+    exec(compile(source, str(path), "exec"), module.__dict__)
+    return module
+
+
+def notebook_definitions(
+    path: Path, substitutions: list[tuple[str, str]], namespace: dict[str, Any]
+) -> dict[str, Any]:
+    """The definitions of a Jupyter notebook's code cells (its imports, functions and classes;
+    never its cells that load models, set constants or run examples) executed into
+    `namespace`, which supplies the constants and the model those definitions read as globals.
+    Glue substitutions apply to the cells' joined source first, as in `load_substituted`."""
+    import ast
+    import json
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the checkout")
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    source = "\n\n".join(
+        "".join(c["source"]) for c in cells if c.get("cell_type") == "code"
+    )
+    source = substituted(source, substitutions, str(path))
+    kept = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    body = [node for node in ast.parse(source).body if isinstance(node, kept)]
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace
 
 
 class Tape:

@@ -17,6 +17,8 @@ from benchmarks.parity.common import (
     cuda_is_the_cpu,
     half_is_float64,
     load_file,
+    load_substituted,
+    notebook_definitions,
     table,
 )
 from tests.conftest import REPO, cli_env
@@ -95,3 +97,34 @@ def test_an_official_file_is_loaded_by_path_or_named_missing(tmp_path):
     assert load_file(tmp_path / "official.py", "official_probe").VALUE == 3
     with pytest.raises(FileNotFoundError, match="missing from the checkout"):
         load_file(tmp_path / "absent.py", "absent_probe")
+
+
+def test_a_glue_substitution_applies_in_memory_or_names_what_is_missing(tmp_path):
+    official = tmp_path / "official.py"
+    official.write_text("def scale(x):\n    return x * 512\n")
+    module = load_substituted(official, "substituted_probe", [("* 512", "* 128")])
+    assert module.scale(2) == 256
+    assert official.read_text() == "def scale(x):\n    return x * 512\n"  # file untouched
+    with pytest.raises(ValueError, match="not applicable.*'\\* 1024' not found"):
+        load_substituted(official, "substituted_probe", [("* 1024", "* 128")])
+
+
+def test_only_a_notebooks_definitions_run_with_the_harness_constants(tmp_path):
+    import json
+
+    cells = [
+        {"cell_type": "markdown", "source": ["# text"]},
+        {"cell_type": "code", "source": ["import math\n", "SIZE = 512\n"]},
+        {"cell_type": "code", "source": ["model = load_the_real_weights()\n"]},  # never run
+        {"cell_type": "code", "source": ["def area():\n", "    return SIZE * SIZE // 16 ** 2\n"]},
+        {"cell_type": "code", "source": ["class Box:\n", "    side = math.sqrt(4)\n"]},
+    ]
+    notebook = tmp_path / "n.ipynb"
+    notebook.write_text(json.dumps({"cells": cells}))
+    ns = notebook_definitions(notebook, [("16 ** 2", "4 ** 2")], {"SIZE": 8})
+    assert ns["area"]() == 4  # the harness's SIZE, the substituted limit
+    assert ns["Box"].side == 2.0 and "model" not in ns
+    with pytest.raises(ValueError, match="not applicable"):
+        notebook_definitions(notebook, [("32 ** 2", "8 ** 2")], {})
+    with pytest.raises(FileNotFoundError, match="missing from the checkout"):
+        notebook_definitions(tmp_path / "absent.ipynb", [], {})
