@@ -64,6 +64,11 @@ CHECKOUTS = {
         "https://github.com/TencentARC/MasaCtrl",
         "d0ba16bb7c12125b509e374b000ee61065bb8149",
     ),
+    "stable_flow": Checkout(
+        "stable-flow",
+        "https://github.com/snap-research/stable-flow",
+        "c99ac0eba297e7884bf2118be79734b63543ee45",
+    ),
     "p2p": Checkout(
         "prompt-to-prompt",
         "https://github.com/google/prompt-to-prompt",
@@ -164,9 +169,7 @@ def notebook_definitions(
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the checkout")
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    source = "\n\n".join(
-        "".join(c["source"]) for c in cells if c.get("cell_type") == "code"
-    )
+    source = "\n\n".join("".join(c["source"]) for c in cells if c.get("cell_type") == "code")
     source = substituted(source, substitutions, str(path))
     kept = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     body = [node for node in ast.parse(source).body if isinstance(node, kept)]

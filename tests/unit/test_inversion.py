@@ -30,7 +30,9 @@ def float64_sampler(steps: int) -> DDIMScheduler:
 
 
 def field(seed: int) -> torch.Tensor:
-    return torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.randn(
+        1, 4, 6, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
 
 
 BASE = field(1)
@@ -114,9 +116,10 @@ def test_ddim_inversion_step_is_the_deterministic_ddim_update_at_the_less_noisy_
     x = x0
     for k, t in enumerate(ascending):  # the DDIM equation run upwards, written out
         eps = eps_of_x(x, t)
-        x = bar[t].sqrt() * (x - (1 - previous).sqrt() * eps) / previous.sqrt() + (
-            1 - bar[t]
-        ).sqrt() * eps
+        x = (
+            bar[t].sqrt() * (x - (1 - previous).sqrt() * eps) / previous.sqrt()
+            + (1 - bar[t]).sqrt() * eps
+        )
         previous = bar[t]
         torch.testing.assert_close(trajectory[steps - 1 - k], x, rtol=0, atol=1e-12)
 
@@ -158,6 +161,9 @@ def test_sde_dpm_solver_data_prediction_and_unknown_type():
         torch.testing.assert_close(solver.data_prediction(out, x, 500), x0)
     with pytest.raises(ValueError, match="unsupported prediction type"):
         inversion.DPMSolverSDE(bar, torch.tensor([500, 1]), "flow").data_prediction(out, x, 500)
+    # its tables are float32 whatever table it is given, as the reference scheduler's
+    solver = inversion.DPMSolverSDE(bar.double(), torch.tensor([500, 1]), "epsilon")
+    assert {solver.alpha.dtype, solver.sigma.dtype, solver.lam.dtype} == {torch.float32}
 
 
 @pytest.mark.parametrize("steps", [15, 20])
