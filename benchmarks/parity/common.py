@@ -9,6 +9,7 @@ A harness module defines `METHOD`, `CHECKOUT` (an entry of `CHECKOUTS`), `CASES`
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import math
 import sys
@@ -248,6 +249,32 @@ def half_is_float64() -> Iterator[None]:
         yield
     finally:
         torch.Tensor.half, torch.nn.Module.half, torch.nn.Module.float = saved  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def float64_alphas(enabled: bool = True) -> Iterator[None]:
+    """Glue: every DDIMScheduler made inside keeps `alphas`, `alphas_cumprod` and
+    `final_alpha_cumprod` in float64 (the same float32 values, float64 arithmetic): the
+    official inversions take square roots of those values in float32, ours (`engine/inversion`)
+    in the latents' float64."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    original = DDIMScheduler.__init__
+
+    @functools.wraps(original)  # (`from_config` reads the signature: it must stay the same)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.alphas = self.alphas.double()
+        self.alphas_cumprod = self.alphas_cumprod.double()
+        self.final_alpha_cumprod = torch.as_tensor(self.final_alpha_cumprod).double()
+
+    if enabled:
+        DDIMScheduler.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DDIMScheduler.__init__ = original  # type: ignore[method-assign]
 
 
 def max_abs(a: Any, b: Any) -> tuple[float, float]:

@@ -13,6 +13,20 @@ L1 import locations under diffusers 0.42: `diffusers.utils.randn_tensor` (now in
 L2 `output_type="latent"` to read the final latents.
 L3 the reference's fixed attention-mask resolution 16 exists at tiny-sd's 64 px latent of 16:
    ours is given `attention_resolution=16` for the attention and intersect masks.
+
+SDXL cases (`sdxl:`): `pipeline_stable_diffusion_xl_ledits.py` (`StableDiffusionPipelineXL_LEDITS
+.invert`, then `__call__`) on tiny-sdxl at 64 px, the reference's SDXL defaults (warm-up 10, a
+VAE posterior sample drawn from the generator before the x_t draws), the noise mask (the
+reference's attention mask has a fixed resolution of 32, which tiny-sdxl's 64 px latent does
+not have). Glue besides L1 and L2:
+L5 (`sd256:` cases) tiny-sd at 256 px, a size where both sides resize the 64 px image (PIL's
+   bicubic on both): the tiny UNet's `sample_size` raised to 64 so that the reference's
+   `load_512(sizes=(sample_size * 4, ...))` and its fixed mask resolution 16 (= latent / 4) match
+   ours at `resolution=256` and the automatic `attention_resolution`.
+   `sdxl512:` cases: tiny-sdxl at 512 px the same way (`sample_size` 128, the reference's SDXL
+   mask resolution 32 = latent / 4), with the attention mask and a warm-up of 2 steps.
+L4 the SDXL reference fails without an editing prompt, so its reconstruction case passes the
+   concept with `edit_guidance_scale=0` (ours: `edit_guidance=0`).
 """
 
 from __future__ import annotations
@@ -33,10 +47,13 @@ METHOD = "ledits_pp"
 CHECKOUT = CHECKOUTS[METHOD]
 #: (sample, steps, mask, edit): mask "-" with edit "none" is the reconstruction
 CASES = ["pw0-00003:15:noise:none", "pw0-00003:6:noise:none", "pw0-00003:8:noise:edit",
-         "pw0-00003:15:intersect:edit", "pw0-00003:8:attention:edit"]  # fmt: skip
+         "pw0-00003:15:intersect:edit", "pw0-00003:8:attention:edit",
+         "sdxl:pw0-00003:15:noise:none", "sdxl:pw0-00003:15:noise:edit",
+         "sdxl:pw0-00007:12:noise:edit", "sd256:pw0-00007:15:intersect:edit",
+         "sdxl512:pw0-00003:6:attention:edit"]  # fmt: skip
 
 
-def official_module(checkout: Path) -> Any:
+def official_module(checkout: Path, xl: bool = False) -> Any:
     import diffusers.pipelines
     import diffusers.utils
     from diffusers.pipelines.deprecated import semantic_stable_diffusion
@@ -47,12 +64,39 @@ def official_module(checkout: Path) -> Any:
         "diffusers.pipelines.semantic_stable_diffusion", semantic_stable_diffusion
     )
     folder = checkout / "src" / "leditspp"
-    if not (folder / "pipeline_stable_diffusion_ledits.py").is_file():
-        raise FileNotFoundError(f"{folder}/pipeline_stable_diffusion_ledits.py is missing")
+    name = "pipeline_stable_diffusion_xl_ledits" if xl else "pipeline_stable_diffusion_ledits"
+    if not (folder / f"{name}.py").is_file():
+        raise FileNotFoundError(f"{folder}/{name}.py is missing from the checkout")
     package = types.ModuleType("leditspp")  # L1: its files, not its __init__
     package.__path__ = [str(folder)]
     sys.modules["leditspp"] = package
-    return importlib.import_module("leditspp.pipeline_stable_diffusion_ledits")
+    return importlib.import_module(f"leditspp.{name}")
+
+
+def official_sdxl(checkout: Path, backbone: Any, image_path: str, concept: str, steps: int,
+                  guidance: float, mask: str, warmup: int) -> Any:  # fmt: skip
+    import torch
+
+    module = official_module(checkout, xl=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet",
+                 "scheduler")  # fmt: skip
+        pipe = module.StableDiffusionPipelineXL_LEDITS(
+            **{k: backbone.components[k] for k in parts}
+        )
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        pipe.invert(
+            image_path, source_prompt="", num_inversion_steps=steps, skip=0.15,
+            generator=torch.Generator("cpu").manual_seed(0), verbose=False,
+        )  # fmt: skip
+        out = pipe(
+            editing_prompt=[concept], edit_guidance_scale=guidance, edit_threshold=0.9,
+            edit_warmup_steps=warmup, use_cross_attn_mask=mask in ("attention", "intersect"),
+            use_intersect_mask=mask == "intersect", output_type="latent", verbose=False,
+        )  # fmt: skip  (L2, L4)
+    return out.images
 
 
 def official(checkout: Path, backbone: Any, image_path: str, concept: str | None, steps: int,
@@ -93,14 +137,28 @@ def run_case(checkout: Path, case: str) -> Row:
     from partedit_bench.engine.backbones import load_backbone
     from partedit_bench.methods.ledits_pp import LeditsOptions, LeditsPP, concept, edit_latents
 
-    sample_id, steps_text, mask, edit = case.split(":")
+    prefix = case.split(":")[0] if case.count(":") == 4 else ""
+    xl, large = prefix.startswith("sdxl"), prefix in ("sd256", "sdxl512")
+    warmup = 2 if prefix == "sdxl512" else (10 if xl else 0)
+    sample_id, steps_text, mask, edit = case.split(":")[-4:]
     steps = int(steps_text)
-    backbone = load_backbone("tiny-sd", dtype="float64")
+    name = "tiny-sdxl" if xl else "tiny-sd"
+
+    def backbone_for_case() -> Any:
+        made = load_backbone(name, dtype="float64")
+        if large:  # L5
+            made.resolution = 512 if xl else 256
+            latent = made.resolution // 4
+            made.unet.register_to_config(sample_size=latent)
+            made.unet.sample_size = latent  # (the attribute the reference reads)
+        return made
+
+    backbone = backbone_for_case()
     sample = {s.id: s for s in load_suite("partworld").samples}[sample_id]
     image = load_image(sample.original_image)
     options = LeditsOptions(
-        steps=steps, mask=mask, attention_resolution=16,  # L3
-        edit_guidance=5.0 if edit == "edit" else 0.0,
+        steps=steps, mask=mask, attention_resolution=0 if xl or large else 16,  # L3
+        edit_guidance=5.0 if edit == "edit" else 0.0, warmup=warmup,
     )  # fmt: skip
     method = LeditsPP(options)
     method.load(backbone)
@@ -109,13 +167,21 @@ def run_case(checkout: Path, case: str) -> Row:
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "image.png"
         image.save(path)
-        fresh = load_backbone("tiny-sd", dtype="float64")  # the pipeline's own processors
-        theirs = official(
-            checkout, fresh, str(path), concept(sample) if edit == "edit" else None, steps, mask
-        )
+        fresh = backbone_for_case()  # the pipeline's own processors
+        if xl:
+            theirs = official_sdxl(
+                checkout, fresh, str(path), concept(sample), steps,
+                5.0 if edit == "edit" else 0, mask, warmup,
+            )  # fmt: skip
+        else:
+            theirs = official(
+                checkout, fresh, str(path), concept(sample) if edit == "edit" else None, steps,
+                mask,
+            )  # fmt: skip
     diff, scale = max_abs(theirs, mine)
     what = "reconstruction" if edit == "none" else f'"{concept(sample)}", mask {mask}'
-    return Row(case, f"final latents, {steps} steps, {what}", diff, scale)
+    where = f"{name} at {backbone.resolution} px"
+    return Row(case, f"final latents, {where}, {steps} steps, {what}", diff, scale)
 
 
 def main(argv: list[str] | None = None) -> int:

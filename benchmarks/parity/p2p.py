@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import io
 import sys
 import types
@@ -57,6 +56,7 @@ import torch
 from benchmarks.parity.common import (
     CHECKOUTS,
     Row,
+    float64_alphas,
     load_substituted,
     max_abs,
     notebook_definitions,
@@ -136,29 +136,6 @@ def stubs() -> None:
         sys.modules.setdefault(name, types.ModuleType(name))
     sys.modules["IPython.display"].display = lambda *a, **k: None  # type: ignore[attr-defined]
     sys.modules["IPython"].display = sys.modules["IPython.display"]  # type: ignore[attr-defined]
-
-
-@contextlib.contextmanager
-def float64_alphas(enabled: bool = True) -> Iterator[None]:
-    """G5: every DDIMScheduler made inside keeps `alphas`, `alphas_cumprod` and
-    `final_alpha_cumprod` in float64 (the same float32 values, float64 arithmetic)."""
-    from diffusers import DDIMScheduler
-
-    original = DDIMScheduler.__init__
-
-    @functools.wraps(original)  # (`from_config` reads the signature: it must stay the same)
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.alphas = self.alphas.double()
-        self.alphas_cumprod = self.alphas_cumprod.double()
-        self.final_alpha_cumprod = torch.as_tensor(self.final_alpha_cumprod).double()
-
-    if enabled:
-        DDIMScheduler.__init__ = init  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DDIMScheduler.__init__ = original  # type: ignore[method-assign]
 
 
 def official_namespace(checkout: Path, notebook: str, backbone: Any, scheduler: Any,

@@ -145,7 +145,7 @@ class Backbone:
     def encode_images(self, images: list[Any], resample: Any = None) -> torch.Tensor:
         """PIL images -> VAE latents (mean of the posterior, scaled), at the native size
         (resized with `resample`, default bicubic, when they are not; a method whose reference
-        resizes otherwise passes its filter)."""
+        resizes otherwise passes its filter, or resizes itself and calls `encode_pixels`)."""
         import numpy as np
         from PIL import Image
 
@@ -155,7 +155,12 @@ class Backbone:
             np.asarray(im.convert("RGB").resize(size, filter_), dtype=np.float32) / 127.5 - 1.0
             for im in images
         ]
-        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        return self.encode_pixels(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, 3, H, W) in [-1, 1] -> VAE latents (mean of the posterior, shifted and
+        scaled), in the backbone's dtype."""
         vae = self.vae
         with vae_precision(vae):
             pixels = pixels.to(self.device, next(vae.parameters()).dtype)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,10 @@ class MasaCtrlOptions:
     guidance: float = 7.5
     start_step: int = 4
     start_layer: int = 10  # of 16 SD blocks; mapped proportionally on other UNets
+    #: real images: the resize to the backbone's size. `nearest`: the reference's
+    #: `F.interpolate(image, (512, 512))` (torch's default mode) on the [-1, 1] pixels;
+    #: `bicubic`: PIL's bicubic, as most other methods here
+    resize: Literal["nearest", "bicubic"] = "nearest"
 
     def __post_init__(self) -> None:
         check_range("masactrl", "steps", self.steps, 1)
@@ -102,11 +106,24 @@ class MutualSelfAttentionProcessor:
         return attn.to_out[1](attn.to_out[0](out))  # (`require_plain_attention`: no residual)
 
 
+def encode_source(backbone: Any, image: Any, resize: str) -> torch.Tensor:
+    """The real image's latents: `playground_real.ipynb`'s `load_image` (RGB / 127.5 - 1, then
+    `F.interpolate` to the model's size with torch's default nearest mode) for `nearest`."""
+    if resize == "bicubic":
+        return backbone.encode_images([image])
+    import numpy as np
+
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB"), np.float32) / 127.5 - 1.0)
+    size = (backbone.resolution, backbone.resolution)
+    return backbone.encode_pixels(F.interpolate(pixels.permute(2, 0, 1)[None], size))
+
+
 class MasaCtrl(EditMethod):
     """Real images: DDIM inversion with an empty prompt, then the batch ["", target] with the
     target's self-attention reading the source's keys and values."""
 
     name = "masactrl"
+    version = "2"  # #31: the reference's nearest resize of real images
     needs = frozenset({"target_prompt"})
     Options = MasaCtrlOptions
     step_options = ("start_step",)
@@ -161,7 +178,7 @@ def edit_latents(
         return embeds[indices], None if added is None else {k: v[indices] for k, v in added.items()}
 
     if synthetic_from is None:
-        x0 = backbone.encode_images([image])
+        x0 = encode_source(backbone, image, options.resize)
         empty, empty_added = rows([0])
         _, x_traj = inversion.ddim_invert(
             lambda x, t: (

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from PIL import Image
 
 from partedit_bench.api import (
     EditMethod,
@@ -46,6 +45,7 @@ class QwenImageEdit(EditMethod):
     backbone is the editor: no other checkpoint)."""
 
     name = "qwen_image_edit"
+    version = "2"  # #31: the source handed to the pipeline unresized (its own preprocessing)
     needs = frozenset({"instruction"})
     families = frozenset({"qwen-image"})
     Options = QwenEditOptions
@@ -69,7 +69,10 @@ class QwenImageEdit(EditMethod):
         instructions = request.sample.instructp2p_edit
         instruction = instructions[min(self.options.instruction, len(instructions) - 1)]
         size = self.backbone.resolution
-        image = request.image.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+        # the source as it is: the pipeline sizes its condition images itself (Lanczos to about
+        # 1024 x 1024 for the VAE, 384 x 384 for the 2509 VL model), as for any user's input;
+        # resizing here first would resize twice
+        image = request.image.convert("RGB")
         out = self.pipe(
             image=[image] if self.plus else image,
             prompt=instruction,

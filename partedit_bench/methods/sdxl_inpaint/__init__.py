@@ -41,6 +41,7 @@ class SDXLInpaint(GivenMask, SpecialCheckpointMethod):
     """Repaints the GT mask region with the target prompt on the 9-channel SDXL checkpoint."""
 
     name = "sdxl_inpaint"
+    version = "2"  # #31: image and mask resized by the pipeline's own processors
     needs = frozenset({"target_prompt", "mask"})
     families = frozenset({"sdxl"})
     special_checkpoint = "inpaint"
@@ -60,13 +61,13 @@ class SDXLInpaint(GivenMask, SpecialCheckpointMethod):
         self.checkpoint()
         size = (self.special.resolution, self.special.resolution)
         given = self.given_mask(request)  # the GT mask unless option mask_source says otherwise
-        mask = Image.fromarray(np.asarray(given, np.uint8) * 255).resize(
-            size, Image.Resampling.NEAREST
-        )
+        # image and mask at the source's size: the pipeline resizes both itself, as the
+        # reference does (its image and mask processors: Lanczos, the mask then binarized at 0.5)
+        mask = Image.fromarray(np.asarray(given, np.uint8) * 255)
         prompt = target_prompt(request.sample)
         out = self.pipe(
             prompt=prompt,
-            image=request.image.resize(size, Image.Resampling.LANCZOS),
+            image=request.image.convert("RGB"),
             mask_image=mask,
             strength=self.options.strength,
             num_inference_steps=self.options.steps,
