@@ -82,9 +82,7 @@ def official_sdxl(checkout: Path, backbone: Any, image_path: str, concept: str, 
         warnings.simplefilter("ignore")
         parts = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet",
                  "scheduler")  # fmt: skip
-        pipe = module.StableDiffusionPipelineXL_LEDITS(
-            **{k: backbone.components[k] for k in parts}
-        )
+        pipe = module.StableDiffusionPipelineXL_LEDITS(**{k: backbone.components[k] for k in parts})
     quiet = io.StringIO()
     with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         pipe.invert(
@@ -92,9 +90,14 @@ def official_sdxl(checkout: Path, backbone: Any, image_path: str, concept: str, 
             generator=torch.Generator("cpu").manual_seed(0), verbose=False,
         )  # fmt: skip
         out = pipe(
-            editing_prompt=[concept], edit_guidance_scale=guidance, edit_threshold=0.9,
-            edit_warmup_steps=warmup, use_cross_attn_mask=mask in ("attention", "intersect"),
-            use_intersect_mask=mask == "intersect", output_type="latent", verbose=False,
+            editing_prompt=[concept],
+            edit_guidance_scale=guidance,
+            edit_threshold=0.9,
+            edit_warmup_steps=warmup,
+            use_cross_attn_mask=mask in ("attention", "intersect"),
+            use_intersect_mask=mask == "intersect",
+            output_type="latent",
+            verbose=False,
         )  # fmt: skip  (L2, L4)
     return out.images
 
