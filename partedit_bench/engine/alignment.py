@@ -91,7 +91,7 @@ def _global_alignment(x: list[int], y: list[int]) -> list[int]:
     n, m = len(x), len(y)
     score = np.zeros((n + 1, m + 1), dtype=np.int64)
     trace = np.zeros((n + 1, m + 1), dtype=np.int64)
-    trace[0, 1:], trace[1:, 0], trace[0, 0] = 1, 2, 4
+    trace[0, 1:], trace[1:, 0] = 1, 2  # the borders: only gaps lead back to (0, 0)
     for i in range(1, n + 1):
         for j in range(1, m + 1):
             left, up = score[i, j - 1], score[i - 1, j]
@@ -109,10 +109,8 @@ def _global_alignment(x: list[int], y: list[int]) -> list[int]:
         elif move == 1:
             j -= 1
             partner.append(-1)
-        elif move == 2:
+        else:  # 2: a gap in y
             i -= 1
-        else:
-            break
     return partner[::-1]
 
 

@@ -213,13 +213,16 @@ def test_otsu_equals_scikit_image_on_random_maps():
 
 def test_two_parts_are_normalized_jointly():
     strong = [torch.tensor([[0.0, 4.0], [0.0, 0.0]]), torch.tensor([[0.0, 2.0], [0.0, 0.0]])]
-    weak = [torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]])]
+    weak = [torch.tensor([[1.0, 0.5], [0.5, 0.5]]), torch.tensor([[1.0, 0.5], [0.5, 0.5]])]
     joint = core.aggregate({"a": strong, "b": weak}, (2, 2))
-    # per layer jointly: layer 1 max 4, layer 2 max 2 -> a = mean(1, 1) = 1, b = mean(.25, .5)
+    # per layer jointly (the joint minimum 0, not b's own 0.5): layer 1 max 4, layer 2 max 2
+    # -> a = mean(1, 1) = 1, b = mean(.25, .5) = .375 and mean(.125, .25) = .1875
     assert joint["a"][0, 1] == pytest.approx(1.0)
     assert joint["b"][0, 0] == pytest.approx(0.375)
+    assert joint["b"][0, 1] == pytest.approx(0.1875)
     alone = core.aggregate({"b": weak}, (2, 2))
-    assert alone["b"][0, 0] == pytest.approx(1.0)  # separately, each part would reach 1
+    assert alone["b"][0, 0] == pytest.approx(1.0, abs=1e-5)  # separately, each would reach 1
+    assert alone["b"][0, 1] == pytest.approx(0.0, abs=1e-5)  # and its own minimum 0
 
 
 def test_padding_strategies():
@@ -231,6 +234,13 @@ def test_padding_strategies():
     assert core.pad_token(e, "zero", context)[2:].abs().sum() == 0
     assert torch.equal(core.pad_token(e, "context", context)[2:], context[2:])
     assert torch.equal(core.pad_token(e, "bg", context)[:2], e)
+    for strategy in ("bg", "sot", "eot", "zero", "context"):  # always `length` tokens
+        assert core.pad_token(e, strategy, context).shape == (77, 4)
+        assert core.pad_token(e, strategy, context[:20], length=20).shape == (20, 4)
+        # in the context's dtype (the text encoder's), whatever the token was stored in
+        assert core.pad_token(e, strategy, context.double()).dtype == torch.float64
+    with pytest.raises(ValueError, match="unknown padding strategy 'mean'"):
+        core.pad_token(e, "mean", context)
 
 
 def test_multi_part_edit_blends_both_parts(backbones):
