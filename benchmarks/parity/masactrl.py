@@ -67,22 +67,9 @@ DEVIATIONS = {
 
 def official(checkout: Path, backbone: Any, prompts: list[str], x_t: torch.Tensor,
              steps: int, start_step: int, layer_idx: list[int]) -> torch.Tensor:  # fmt: skip
-    from diffusers import DDIMScheduler
 
     pipeline, control, utils = load_pipeline_modules(checkout)
-    components = dict(backbone.components)
-    components["scheduler"] = DDIMScheduler(  # G2
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False,
-    )  # fmt: skip
-    with warnings.catch_warnings():  # (the playground's scheduler has no steps_offset: as is)
-        warnings.simplefilter("ignore", FutureWarning)
-        model = pipeline.MasaCtrlPipeline(
-            **components, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False,
-        )  # fmt: skip
-    seen: dict[str, torch.Tensor] = {}
-    model.latent2image = lambda latents, return_type="np": seen.setdefault("latents", latents)
+    model, seen = playground_pipeline(pipeline, backbone)
     with contextlib.redirect_stdout(io.StringIO()):
         editor = control.MutualSelfAttentionControl(
             start_step, 0, layer_idx=layer_idx, total_steps=steps
@@ -99,6 +86,27 @@ def official(checkout: Path, backbone: Any, prompts: list[str], x_t: torch.Tenso
             width=128,
         )  # fmt: skip  (G3)
     return seen["latents"]
+
+
+def playground_pipeline(pipeline: Any, backbone: Any) -> tuple[Any, dict[str, torch.Tensor]]:
+    """`MasaCtrlPipeline` of tiny-sd's components with the playgrounds' scheduler (G2), and the
+    dict its final latents land in (G5)."""
+    from diffusers import DDIMScheduler
+
+    components = dict(backbone.components)
+    components["scheduler"] = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():  # (the playground's scheduler has no steps_offset: as is)
+        warnings.simplefilter("ignore", FutureWarning)
+        model = pipeline.MasaCtrlPipeline(
+            **components, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )  # fmt: skip
+    seen: dict[str, torch.Tensor] = {}
+    model.latent2image = lambda latents, return_type="np": seen.setdefault("latents", latents)
+    return model, seen
 
 
 def load_pipeline_modules(checkout: Path) -> tuple[Any, Any, Any]:
@@ -121,7 +129,6 @@ def load_pipeline_modules(checkout: Path) -> tuple[Any, Any, Any]:
 
 def official_real(checkout: Path, backbone: Any, image_path: Path, target: str, steps: int,
                   start_step: int, layer_idx: list[int]) -> torch.Tensor:  # fmt: skip
-    from diffusers import DDIMScheduler
 
     from benchmarks.parity.common import notebook_definitions
 
@@ -134,19 +141,7 @@ def official_real(checkout: Path, backbone: Any, image_path: Path, target: str, 
         )  # R1
     finally:
         sys.path.remove(str(checkout))
-    components = dict(backbone.components)
-    components["scheduler"] = DDIMScheduler(  # the notebook's scheduler
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False,
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        model = pipeline.MasaCtrlPipeline(
-            **components, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False,
-        )  # fmt: skip
-    seen: dict[str, torch.Tensor] = {}
-    model.latent2image = lambda latents, return_type="np": seen.setdefault("latents", latents)
+    model, seen = playground_pipeline(pipeline, backbone)
     quiet = io.StringIO()
     with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         source_image = namespace["load_image"](str(image_path), torch.device("cpu")).double()
