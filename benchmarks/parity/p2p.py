@@ -230,10 +230,14 @@ def official_synthetic(checkout: Path, backbone: Any, x_t: torch.Tensor, prompts
     return seen["latents"]
 
 
-def run_case(checkout: Path, case: str) -> Row:
-    from diffusers import DDIMScheduler
+#: the official final latents of each case run, for `--store` (a test compares ours with them)
+OFFICIAL_LATENTS: dict[str, list[float]] = {}
 
-    from partedit_bench.api import EditRequest, generation_target, target_prompt
+
+def ours(case: str) -> tuple[torch.Tensor, dict[str, Any], Any, Any]:
+    """Our side of a case: the final [source, target] latents, the method's extras, the
+    sample (a Refine case's with its added word) and the x0 the image encodes to."""
+    from partedit_bench.api import EditRequest, target_prompt
     from partedit_bench.data.schema import load_image
     from partedit_bench.data.suites import load_suite
     from partedit_bench.engine.backbones import load_backbone
@@ -257,6 +261,18 @@ def run_case(checkout: Path, case: str) -> Row:
         request = EditRequest(sample, image, 0, options, backbone, synthetic=synthetic)
         mine, extras = edit_latents(backbone, request, options)
         x0 = backbone.encode_images([image])
+    return mine, extras, sample, x0
+
+
+def run_case(checkout: Path, case: str) -> Row:
+    from diffusers import DDIMScheduler
+
+    from partedit_bench.api import generation_target, target_prompt
+    from partedit_bench.engine.backbones import load_backbone
+
+    _, steps, mode, threshold, _, extra = SETTINGS[case]
+    synthetic = mode == "synth"
+    mine, extras, sample, x0 = ours(case)
     # the notebooks install their forward on the attention modules for good: a fresh copy
     fresh = load_backbone("tiny-sd", dtype="float64")
     words = list(sample.blend_words)
@@ -281,6 +297,7 @@ def run_case(checkout: Path, case: str) -> Row:
                 scheduler = DDIMScheduler.from_config(fresh.components["scheduler"].config)
             theirs = official_real(checkout, fresh, scheduler, x0, prompts, words, steps,
                                    threshold, refine, mode == "null")  # fmt: skip
+    OFFICIAL_LATENTS[case] = theirs.double().flatten().tolist()
     diff, scale = max_abs(theirs, mine)
     target_diff, _ = max_abs(theirs[1], mine[1])
     signal = float((mine[1] - mine[0]).abs().max())
@@ -294,8 +311,24 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__, CHECKOUT, CASES).parse_args(argv)
-    return report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
+    made = parser(__doc__, CHECKOUT, CASES)
+    made.add_argument("--store", default=None, help="write the cases' official latents (JSON)")
+    args = made.parse_args(argv)
+    code = report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
+    if args.store:
+        import json
+
+        command = (
+            "python -m benchmarks.parity.p2p --official OFFICIAL/prompt-to-prompt --store FILE "
+        )
+        record = {
+            "commit": CHECKOUT.commit,
+            "notebooks": "Enigma-li/prompt-to-prompt 7ec3e5b (p2p README, Parity)",
+            "command": command + " ".join(args.cases),
+            "latents": OFFICIAL_LATENTS,
+        }
+        Path(args.store).write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    return code
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -287,12 +288,13 @@ def test_local_blend_mask_on_hand_made_maps():
     assert torch.equal(mask, expected)
 
 
-def test_p2p_null_text_inversion_reconstructs_better_than_ddim():
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl"])
+def test_p2p_null_text_inversion_reconstructs_better_than_ddim(name):
     import dataclasses
 
     from partedit_bench.methods.p2p import P2POptions, edit_latents
 
-    backbone = load_backbone("tiny-sd", dtype="float64")
+    backbone = load_backbone(name, dtype="float64")  # (SDXL: with its added conditioning)
     sample = load_suite("partworld").samples[0]
     same = dataclasses.replace(sample, p2p_template=sample.p2p_prompt)  # no edit
     request = request_for(same, backbone)
@@ -543,3 +545,49 @@ def test_blended_latent_resizes_its_source_bilinearly_as_the_reference_scripts()
     # (to float32 rounding of the VAE: 9e-6 here; the other filter moves them by > 1e-3)
     assert (seen[0] - by_hand).abs().max() < 1e-5, float((seen[0] - by_hand).abs().max())
     assert not torch.allclose(seen[1], by_hand, atol=1e-3)
+
+
+#: prompt-to-prompt's notebooks' final latents (tiny-sd, float64), stored by
+#: `benchmarks/parity/p2p.py --store` (the file names the command)
+P2P_STORED = json.loads(
+    (Path(__file__).with_name("reference") / "p2p_official_latents.json").read_text()
+)
+
+
+@pytest.mark.parametrize("case", sorted(P2P_STORED["latents"]))
+def test_p2p_equals_the_notebooks_stored_latents(case):
+    """prompt-to-prompt's notebooks' final latents (null-text inversion with Replace, Refine with
+    Local Blend, the generation notebook), stored by the parity harness with the command the
+    file names; ours recomputed through the harness's own side (float64 alpha tables, its glue
+    G5) must equal them."""
+    from benchmarks.parity.p2p import ours
+
+    mine = ours(case)[0]
+    expected = torch.tensor(P2P_STORED["latents"][case], dtype=torch.float64)
+    assert float((mine.flatten() - expected).abs().max()) <= 1e-9
+
+
+def test_p2p_local_blend_mask_by_hand():
+    from partedit_bench.methods.p2p import local_blend_mask
+
+    maps = torch.zeros(2, 16, 77)  # 4 x 4 maps of the source and target rows
+    maps[0, 5, 3] = 1.0  # source: word at token 3, pixel (1, 1)
+    maps[1, 15, 4] = 2.0  # target: word at token 4, pixel (3, 3)
+    maps[1, 0, 4] = 1.0  # and half as much at (0, 0)
+    mask = local_blend_mask(maps, [[3], [4]], (8, 8), 0.3)
+    # each row: 3 x 3 max-pool (stride 1), nearest x2, / its max, > 0.3; the union
+    expected = torch.zeros(8, 8, dtype=torch.bool)
+    expected[0:6, 0:6] = True  # the source pixel's pool (0..2, 0..2), doubled
+    expected[4:8, 4:8] = True  # the target's (2..3, 2..3)
+    expected[0:4, 0:4] = True  # the target's half-strength pool: 0.5 > 0.3 (inside the first)
+    assert torch.equal(mask, expected)
+    high = local_blend_mask(maps, [[3], [4]], (8, 8), 0.6)  # the half-strength pool drops
+    expected = torch.zeros(8, 8, dtype=torch.bool)
+    expected[0:6, 0:6] = expected[4:8, 4:8] = True
+    assert torch.equal(high, expected)
+    assert not local_blend_mask(maps, [[3], [4]], (8, 8), 1.0).any()  # strictly above 1: none
+    only_target = local_blend_mask(maps, [[], [4]], (8, 8), 0.6)  # no source word: its row skipped
+    assert torch.equal(only_target[4:, 4:], torch.ones(4, 4, dtype=torch.bool))
+    assert not only_target[:4, :4].any()
+    none = local_blend_mask(maps, [[], []], (8, 8), 0.3)  # no blend word at all: everything
+    assert none.dtype == torch.bool and none.shape == (8, 8) and bool(none.all())
