@@ -591,3 +591,34 @@ def test_p2p_local_blend_mask_by_hand():
     assert not only_target[:4, :4].any()
     none = local_blend_mask(maps, [[], []], (8, 8), 0.3)  # no blend word at all: everything
     assert none.dtype == torch.bool and none.shape == (8, 8) and bool(none.all())
+
+
+@pytest.mark.parametrize(
+    "key, value, line",
+    [
+        ("steps", 0, "option p2p.steps=0 must be at least 1"),
+        ("cross_replace", 1.5, "option p2p.cross_replace=1.5 must be in [0, 1]"),
+        ("self_replace", -0.1, "option p2p.self_replace=-0.1 must be in [0, 1]"),
+        ("blend_start", 1.01, "option p2p.blend_start=1.01 must be in [0, 1]"),
+        ("null_text_inner_steps", 0, "option p2p.null_text_inner_steps=0 must be at least 1"),
+    ],
+)
+def test_p2p_options_out_of_range_are_one_line_naming_them(key, value, line):
+    from partedit_bench.errors import UserError
+    from partedit_bench.methods.p2p import P2POptions
+
+    with pytest.raises(UserError) as raised:
+        P2POptions(**{key: value})
+    assert str(raised.value) == line
+    edge = {"steps": 1, "null_text_inner_steps": 1}.get(key, 1.0)  # the bound itself is valid
+    assert getattr(P2POptions(**{key: edge}), key) == edge
+
+
+def test_p2p_self_attention_limit_by_family_and_mode():
+    from partedit_bench.methods.p2p import P2POptions, self_limit
+
+    options = P2POptions()
+    assert self_limit("sd", (16, 16), options) == 64  # real images: (latent / 2)^2
+    assert self_limit("sd", (16, 16), options, synthetic=True) == 16  # generation: (latent / 4)^2
+    assert self_limit("sdxl", (16, 16), options) == 16  # the SDXL port: (latent / 4)^2
+    assert self_limit("sd", (16, 16), P2POptions(self_max_tokens=1)) == 1  # set: taken as is
