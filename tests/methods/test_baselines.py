@@ -622,3 +622,23 @@ def test_p2p_self_attention_limit_by_family_and_mode():
     assert self_limit("sd", (16, 16), options, synthetic=True) == 16  # generation: (latent / 4)^2
     assert self_limit("sdxl", (16, 16), options) == 16  # the SDXL port: (latent / 4)^2
     assert self_limit("sd", (16, 16), P2POptions(self_max_tokens=1)) == 1  # set: taken as is
+    odd = self_limit("sd", (13, 13), options)  # whole layer sides: 6 x 6, not 6.5 x 6.5
+    assert odd == 36 and isinstance(odd, int)
+
+
+def test_p2p_refuses_an_attention_mask_naming_itself_and_records_its_extras():
+    from diffusers.models.attention_processor import Attention
+
+    from partedit_bench.methods.p2p import P2POptions, P2PProcessor, P2PState, PromptToPrompt
+
+    attn = Attention(query_dim=8, heads=2, dim_head=4)
+    hidden = torch.randn(2, 16, 8)
+    with pytest.raises(NotImplementedError, match=r"p2p.*an attention mask"):
+        P2PProcessor("down.attn1", P2PState())(attn, hidden, attention_mask=torch.zeros(2, 1, 16))
+    backbone = load_backbone("tiny-sd", dtype="float64")
+    method = PromptToPrompt(P2POptions(steps=2, null_text=False))
+    method.load(backbone)
+    sample = load_suite("partworld").samples[3]
+    result = method.edit(request_for(sample, backbone))
+    assert result.extras["mode"] == "replace" and result.extras["inversion"] == "ddim"
+    assert result.extras["target_prompt"] == "a photo of a gray horse with a red head on a beach"
