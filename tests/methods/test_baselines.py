@@ -642,3 +642,34 @@ def test_p2p_refuses_an_attention_mask_naming_itself_and_records_its_extras():
     result = method.edit(request_for(sample, backbone))
     assert result.extras["mode"] == "replace" and result.extras["inversion"] == "ddim"
     assert result.extras["target_prompt"] == "a photo of a gray horse with a red head on a beach"
+
+
+def test_null_text_optimization_stops_early_once_the_step_lands_on_the_trajectory():
+    """The reference's early stop (loss < 1e-5 + 2e-5 i): with a prediction that already
+    reproduces the inverted trajectory the loss is 0, so each step runs one inner step."""
+    from types import SimpleNamespace
+
+    from diffusers import DDIMScheduler
+
+    from partedit_bench.methods.p2p.null_text import null_text_optimization
+
+    calls = []
+
+    def unet(latent, t, encoder_hidden_states, added_cond_kwargs=None):
+        calls.append(int(t))  # a prediction of 0 that still depends on the embedding
+        return SimpleNamespace(sample=0 * latent + 0 * encoder_hidden_states.sum())
+
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    scheduler.set_timesteps(4)
+    trajectory = [torch.randn(1, 4, 4, 4, dtype=torch.float64)]
+    for t in scheduler.timesteps:  # the guided DDIM steps with a zero prediction
+        trajectory.append(
+            scheduler.step(torch.zeros_like(trajectory[-1]), t, trajectory[-1]).prev_sample
+        )
+    embedding = torch.randn(1, 3, 8, dtype=torch.float64)
+    out = null_text_optimization(
+        SimpleNamespace(unet=unet), trajectory, scheduler.timesteps, scheduler,
+        (embedding, None), (embedding.clone(), None), 7.5, inner_steps=5,
+    )  # fmt: skip
+    assert len(out) == 4 and all(torch.equal(e, embedding) for e in out)  # nothing to correct
+    assert len(calls) == 4 * 3  # per step: the conditional call, one inner step, the step
