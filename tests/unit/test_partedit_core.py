@@ -75,3 +75,37 @@ def test_the_processor_equals_diffusers_attention_when_nothing_is_edited(
     if with_mask:  # and the mask acts: without it the output differs
         unmasked = AttnProcessor()(attn, hidden)
         assert (unmasked - theirs).abs().max() > 1e-3
+
+
+def test_a_step_mask_uses_the_states_threshold_and_reports_otsu_for_one_part():
+    m = torch.linspace(0, 1, 16).reshape(4, 4) ** 2
+    for omega in (1.0, 1.5):
+        state = core.EditState(mask_size=(4, 4), threshold="adaptive", omega=omega)
+        state.begin_step(0)
+        state.maps = {"part": [m]}
+        state.finish_step()
+        normalized = core.aggregate({"part": [m]}, (4, 4), 1)["part"]
+        expected, k = core.threshold_mask(normalized, "adaptive", omega)
+        assert torch.equal(state.mask, expected) and state.otsu_k == [k]
+        assert state.maps == {}  # the step's maps are consumed
+    two = core.EditState(mask_size=(4, 4))
+    two.begin_step(0)
+    two.maps = {"a": [m], "b": [m.flip(0)]}
+    two.finish_step()
+    assert two.otsu_k == [None]  # one k per step only when there is one part
+
+
+def test_a_given_mask_blends_while_the_step_is_below_t_e():
+    state = core.EditState(fixed_mask=torch.ones(4, 4), t_e=1, latent_size=(4, 4), total_calls=100)
+    state.begin_step(0)
+    assert state.layer_mask(16) is not None
+    state.begin_step(1)
+    assert state.layer_mask(16) is None
+
+
+def test_numpy_mask_is_width_by_height():
+    mask = torch.zeros(4, 4)
+    mask[:, :2] = 1.0
+    array = core.numpy_mask(mask, (6, 2))  # (width, height)
+    assert array.shape == (2, 6)
+    assert array[:, 0].min() == 1.0 and array[:, -1].max() == 0.0
