@@ -283,7 +283,9 @@ def run_case(checkout: Path, case: str) -> Row:
             prompts = [sample.prompt_original, generation_target(sample)]
             size = fresh.latent_resolution
             generator = torch.Generator("cpu").manual_seed(sample.seed)  # ours draws x_T so
-            x_t = torch.randn((1, 4, size, size), generator=generator, dtype=torch.float64)
+            x_t = torch.randn(
+                (1, 4, size, size), generator=generator, dtype=torch.float64, device="cpu"
+            )
             theirs = official_synthetic(checkout, fresh, x_t, prompts, words, steps, threshold,
                                         refine)  # fmt: skip
         else:
