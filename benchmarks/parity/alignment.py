@@ -11,13 +11,12 @@ counts, several words, insertions, deletions. No glue.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.parity.common import CHECKOUTS, Row, load_file, max_abs, parser, report
+from benchmarks.parity.common import CHECKOUTS, Row, load_file, max_abs, parser, report, write_store
 
 METHOD = "alignment"
 CHECKOUT = CHECKOUTS[METHOD]  # the DDPM_inversion checkout (it carries seq_aligner.py)
@@ -85,14 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     args = made.parse_args(argv)
     code = report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
     if args.store:
-        record = {
-            "commit": CHECKOUT.commit,
-            "file": "prompt_to_prompt/seq_aligner.py",
-            "command": "python -m benchmarks.parity.alignment --official OFFICIAL/DDPM_inversion "
-            "--store FILE",
-            "cases": OFFICIAL,
-        }
-        Path(args.store).write_text(json.dumps(record, separators=(",", ":")) + "\n")
+        command = "python -m benchmarks.parity.alignment --official OFFICIAL/DDPM_inversion"
+        write_store(args.store, CHECKOUT, f"{command} --store FILE",
+                    file="prompt_to_prompt/seq_aligner.py", cases=OFFICIAL)  # fmt: skip
     return code
 
 

@@ -293,6 +293,15 @@ def parser(doc: str, checkout: Checkout, cases: list[str]) -> Any:
     return made
 
 
+def write_store(path: str, checkout: Checkout, command: str, **payload: Any) -> None:
+    """`--store FILE`: the official side's outputs for the CI tests, with the commit and the
+    command that made them (one compact JSON line)."""
+    import json
+
+    record = {"commit": checkout.commit, "command": command, **payload}
+    Path(path).write_text(json.dumps(record, separators=(",", ":")) + "\n")
+
+
 def report(method: str, rows: list[Row]) -> int:
     """Prints the method's table; 1 when a case is neither parity nor a documented deviation."""
     print(table(method, rows))

@@ -62,6 +62,7 @@ from benchmarks.parity.common import (
     notebook_definitions,
     parser,
     report,
+    write_store,
 )
 
 METHOD = "p2p"
@@ -318,18 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     args = made.parse_args(argv)
     code = report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
     if args.store:
-        import json
-
         command = (
-            "python -m benchmarks.parity.p2p --official OFFICIAL/prompt-to-prompt --store FILE "
+            "python -m benchmarks.parity.p2p --official OFFICIAL/prompt-to-prompt --store FILE"
         )
-        record = {
-            "commit": CHECKOUT.commit,
-            "notebooks": "Enigma-li/prompt-to-prompt 7ec3e5b (p2p README, Parity)",
-            "command": command + " ".join(args.cases),
-            "latents": OFFICIAL_LATENTS,
-        }
-        Path(args.store).write_text(json.dumps(record, separators=(",", ":")) + "\n")
+        write_store(
+            args.store, CHECKOUT, f"{command} {' '.join(args.cases)}",
+            notebooks="Enigma-li/prompt-to-prompt 7ec3e5b (p2p README, Parity)",
+            latents=OFFICIAL_LATENTS,
+        )  # fmt: skip
     return code
 
 

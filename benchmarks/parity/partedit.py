@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.parity.common import CHECKOUTS, Row, load_file, max_abs, parser, report
+from benchmarks.parity.common import CHECKOUTS, Row, load_file, max_abs, parser, report, write_store
 
 METHOD = "partedit"
 CHECKOUT = CHECKOUTS[METHOD]
@@ -135,15 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     args = made.parse_args(argv)
     code = report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
     if args.store:
-        import json
-
-        command = "python -m benchmarks.parity.partedit --official OFFICIAL/PartEdit --store FILE "
-        record = {
-            "commit": CHECKOUT.commit,
-            "command": command + " ".join(args.cases),
-            "latents": OFFICIAL_LATENTS,
-        }
-        Path(args.store).write_text(json.dumps(record, separators=(",", ":")) + "\n")
+        command = "python -m benchmarks.parity.partedit --official OFFICIAL/PartEdit --store FILE"
+        write_store(args.store, CHECKOUT, f"{command} {' '.join(args.cases)}",
+                    latents=OFFICIAL_LATENTS)  # fmt: skip
     return code
 
 
