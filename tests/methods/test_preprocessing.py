@@ -83,7 +83,7 @@ def first_vae_input(cls, backbone, sample, image, gt) -> torch.Tensor | None:
         mask=gt if method.needs_gt_mask() else None, synthetic=False,
     )  # fmt: skip
     try:
-        method.edit(request) if hasattr(method, "backbone") else None
+        method.edit(request)
     except Captured:
         pass
     finally:
