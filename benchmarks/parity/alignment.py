@@ -16,7 +16,13 @@ from typing import Any
 
 import torch
 
-from benchmarks.parity.common import CHECKOUTS, Row, load_file, max_abs, parser, report, write_store
+from benchmarks.parity.common import (
+    CHECKOUTS,
+    Row,
+    load_file,
+    main_with_store,
+    max_abs,
+)
 
 METHOD = "alignment"
 CHECKOUT = CHECKOUTS[METHOD]  # the DDPM_inversion checkout (it carries seq_aligner.py)
@@ -79,15 +85,13 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    made = parser(__doc__, CHECKOUT, CASES)
-    made.add_argument("--store", default=None, help="write the official mappers (JSON)")
-    args = made.parse_args(argv)
-    code = report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
-    if args.store:
-        command = "python -m benchmarks.parity.alignment --official OFFICIAL/DDPM_inversion"
-        write_store(args.store, CHECKOUT, f"{command} --store FILE",
-                    file="prompt_to_prompt/seq_aligner.py", cases=OFFICIAL)  # fmt: skip
-    return code
+    command = (
+        "python -m benchmarks.parity.alignment --official OFFICIAL/DDPM_inversion --store FILE"
+    )
+    return main_with_store(
+        argv, __doc__, METHOD, CHECKOUT, CASES, run_case, command,
+        lambda: {"file": "prompt_to_prompt/seq_aligner.py", "cases": OFFICIAL},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -302,6 +302,27 @@ def write_store(path: str, checkout: Checkout, command: str, **payload: Any) -> 
     Path(path).write_text(json.dumps(record, separators=(",", ":")) + "\n")
 
 
+def main_with_store(
+    argv: list[str] | None,
+    doc: str,
+    method: str,
+    checkout: Checkout,
+    cases: list[str],
+    run_case: Callable[[Path, str], Row],
+    command: str,
+    stored: Callable[[], dict[str, Any]],
+) -> int:
+    """A harness's command line with `--store FILE`: runs and reports the cases, then writes
+    `stored()` (the official side's outputs the runs collected) with `command` and the cases."""
+    made = parser(doc, checkout, cases)
+    made.add_argument("--store", default=None, help="write the official outputs (JSON)")
+    args = made.parse_args(argv)
+    code = report(method, [run_case(Path(args.official), case) for case in args.cases])
+    if args.store:
+        write_store(args.store, checkout, f"{command} {' '.join(args.cases)}", **stored())
+    return code
+
+
 def report(method: str, rows: list[Row]) -> int:
     """Prints the method's table; 1 when a case is neither parity nor a documented deviation."""
     print(table(method, rows))

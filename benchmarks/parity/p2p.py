@@ -58,11 +58,9 @@ from benchmarks.parity.common import (
     Row,
     float64_alphas,
     load_substituted,
+    main_with_store,
     max_abs,
     notebook_definitions,
-    parser,
-    report,
-    write_store,
 )
 
 METHOD = "p2p"
@@ -314,20 +312,12 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    made = parser(__doc__, CHECKOUT, CASES)
-    made.add_argument("--store", default=None, help="write the cases' official latents (JSON)")
-    args = made.parse_args(argv)
-    code = report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
-    if args.store:
-        command = (
-            "python -m benchmarks.parity.p2p --official OFFICIAL/prompt-to-prompt --store FILE"
-        )
-        write_store(
-            args.store, CHECKOUT, f"{command} {' '.join(args.cases)}",
-            notebooks="Enigma-li/prompt-to-prompt 7ec3e5b (p2p README, Parity)",
-            latents=OFFICIAL_LATENTS,
-        )  # fmt: skip
-    return code
+    command = "python -m benchmarks.parity.p2p --official OFFICIAL/prompt-to-prompt --store FILE"
+    notebooks = "Enigma-li/prompt-to-prompt 7ec3e5b (p2p README, Parity)"
+    return main_with_store(
+        argv, __doc__, METHOD, CHECKOUT, CASES, run_case, command,
+        lambda: {"notebooks": notebooks, "latents": OFFICIAL_LATENTS},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,7 +29,13 @@ from typing import Any
 
 import torch
 
-from benchmarks.parity.common import CHECKOUTS, Row, load_file, max_abs, parser, report, write_store
+from benchmarks.parity.common import (
+    CHECKOUTS,
+    Row,
+    load_file,
+    main_with_store,
+    max_abs,
+)
 
 METHOD = "partedit"
 CHECKOUT = CHECKOUTS[METHOD]
@@ -130,15 +136,11 @@ def run_case(checkout: Path, case: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    made = parser(__doc__, CHECKOUT, CASES)
-    made.add_argument("--store", default=None, help="write the cases' official latents (JSON)")
-    args = made.parse_args(argv)
-    code = report(METHOD, [run_case(Path(args.official), case) for case in args.cases])
-    if args.store:
-        command = "python -m benchmarks.parity.partedit --official OFFICIAL/PartEdit --store FILE"
-        write_store(args.store, CHECKOUT, f"{command} {' '.join(args.cases)}",
-                    latents=OFFICIAL_LATENTS)  # fmt: skip
-    return code
+    command = "python -m benchmarks.parity.partedit --official OFFICIAL/PartEdit --store FILE"
+    return main_with_store(
+        argv, __doc__, METHOD, CHECKOUT, CASES, run_case, command,
+        lambda: {"latents": OFFICIAL_LATENTS},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
